@@ -1,0 +1,347 @@
+"""agentd's configuration: one TOML file plus environment overrides, as typed dataclasses.
+
+Every error names the key and the file, so a user knows what to fix. Environment
+variables override the file: ``AGENTD_<SECTION>_<KEY>`` (e.g. ``AGENTD_SERVER_LISTEN``,
+``AGENTD_LLM_MODEL``, ``AGENTD_LLM_PLANNER_MODEL``, ``AGENTD_LIMITS_MAX_STEPS``), and the
+openai SDK's ``OPENAI_BASE_URL`` is the default endpoint. With no endpoint anywhere,
+agentd runs the embedded model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agentd.llm.client import ModelConfig
+
+ROLES = ("planner", "executor", "responder", "guard")
+Policy = Literal["allow", "approve", "deny"]
+POLICIES = ("allow", "approve", "deny")
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+
+
+class ConfigError(ValueError):
+    """A config file or environment value that agentd cannot use; the message names the key."""
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Inbound authentication. With neither tokens nor a client CA, calls are not authenticated."""
+
+    bearer_tokens_env: str | None = None  # env var holding comma-separated tokens
+    bearer_tokens_file: str | None = None  # file with one token per line
+    tls_cert: str | None = None  # server certificate (PEM); enables TLS
+    tls_key: str | None = None
+    client_ca: str | None = None  # require client certificates signed by this CA (mTLS)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    max_concurrent_runs: int = 64
+    max_message_bytes: int = 16 * 1024 * 1024
+    grace_s: float = 10.0
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    name: str
+    target: str
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    forward_metadata: tuple[str, ...] = ("authorization",)
+    side_effects: Policy = "approve"
+    # Per-method policy overrides, keyed by "pkg.Service/Method" (globs allowed).
+    methods: Mapping[str, Policy] = field(default_factory=dict)
+    tls: bool = False
+    ca_file: str | None = None
+    descriptor_set: str | None = None
+    timeout_s: float | None = None  # per-tool timeout; default [limits].tool_timeout_s
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_steps: int = 12
+    max_replans: int = 2
+    max_model_calls: int = 24
+    max_tokens: int = 200_000
+    max_plan_repairs: int = 2
+    run_timeout_s: float = 120.0
+    tool_timeout_s: float = 10.0
+    max_parallel_steps: int = 8
+    max_result_chars: int = 8_000
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    mode: Literal["plan_execute", "react"] = "plan_execute"
+    discovery_retry_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: str = "agentd.db"
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    upstreams: tuple[UpstreamConfig, ...] = ()
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)  # one per role
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    source: str = "<defaults>"
+
+    @property
+    def uses_embedded_model(self) -> bool:
+        return any(m.base_url is None for m in self.models.values())
+
+
+_LLM_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (or only defaults and env when None) and apply environment overrides."""
+    env = os.environ if env is None else env
+    source = str(path) if path else "<defaults>"
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    _apply_env(raw, env)
+    return _Reader(source).config(raw, env)
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Fold AGENTD_SECTION_KEY variables into the raw TOML dict (values parsed as TOML)."""
+    sections = {"server", "limits", "agent", "storage", "logging", "llm"}
+    for name, value in env.items():
+        if not name.startswith("AGENTD_"):
+            continue
+        parts = name[len("AGENTD_") :].lower().split("_")
+        section = parts[0]
+        if section not in sections or len(parts) < 2:
+            continue
+        table = raw.setdefault(section, {})
+        rest = parts[1:]
+        if section == "llm" and rest[0] in ROLES and len(rest) > 1:
+            table = table.setdefault(rest[0], {})
+            rest = rest[1:]
+        table["_".join(rest)] = _parse_env_value(value)
+
+
+def _parse_env_value(value: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value  # a bare string
+
+
+class _Reader:
+    """Turns the raw dict into dataclasses, naming ``file: key`` in every error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {message}")
+
+    def table(self, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+        value = raw.get(key.rsplit(".", 1)[-1], {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a table, got {type(value).__name__}")
+        return value
+
+    def fill(self, cls: type, raw: Mapping[str, Any], prefix: str, skip: set[str] = set()) -> Any:  # noqa: B006
+        """Build dataclass ``cls`` from ``raw``, checking unknown keys and value types."""
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+        unknown = set(raw) - set(fields) - skip
+        if unknown:
+            key = sorted(unknown)[0]
+            raise self.fail(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(fields))})")
+        values: dict[str, Any] = {}
+        defaults = cls() if _has_defaults(cls) else None
+        for name, value in raw.items():
+            if name in skip:
+                continue
+            expected = getattr(defaults, name, None) if defaults is not None else None
+            values[name] = self.check(f"{prefix}{name}", value, expected)
+        return values
+
+    def check(self, key: str, value: Any, expected: Any) -> Any:
+        if expected is None:
+            return value
+        if isinstance(expected, bool):
+            if not isinstance(value, bool):
+                raise self.fail(key, f"must be true or false, got {value!r}")
+        elif isinstance(expected, float):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self.fail(key, f"must be a number, got {value!r}")
+            if value < 0:
+                raise self.fail(key, f"must not be negative, got {value!r}")
+            return float(value)
+        elif isinstance(expected, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.fail(key, f"must be an integer, got {value!r}")
+            if value < 0:
+                raise self.fail(key, f"must not be negative, got {value!r}")
+        elif isinstance(expected, str) and not isinstance(value, str):
+            raise self.fail(key, f"must be a string, got {value!r}")
+        elif isinstance(expected, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise self.fail(key, f"must be a list of strings, got {value!r}")
+            return tuple(value)
+        return value
+
+    def config(self, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
+        known = {"server", "upstreams", "llm", "limits", "agent", "storage", "logging"}
+        for key in raw:
+            if key not in known:
+                raise self.fail(key, f"unknown section (known: {', '.join(sorted(known))})")
+        server_raw = self.table(raw, "server")
+        auth = AuthConfig(**self.fill(AuthConfig, self.table(server_raw, "server.auth"), "server.auth."))
+        server = ServerConfig(**self.fill(ServerConfig, server_raw, "server.", {"auth"}), auth=auth)
+        _check_listen(self, server.listen)
+        limits = LimitsConfig(**self.fill(LimitsConfig, self.table(raw, "limits"), "limits."))
+        agent = AgentConfig(**self.fill(AgentConfig, self.table(raw, "agent"), "agent."))
+        if agent.mode not in ("plan_execute", "react"):
+            raise self.fail("agent.mode", f"must be plan_execute or react, got {agent.mode!r}")
+        storage = StorageConfig(**self.fill(StorageConfig, self.table(raw, "storage"), "storage."))
+        logging = LoggingConfig(**self.fill(LoggingConfig, self.table(raw, "logging"), "logging."))
+        if logging.format not in ("auto", "json", "console"):
+            raise self.fail("logging.format", "must be auto, json or console")
+        if logging.level.lower() not in ("debug", "info", "warning", "error"):
+            raise self.fail("logging.level", "must be debug, info, warning or error")
+        return Config(
+            server=server,
+            upstreams=self.upstreams(raw.get("upstreams", [])),
+            models=self.models(self.table(raw, "llm"), env),
+            limits=limits,
+            agent=agent,
+            storage=storage,
+            logging=logging,
+            source=self.source,
+        )
+
+    def upstreams(self, raw: Any) -> tuple[UpstreamConfig, ...]:
+        if not isinstance(raw, list):
+            raise self.fail("upstreams", "must be an array of tables ([[upstreams]])")
+        result: list[UpstreamConfig] = []
+        names: set[str] = set()
+        for i, item in enumerate(raw):
+            prefix = f"upstreams[{i}]."
+            if not isinstance(item, dict):
+                raise self.fail(f"upstreams[{i}]", "must be a table")
+            for required in ("name", "target"):
+                if not isinstance(item.get(required), str) or not item[required]:
+                    raise self.fail(prefix + required, "is required (a non-empty string)")
+            values = self.fill(UpstreamConfig, item, prefix, {"name", "target", "methods"})
+            methods = item.get("methods", {})
+            if not isinstance(methods, dict):
+                raise self.fail(prefix + "methods", "must be a table of method = policy")
+            for method, policy in methods.items():
+                if policy not in POLICIES:
+                    raise self.fail(f"{prefix}methods.{method}", "must be allow, approve or deny")
+            up = UpstreamConfig(name=item["name"], target=item["target"], methods=methods, **values)
+            if up.side_effects not in POLICIES:
+                raise self.fail(prefix + "side_effects", "must be allow, approve or deny")
+            if not up.allow:
+                raise self.fail(prefix + "allow", "is required: list the methods agents may call")
+            if up.name in names:
+                raise self.fail(prefix + "name", f"duplicate upstream name {up.name!r}")
+            names.add(up.name)
+            result.append(up)
+        return tuple(result)
+
+    def models(self, raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, ModelConfig]:
+        defaults = {k: v for k, v in raw.items() if k not in ROLES}
+        for key in defaults:
+            if key not in _LLM_KEYS:
+                raise self.fail(f"llm.{key}", f"unknown key (known: {', '.join(sorted(_LLM_KEYS))})")
+        if "base_url" not in defaults and env.get("OPENAI_BASE_URL"):
+            defaults["base_url"] = env["OPENAI_BASE_URL"]
+        models: dict[str, ModelConfig] = {}
+        for role in ROLES:
+            role_raw = raw.get(role, {})
+            if not isinstance(role_raw, dict):
+                raise self.fail(f"llm.{role}", "must be a table")
+            merged = {**defaults, **role_raw}
+            for key in merged:
+                if key not in _LLM_KEYS:
+                    raise self.fail(f"llm.{role}.{key}", "unknown key")
+            models[role] = self.model(role, merged)
+        return models
+
+    def model(self, role: str, merged: dict[str, Any]) -> ModelConfig:
+        prefix = f"llm.{role}." if role else "llm."
+        reference = ModelConfig(base_url=None, model="")
+        values: dict[str, Any] = {}
+        for key, value in merged.items():
+            expected = getattr(reference, key)
+            if key == "base_url":
+                if value is not None and not isinstance(value, str):
+                    raise self.fail(prefix + key, "must be a URL string")
+                values[key] = value or None
+                continue
+            values[key] = self.check(prefix + key, value, expected)
+        base_url = values.get("base_url")
+        if base_url is None:
+            # The embedded model only speaks structured output (see DESIGN.md).
+            values["model"] = EMBEDDED_MODEL_NAME
+            values["tool_call_mode"] = "structured"
+        elif not values.get("model"):
+            raise self.fail(prefix + "model", "is required when base_url is set")
+        if values.get("tool_call_mode", "native") not in ("native", "structured"):
+            raise self.fail(prefix + "tool_call_mode", "must be native or structured")
+        return ModelConfig(**{"base_url": base_url, "model": values.pop("model", ""), **values})
+
+
+def _has_defaults(cls: type) -> bool:
+    return all(
+        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        for f in dataclasses.fields(cls)
+    )
+
+
+def _check_listen(reader: _Reader, listen: str) -> None:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise reader.fail("server.listen", f"must be host:port, got {listen!r}")
+
+
+def describe(config: Config, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The resolved config as plain data with secrets masked (for ``agentd config check``)."""
+    env = os.environ if env is None else env
+    data = dataclasses.asdict(config)
+    for role, model in config.models.items():
+        key = env.get(model.api_key_env)
+        data["models"][role]["api_key"] = _mask(key) if key else f"(unset: ${model.api_key_env})"
+        if model.base_url is None:
+            data["models"][role]["base_url"] = "(embedded llama.cpp)"
+    auth = config.server.auth
+    if auth.bearer_tokens_env:
+        count = len([t for t in env.get(auth.bearer_tokens_env, "").split(",") if t.strip()])
+        data["server"]["auth"]["bearer_tokens"] = f"{count} token(s) from ${auth.bearer_tokens_env}"
+    return data
+
+
+def _mask(secret: str) -> str:
+    return "****" if len(secret) < 12 else f"{secret[:3]}…{secret[-2:]} ({len(secret)} chars)"

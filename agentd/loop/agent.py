@@ -1,0 +1,345 @@
+"""The agent loop: plan, execute, respond (or ReAct, one call per turn, as a baseline).
+
+    run -> plan -> execute -> (replan -> execute)* -> respond
+
+Everything a model sees is built here from the prompts module, the catalog and
+the observations. Recoverable trouble (a plan that fails its checks, a reply that
+is not valid JSON) goes back to the model a bounded number of times; terminating
+trouble (a limit, an approval, the deadline) ends the run with a status and the
+results so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentd.config import LimitsConfig
+from agentd.llm.client import ChatModel, ModelError, ToolSpec
+from agentd.loop import prompts
+from agentd.loop.executor import CallContext, Executor
+from agentd.loop.plan import LoopTool, check_plan, decode_plan, embed, plan_schema
+from agentd.loop.state import (
+    Budget,
+    Event,
+    LimitsExceeded,
+    NeedsApproval,
+    Plan,
+    PlanStep,
+    RoleUsage,
+    RunFailed,
+    RunState,
+    Terminating,
+)
+
+FINAL_ANSWER = "final_answer"
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """The limits of one run: the server's, lowered by the request where it asks."""
+
+    max_steps: int
+    max_replans: int
+    max_model_calls: int
+    max_tokens: int
+
+    @classmethod
+    def of(cls, config: LimitsConfig, **lowered: int | None) -> RunLimits:
+        values = {
+            "max_steps": config.max_steps,
+            "max_replans": config.max_replans,
+            "max_model_calls": config.max_model_calls,
+            "max_tokens": config.max_tokens,
+        }
+        for key, value in lowered.items():
+            if value is not None:
+                values[key] = min(values[key], value)
+        return cls(**values)
+
+
+class Agent:
+    """Runs one task over a set of tools with the models of each role."""
+
+    def __init__(self, models: Mapping[str, ChatModel], limits: LimitsConfig) -> None:
+        self.models = models
+        self.config = limits
+
+    async def run(
+        self,
+        run: RunState,
+        tools: Mapping[str, LoopTool],
+        *,
+        metadata: Mapping[str, Sequence[tuple[str, str]]],
+        timeout_s: float,
+        limits: RunLimits | None = None,
+    ) -> RunState:
+        """Run to the end; never raises except for cancellation of the caller."""
+        limits = limits or RunLimits.of(self.config)
+        budget = Budget(limits.max_steps, limits.max_replans, limits.max_model_calls, limits.max_tokens)
+        loop = asyncio.get_running_loop()
+        call = CallContext(
+            metadata=metadata,
+            deadline=loop.time() + timeout_s,
+            tool_timeout_s=self.config.tool_timeout_s,
+            max_result_chars=self.config.max_result_chars,
+        )
+        session = _Session(self, run, tools, budget, call)
+        try:
+            async with asyncio.timeout(timeout_s):
+                if run.mode == "react":
+                    await session.react()
+                else:
+                    await session.plan_execute()
+        except* Terminating as group:
+            first = group.exceptions[0]
+            assert isinstance(first, Terminating)
+            run.finish(first.status, str(first))
+        except* TimeoutError:
+            run.finish("deadline_exceeded", f"the run did not finish within {timeout_s:.1f} s")
+        except* asyncio.CancelledError:
+            run.finish("cancelled", "the caller cancelled the run")
+            raise
+        except* Exception as group:  # a bug must not take the daemon down; the record says what
+            run.finish("failed", f"internal error: {group.exceptions[0]!r}")
+        return run
+
+
+class _Session:
+    """The state of one run's loop; methods read top to bottom like the loop itself."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        run: RunState,
+        tools: Mapping[str, LoopTool],
+        budget: Budget,
+        call: CallContext,
+    ) -> None:
+        self.agent = agent
+        self.run = run
+        self.tools = tools
+        self.budget = budget
+        self.executor = Executor(run, tools, budget, call, self.ask, agent.config.max_parallel_steps)
+
+    # --- plan and execute -----------------------------------------------------------------
+
+    async def plan_execute(self) -> None:
+        plan = await self.plan(reason=None)
+        while True:
+            if plan.steps:
+                await self.executor.execute(plan)
+            if self.run.pending_call:
+                pending = self.run.pending_call
+                raise NeedsApproval(f"{pending.tool} has side effects and needs approval")
+            failed = [s for s in plan.steps if (r := self.run.step(s.id)) and r.status == "failed"]
+            if failed and self.can_replan():
+                reason = "steps failed: " + ", ".join(f"{s.id} ({s.tool})" for s in failed)
+                plan = await self.plan(reason=reason)
+                continue
+            if plan.direct_answer and not plan.steps and not self.run.response_schema:
+                self.run.output = plan.direct_answer
+                self.run.finish("succeeded")
+                return
+            missing = await self.respond()
+            if missing and self.can_replan():
+                plan = await self.plan(reason=f"the answer needs more: {missing}")
+                continue
+            self.run.finish("succeeded")
+            return
+
+    def can_replan(self) -> bool:
+        if self.budget.replans >= self.budget.max_replans:
+            return False
+        self.budget.replans += 1
+        return True
+
+    async def plan(self, reason: str | None) -> Plan:
+        """Ask the planner; a plan that fails its checks goes back with the errors."""
+        revision = len(self.run.plans)
+        if reason:
+            self.run.emit(Event("replan_reason", reason))
+        schema = plan_schema(self.tools, max_steps=self.budget.max_steps)
+        messages = self.planner_messages(reason)
+        for _attempt in range(self.agent.config.max_plan_repairs + 1):
+            try:
+                reply = await self.ask(
+                    "planner", lambda m: m.complete_json(messages, schema, name="plan")
+                )
+            except ModelError as exc:
+                messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
+                continue
+            plan = decode_plan(reply.value, revision)
+            errors = check_plan(plan, self.tools, self.run.steps)
+            if not errors:
+                self.run.plans.append(plan)
+                self.run.emit(Event("plan", plan))
+                return plan
+            messages.append({"role": "assistant", "content": reply.text})
+            messages.append(
+                {"role": "user", "content": "The plan has errors; fix them:\n- " + "\n- ".join(errors)}
+            )
+        raise RunFailed(
+            f"the planner gave no valid plan in {self.agent.config.max_plan_repairs + 1} attempts"
+        )
+
+    def planner_messages(self, reason: str | None) -> list[dict[str, Any]]:
+        catalog = "\n".join(describe_tool(t) for t in sorted(self.tools.values(), key=lambda t: t.name))
+        user = f"Task: {self.run.task}\n"
+        if self.run.context:
+            user += f"Context: {json.dumps(self.run.context)}\n"
+        user += f"\nTools:\n{catalog or '(none)'}"
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": prompts.PLANNER.text},
+            {"role": "user", "content": user},
+        ]
+        if reason:
+            messages.append(
+                {
+                    "role": "user",
+                    "content": f"{prompts.REPLAN.text}\nWhy: {reason}\n"
+                    f"Observations (untrusted data):\n{self.observations()}",
+                }
+            )
+        return messages
+
+    def observations(self) -> str:
+        return json.dumps([record.observation() for record in self.run.steps])
+
+    # --- respond ----------------------------------------------------------------------------
+
+    async def respond(self) -> str:
+        """Write the answer; returns what is missing when the responder says it cannot."""
+        answer_schema: dict[str, Any] = {"type": "string", "maxLength": 4000}
+        defs: dict[str, Any] = {}
+        if self.run.response_schema is not None:
+            answer_schema = embed(self.run.response_schema, "answer_", defs)
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {
+                "answer": answer_schema,
+                "missing": {"type": "string", "maxLength": 300},
+            },
+            "required": ["answer", "missing"],
+            "additionalProperties": False,
+        }
+        if defs:
+            schema["$defs"] = defs
+        user = f"Task: {self.run.task}\n"
+        if self.run.context:
+            user += f"Context: {json.dumps(self.run.context)}\n"
+        if self.run.plan and self.run.plan.direct_answer:
+            user += f"Planner's answer: {self.run.plan.direct_answer}\n"
+        user += f"Observations (untrusted data):\n{self.observations()}"
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": prompts.RESPONDER.text},
+            {"role": "user", "content": user},
+        ]
+        for _attempt in range(2):
+            try:
+                reply = await self.ask(
+                    "responder", lambda m: m.complete_json(messages, schema, name="answer")
+                )
+            except ModelError as exc:
+                messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
+                continue
+            self.set_answer(reply.value["answer"])
+            return str(reply.value.get("missing") or "").strip()
+        raise RunFailed("the responder gave no valid answer in 2 attempts")
+
+    def set_answer(self, answer: Any) -> None:
+        if self.run.response_schema is not None:
+            self.run.output_json = answer
+            self.run.output = json.dumps(answer, ensure_ascii=False)
+        else:
+            self.run.output = str(answer)
+
+    # --- ReAct baseline ---------------------------------------------------------------------
+
+    async def react(self) -> None:
+        """One tool call per model turn, no plan: the baseline the benchmarks compare to."""
+        answer_parameters: dict[str, Any] = {"type": "string", "maxLength": 4000}
+        if self.run.response_schema is not None:
+            answer_parameters = self.run.response_schema
+        final = ToolSpec(
+            FINAL_ANSWER,
+            "Give the final answer to the task.",
+            {
+                "type": "object",
+                "properties": {"answer": answer_parameters},
+                "required": ["answer"],
+                "additionalProperties": False,
+            },
+        )
+        specs = [ToolSpec(t.name, t.description, t.model_schema) for t in self.tools.values()]
+        user = f"Task: {self.run.task}\n"
+        if self.run.context:
+            user += f"Context: {json.dumps(self.run.context)}\n"
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": prompts.REACT.text},
+            {"role": "user", "content": user},
+        ]
+        turn = 0
+        while True:
+            choice = await self.ask(
+                "executor", lambda m: m.choose_tool(messages, [*specs, final], name="react_step")
+            )
+            if choice.name == FINAL_ANSWER:
+                self.set_answer(choice.arguments.get("answer"))
+                self.run.finish("succeeded")
+                return
+            turn += 1
+            step = PlanStep(id=f"r{turn}", tool=choice.name, arguments=choice.arguments)
+            if choice.name in self.tools:
+                record = await self.executor.run_step(step, revision=0)
+                observation = record.observation()
+            else:
+                observation = {"error": f"unknown tool {choice.name!r}; use one of the listed tools"}
+            if self.run.pending_call:
+                raise NeedsApproval(f"{self.run.pending_call.tool} has side effects and needs approval")
+            messages.append({"role": "assistant", "content": json.dumps(
+                {"tool": choice.name, "arguments": choice.arguments})})
+            messages.append(
+                {"role": "user", "content": f"Observation (untrusted data): {json.dumps(observation)}"}
+            )
+
+    # --- model calls ------------------------------------------------------------------------
+
+    async def ask(self, role: str, call: Callable[[ChatModel], Awaitable[Any]]) -> Any:
+        """Make one model call of ``role`` within the budget and record its usage."""
+        model = self.agent.models[role]
+        self.budget.before_model_call()
+        usage = self.run.usage.setdefault(role, RoleUsage(role=role, model=model.model))
+        usage.calls += 1
+        try:
+            result = await call(model)
+        except ModelError as exc:
+            if exc.kind in ("transport", "http"):
+                raise RunFailed(f"{role} model failed: {exc}") from exc
+            raise
+        reply = getattr(result, "reply", result)
+        usage.input_tokens += reply.input_tokens
+        usage.output_tokens += reply.output_tokens
+        self.budget.after_model_call(reply.input_tokens + reply.output_tokens)
+        return result
+
+
+def describe_tool(tool: LoopTool) -> str:
+    """One catalog line: name(signature) — description [side effects]."""
+    schema = tool.input_schema
+    required = set(schema.get("required", []))
+    args = []
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = prop.get("type") or ("object" if "$ref" in prop else "value")
+        if isinstance(kind, list):
+            kind = "|".join(str(k) for k in kind)
+        args.append(f"{name}{'*' if name in required else ''}: {kind}")
+    description = " ".join(tool.description.split())[:300]
+    effects = "" if tool.side_effects == "none" else f" [side effects: {tool.side_effects}]"
+    return f"- {tool.name}({', '.join(args)}): {description}{effects}"
+
+
+__all__ = ["Agent", "LimitsExceeded", "RunLimits"]

@@ -1,0 +1,249 @@
+"""Carries out a plan: its steps as a DAG, independent steps concurrently.
+
+Per step: arguments (from the plan, with ``$step.path`` references resolved, or
+completed by the executor model from the results the step depends on), the
+policy for side effects, then the real upstream call with the caller's metadata
+and the time left. A failed call is an observation for the model, never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
+from agentd.loop import prompts
+from agentd.loop.plan import LoopTool, Unresolved, references, resolve, validate
+from agentd.loop.state import Budget, Event, PendingCall, Plan, PlanStep, RunState, StepRecord
+
+# A model call made through the loop's accounting (budget, usage, spans).
+ModelCall = Callable[[str, Callable[[ChatModel], Awaitable[Any]]], Awaitable[Any]]
+
+
+@dataclass
+class CallContext:
+    """What every upstream call of one run carries."""
+
+    metadata: Mapping[str, Sequence[tuple[str, str]]]  # per tool name: forwarded caller metadata
+    deadline: float  # loop.time() by which the run must end
+    tool_timeout_s: float
+    max_result_chars: int
+
+
+class ArgumentsUnavailable(Exception):
+    """The arguments of a step could not be completed."""
+
+
+class Executor:
+    def __init__(
+        self,
+        run: RunState,
+        tools: Mapping[str, LoopTool],
+        budget: Budget,
+        call: CallContext,
+        ask: ModelCall,
+        max_parallel: int,
+    ) -> None:
+        self.run = run
+        self.tools = tools
+        self.budget = budget
+        self.call = call
+        self.ask = ask
+        self.slots = asyncio.Semaphore(max(1, max_parallel))
+
+    async def execute(self, plan: Plan) -> None:
+        """Run every step of ``plan``; returns when all have ended."""
+        finished = {step.id: asyncio.Event() for step in plan.steps}
+        async with asyncio.TaskGroup() as group:
+            for step in plan.steps:
+                group.create_task(self._run_when_ready(step, plan.revision, finished))
+
+    async def _run_when_ready(
+        self, step: PlanStep, revision: int, finished: Mapping[str, asyncio.Event]
+    ) -> None:
+        try:
+            for dep in step.depends_on:
+                if dep in finished:
+                    await finished[dep].wait()
+            failed = [d for d in step.depends_on if not self._succeeded(d)]
+            if failed:
+                record = self._record(step, step.arguments, revision)
+                self._end(record, "skipped", "SKIPPED", f"depends on {', '.join(failed)}, which failed")
+                return
+            async with self.slots:
+                await self.run_step(step, revision)
+        finally:
+            finished[step.id].set()
+
+    def _succeeded(self, step_id: str) -> bool:
+        record = self.run.step(step_id)
+        return record is not None and record.status == "succeeded"
+
+    async def run_step(self, step: PlanStep, revision: int) -> StepRecord:
+        """One tool call, start to end; also used by the ReAct loop."""
+        tool = self.tools[step.tool]
+        record = self._record(step, step.arguments, revision)
+        try:
+            record.arguments = await self._arguments(step, tool)
+        except ArgumentsUnavailable as exc:
+            self._end(record, "failed", "INVALID_ARGUMENTS", str(exc))
+            return record
+        if tool.side_effects != "none" and tool.policy != "allow":
+            if tool.policy == "deny":
+                self._end(record, "denied", "PERMISSION_DENIED", f"{tool.name} is denied by policy")
+            else:
+                self._end(record, "needs_approval", "", "")
+                if self.run.pending_call is None:
+                    self.run.pending_call = PendingCall(
+                        step.id, tool.name, tool.method, record.arguments, tool.side_effects
+                    )
+            return record
+        self.budget.before_step()
+        self.run.emit(Event("step_started", record))
+        record.start_time = time.time()
+        started = time.monotonic()
+        try:
+            result = await tool.invoke(
+                record.arguments,
+                metadata=self.call.metadata.get(tool.name, ()),
+                timeout=self._timeout(),
+            )
+        except Exception as exc:  # typed tool errors become observations
+            record.duration_s = time.monotonic() - started
+            code, message = describe_tool_error(exc)
+            self._end(record, "failed", code, message)
+            return record
+        record.duration_s = time.monotonic() - started
+        record.result, record.result_truncated = truncate(result, self.call.max_result_chars)
+        self._end(record, "succeeded", "", "")
+        return record
+
+    def _timeout(self) -> float:
+        left = self.call.deadline - asyncio.get_running_loop().time()
+        return max(0.001, min(self.call.tool_timeout_s, left))
+
+    def _record(self, step: PlanStep, arguments: dict[str, Any], revision: int) -> StepRecord:
+        tool = self.tools.get(step.tool)
+        record = StepRecord(
+            id=step.id,
+            tool=step.tool,
+            method=tool.method if tool else "",
+            arguments=arguments,
+            plan_revision=revision,
+            start_time=time.time(),
+        )
+        self.run.steps.append(record)
+        return record
+
+    def _end(self, record: StepRecord, status: Any, code: str, message: str) -> None:
+        record.status = status
+        record.error_code = code
+        record.error_message = message
+        self.run.emit(Event("step_finished", record))
+
+    async def _arguments(self, step: PlanStep, tool: LoopTool) -> dict[str, Any]:
+        """The step's complete arguments: references resolved, else the executor model asked."""
+        results = {r.id: r.result for r in self.run.steps if r.status == "succeeded"}
+        problems: list[str] = []
+        try:
+            arguments = resolve(step.arguments, results)
+            problems = validate(tool, arguments)
+        except Unresolved as exc:
+            arguments, problems = step.arguments, [str(exc)]
+        if not problems:
+            return dict(arguments)
+        if not step.depends_on:
+            raise ArgumentsUnavailable("; ".join(problems))
+        return await self._complete(step, tool, arguments, problems)
+
+    async def _complete(
+        self, step: PlanStep, tool: LoopTool, partial: Any, problems: list[str]
+    ) -> dict[str, Any]:
+        """Ask the executor model for the arguments; one retry with the errors fed back."""
+        observations = [r.observation() for r in self.run.steps if r.id in step.depends_on]
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": prompts.EXECUTOR.text},
+            {
+                "role": "user",
+                "content": (
+                    f"Task: {self.run.task}\nStep {step.id}: call {tool.name} ({step.purpose})\n"
+                    f"Arguments known so far: {json.dumps(partial)}\n"
+                    f"Results of the steps it depends on (untrusted data):\n"
+                    f"{json.dumps(observations)}"
+                ),
+            },
+        ]
+        spec = ToolSpec(tool.name, tool.description, tool.model_schema)
+        for _attempt in range(2):
+            if problems:
+                messages.append(
+                    {"role": "user", "content": "Fix these problems: " + "; ".join(problems)}
+                )
+            try:
+                choice = await self.ask(
+                    "executor", lambda m: m.choose_tool(messages, [spec], name="step_arguments")
+                )
+            except ModelError as exc:
+                problems = [str(exc)]
+                continue
+            arguments = choice.arguments
+            if references(arguments):
+                arguments = resolve(arguments, {r.id: r.result for r in self.run.steps})
+            problems = validate(tool, arguments)
+            if not problems:
+                return dict(arguments)
+            messages.append({"role": "assistant", "content": json.dumps(arguments)})
+        raise ArgumentsUnavailable("; ".join(problems))
+
+
+def describe_tool_error(exc: BaseException) -> tuple[str, str]:
+    """(code, message) of a failed tool call: a gRPC status name or INVALID_ARGUMENTS."""
+    code = getattr(exc, "code", None)
+    if callable(code):  # a raw grpc.aio.AioRpcError
+        code = code()
+    name = getattr(code, "name", None)
+    if name:
+        details = getattr(exc, "details", None)
+        message = details() if callable(details) else details
+        return name, str(message or exc)
+    violations = getattr(exc, "violations", None)
+    if violations is not None:
+        return "INVALID_ARGUMENTS", "; ".join(map(str, violations)) or str(exc)
+    if isinstance(exc, TimeoutError):
+        return "DEADLINE_EXCEEDED", "the call timed out"
+    return type(exc).__name__, str(exc)
+
+
+def truncate(result: dict[str, Any], max_chars: int) -> tuple[dict[str, Any], bool]:
+    """Keep a result within the budget the model can read, shortening its longest lists."""
+    text = json.dumps(result)
+    if len(text) <= max_chars:
+        return result, False
+    trimmed = json.loads(text)
+    while len(json.dumps(trimmed)) > max_chars:
+        longest = _longest_list(trimmed)
+        if longest is None or len(longest) <= 1:
+            return {"truncated_json": json.dumps(trimmed)[:max_chars]}, True
+        del longest[max(1, len(longest) // 2) :]
+    return trimmed, True
+
+
+def _longest_list(node: Any) -> list[Any] | None:
+    best: list[Any] | None = None
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            if best is None or len(item) > len(best):
+                best = item
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return best
+
+
+__all__ = ["CallContext", "Executor", "ModelReply", "describe_tool_error", "truncate"]

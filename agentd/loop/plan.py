@@ -1,0 +1,271 @@
+"""Plans: the JSON Schema the planner writes under, the checks a decoded plan must
+pass before anything runs, and the ``$step.path`` references between steps.
+
+The schema is built from the catalog, so the tool names and argument shapes a
+model can write are those of the reflected descriptors. Checks run again after
+decoding, because a schema cannot express "depends_on names an existing step" or
+"no cycles", and because not every endpoint enforces the schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import jsonschema
+
+from agentd.loop.state import Plan, PlanStep, StepRecord
+
+STEP_ID = r"^[a-z][a-z0-9_]{0,15}$"
+_REFERENCE = re.compile(r"^\$([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)$")
+_MAX_TEXT = 600
+
+
+class LoopTool(Protocol):
+    """What the loop needs of a tool: reflected upstream methods and built-ins alike."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def side_effects(self) -> str: ...
+    @property
+    def policy(self) -> str: ...
+    @property
+    def input_schema(self) -> dict[str, Any]: ...
+    @property
+    def model_schema(self) -> dict[str, Any]: ...
+
+    async def invoke(
+        self, arguments: dict[str, Any], *, metadata: Sequence[tuple[str, str]], timeout: float
+    ) -> dict[str, Any]: ...
+
+
+# --- embedding tool schemas into one document -------------------------------------------
+
+
+def embed(schema: Mapping[str, Any], prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
+    """Return ``schema`` ready to nest in a bigger document.
+
+    A tool schema is self-contained (its ``$defs`` at its root, ``$ref: #/$defs/X``);
+    nested inside a plan its refs would point at the plan's root, so its defs move to
+    ``defs`` under prefixed names and the refs are rewritten to match.
+    """
+    body = copy.deepcopy(dict(schema))
+    for name, definition in body.pop("$defs", {}).items():
+        defs[prefix + name] = definition
+    body.pop("$schema", None)
+    body.pop("$id", None)
+
+    def rewrite(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                node["$ref"] = "#/$defs/" + prefix + ref[len("#/$defs/") :]
+            elif ref == "#":
+                raise ValueError("a schema that refers to its own root cannot be embedded")
+            for value in node.values():
+                rewrite(value)
+        elif isinstance(node, list):
+            for value in node:
+                rewrite(value)
+
+    rewrite(body)
+    for name in list(defs):
+        if name.startswith(prefix):
+            rewrite(defs[name])
+    return body
+
+
+def _partial(schema: dict[str, Any]) -> dict[str, Any]:
+    """Arguments in a plan may be incomplete (filled after the steps they depend on)."""
+    relaxed = dict(schema)
+    relaxed.pop("required", None)
+    return relaxed
+
+
+def plan_schema(tools: Mapping[str, LoopTool], *, max_steps: int) -> dict[str, Any]:
+    """The schema of a plan over ``tools``: a union of one step shape per tool."""
+    defs: dict[str, Any] = {}
+    variants = []
+    for index, tool in enumerate(sorted(tools.values(), key=lambda t: t.name)):
+        arguments = _partial(embed(tool.model_schema, f"t{index}_", defs))
+        variants.append(
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "pattern": STEP_ID, "maxLength": 16},
+                    "tool": {"const": tool.name},
+                    "arguments": arguments,
+                    "depends_on": {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": STEP_ID, "maxLength": 16},
+                        "maxItems": 8,
+                    },
+                    "purpose": {"type": "string", "maxLength": 200},
+                },
+                "required": ["id", "tool", "arguments", "depends_on"],
+                "additionalProperties": False,
+            }
+        )
+    step: dict[str, Any] = {"anyOf": variants} if variants else {"not": {}}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "rationale": {"type": "string", "maxLength": _MAX_TEXT},
+            "steps": {"type": "array", "items": step, "maxItems": max(1, max_steps)},
+            "answer": {"anyOf": [{"type": "string", "maxLength": 4 * _MAX_TEXT}, {"type": "null"}]},
+        },
+        "required": ["rationale", "steps", "answer"],
+        "additionalProperties": False,
+    }
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
+def decode_plan(value: Mapping[str, Any], revision: int) -> Plan:
+    steps = [
+        PlanStep(
+            id=str(raw.get("id", "")),
+            tool=str(raw.get("tool", "")),
+            arguments=dict(raw.get("arguments") or {}),
+            depends_on=[str(d) for d in raw.get("depends_on") or []],
+            purpose=str(raw.get("purpose") or ""),
+        )
+        for raw in value.get("steps") or []
+        if isinstance(raw, Mapping)
+    ]
+    answer = value.get("answer")
+    return Plan(
+        revision=revision,
+        steps=steps,
+        direct_answer=answer if isinstance(answer, str) and answer.strip() else None,
+        rationale=str(value.get("rationale") or ""),
+    )
+
+
+# --- checking ---------------------------------------------------------------------------
+
+
+def check_plan(plan: Plan, tools: Mapping[str, LoopTool], done: Sequence[StepRecord]) -> list[str]:
+    """Every problem that would make the plan fail, phrased for the planner to fix."""
+    errors: list[str] = []
+    earlier = {record.id for record in done}
+    ids: set[str] = set()
+    for step in plan.steps:
+        where = f"step {step.id!r}"
+        if not re.match(STEP_ID, step.id):
+            errors.append(f"{where}: id must match {STEP_ID}")
+        if step.id in ids or step.id in earlier:
+            errors.append(f"{where}: id is already used; pick a new one")
+        ids.add(step.id)
+        if step.tool not in tools:
+            errors.append(f"{where}: unknown tool {step.tool!r}; use one of the listed tools")
+    known = ids | earlier
+    for step in plan.steps:
+        where = f"step {step.id!r}"
+        for dep in step.depends_on:
+            if dep == step.id:
+                errors.append(f"{where}: depends on itself")
+            elif dep not in known:
+                errors.append(f"{where}: depends_on names unknown step {dep!r}")
+        for ref in references(step.arguments):
+            if ref not in step.depends_on and ref not in earlier:
+                errors.append(f"{where}: refers to ${ref} but does not list it in depends_on")
+        tool = tools.get(step.tool)
+        if tool and not step.depends_on and not references(step.arguments):
+            errors.extend(f"{where}: {problem}" for problem in validate(tool, step.arguments))
+    cycle = find_cycle(plan.steps)
+    if cycle:
+        errors.append("steps depend on each other in a cycle: " + " -> ".join(cycle))
+    return errors
+
+
+def validate(tool: LoopTool, arguments: Any) -> list[str]:
+    """Schema violations of ``arguments`` for ``tool``, each with its JSON pointer."""
+    validator = jsonschema.Draft202012Validator(tool.input_schema)
+    problems = []
+    for error in sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path)):
+        pointer = "/" + "/".join(str(p) for p in error.absolute_path)
+        problems.append(f"arguments{pointer if pointer != '/' else ''}: {error.message}")
+    return problems
+
+
+def find_cycle(steps: Sequence[PlanStep]) -> list[str]:
+    graph = {s.id: [d for d in s.depends_on] for s in steps}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for dep in graph.get(node, []):
+            if dep not in graph:
+                continue
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in graph:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+# --- references -------------------------------------------------------------------------
+
+
+def references(arguments: Any) -> set[str]:
+    """Step ids referenced as ``$id.path`` anywhere in ``arguments``."""
+    found: set[str] = set()
+    if isinstance(arguments, str):
+        match = _REFERENCE.match(arguments)
+        if match:
+            found.add(match.group(1))
+    elif isinstance(arguments, dict):
+        for value in arguments.values():
+            found |= references(value)
+    elif isinstance(arguments, list):
+        for value in arguments:
+            found |= references(value)
+    return found
+
+
+class Unresolved(Exception):
+    """A reference whose path does not exist in the step's result."""
+
+
+def resolve(arguments: Any, results: Mapping[str, Any]) -> Any:
+    """Replace every ``$id.path`` string by the value at that path of step ``id``'s result."""
+    if isinstance(arguments, str):
+        match = _REFERENCE.match(arguments)
+        if not match or match.group(1) not in results:
+            return arguments
+        value = results[match.group(1)]
+        for part in filter(None, match.group(2).split(".")):
+            if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            elif isinstance(value, dict) and part in value:
+                value = value[part]
+            else:
+                raise Unresolved(f"{arguments}: no {part!r} in the result of step {match.group(1)}")
+        return value
+    if isinstance(arguments, dict):
+        return {key: resolve(value, results) for key, value in arguments.items()}
+    if isinstance(arguments, list):
+        return [resolve(value, results) for value in arguments]
+    return arguments

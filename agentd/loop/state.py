@@ -1,0 +1,187 @@
+"""The data of one run as the loop builds it, and the exceptions that steer the loop.
+
+Control flow follows mini-swe-agent: recoverable problems (a bad plan, a failed
+tool call) become observations for the model; terminating ones end the run with
+a defined status and whatever results exist so far.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RunStatus = Literal[
+    "running",
+    "succeeded",
+    "failed",
+    "limits_exceeded",
+    "needs_approval",
+    "blocked_by_guardrail",
+    "cancelled",
+    "deadline_exceeded",
+]
+StepStatus = Literal["running", "succeeded", "failed", "skipped", "needs_approval", "denied"]
+
+
+# --- exceptions -------------------------------------------------------------------------
+
+
+class Terminating(Exception):
+    """Ends the run with ``status``; the message becomes the run's ``error``."""
+
+    status: RunStatus = "failed"
+
+
+class LimitsExceeded(Terminating):
+    status = "limits_exceeded"
+
+
+class NeedsApproval(Terminating):
+    status = "needs_approval"
+
+
+class RunFailed(Terminating):
+    status = "failed"
+
+
+# --- records ----------------------------------------------------------------------------
+
+
+@dataclass
+class PlanStep:
+    id: str
+    tool: str
+    arguments: dict[str, Any]
+    depends_on: list[str] = field(default_factory=list)
+    purpose: str = ""
+
+
+@dataclass
+class Plan:
+    revision: int
+    steps: list[PlanStep]
+    direct_answer: str | None = None
+    rationale: str = ""
+
+
+@dataclass
+class StepRecord:
+    id: str
+    tool: str
+    method: str
+    arguments: dict[str, Any]
+    plan_revision: int
+    status: StepStatus = "running"
+    result: dict[str, Any] | None = None
+    error_code: str = ""
+    error_message: str = ""
+    start_time: float = 0.0  # unix seconds
+    duration_s: float = 0.0
+    result_truncated: bool = False
+
+    def observation(self) -> dict[str, Any]:
+        """What the model sees of this step (results are data, never instructions)."""
+        seen: dict[str, Any] = {"step": self.id, "tool": self.tool, "status": self.status}
+        if self.result is not None:
+            seen["result"] = self.result
+        if self.error_message:
+            seen["error"] = f"{self.error_code}: {self.error_message}"
+        if self.result_truncated:
+            seen["note"] = "result truncated to the result budget; ask for less (filters, paging)"
+        return seen
+
+
+@dataclass
+class RoleUsage:
+    role: str
+    model: str
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class PendingCall:
+    step_id: str
+    tool: str
+    method: str
+    arguments: dict[str, Any]
+    side_effects: str
+
+
+@dataclass
+class Event:
+    """One RunStream event: ``kind`` is plan, replan_reason, step_started or step_finished."""
+
+    kind: str
+    payload: Any
+    time: float = field(default_factory=time.time)
+
+
+@dataclass
+class RunState:
+    run_id: str
+    task: str
+    mode: Literal["plan_execute", "react"]
+    context: dict[str, Any] = field(default_factory=dict)
+    response_schema: dict[str, Any] | None = None
+    conversation_id: str = ""
+    user_id: str = ""
+    trace_id: str = ""
+    status: RunStatus = "running"
+    output: str = ""
+    output_json: Any = None
+    error: str = ""
+    plans: list[Plan] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    usage: dict[str, RoleUsage] = field(default_factory=dict)
+    pending_call: PendingCall | None = None
+    start_time: float = field(default_factory=time.time)
+    duration_s: float = 0.0
+    emit: Callable[[Event], None] = field(default=lambda event: None, repr=False)
+
+    @property
+    def plan(self) -> Plan | None:
+        return self.plans[-1] if self.plans else None
+
+    def step(self, step_id: str) -> StepRecord | None:
+        for record in self.steps:
+            if record.id == step_id:
+                return record
+        return None
+
+    def finish(self, status: RunStatus, error: str = "") -> None:
+        self.status = status
+        self.error = error
+        self.duration_s = time.time() - self.start_time
+
+
+@dataclass
+class Budget:
+    """Hard limits of one run; exceeding one raises LimitsExceeded."""
+
+    max_steps: int
+    max_replans: int
+    max_model_calls: int
+    max_tokens: int
+    steps: int = 0
+    replans: int = 0
+    model_calls: int = 0
+    tokens: int = 0
+
+    def before_model_call(self) -> None:
+        if self.model_calls >= self.max_model_calls:
+            raise LimitsExceeded(f"model call budget of {self.max_model_calls} calls used up")
+        if self.tokens >= self.max_tokens:
+            raise LimitsExceeded(f"token budget of {self.max_tokens} tokens used up")
+        self.model_calls += 1
+
+    def after_model_call(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def before_step(self) -> None:
+        if self.steps >= self.max_steps:
+            raise LimitsExceeded(f"step budget of {self.max_steps} tool calls used up")
+        self.steps += 1

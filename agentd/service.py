@@ -1,0 +1,367 @@
+"""AgentService over gRPC: request checks, the run, its events and its record.
+
+Every bad request gets INVALID_ARGUMENT naming the field; the daemon keeps
+serving whatever a caller sends. Caller credentials are read from the metadata
+named per upstream and passed only to that run's upstream calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import grpc
+import jsonschema
+import structlog
+from google.protobuf import json_format, struct_pb2
+from opentelemetry import trace
+
+from agentd.catalog import ToolCatalog
+from agentd.config import Config
+from agentd.loop.agent import Agent, RunLimits
+from agentd.loop.state import Event, Plan, RunState, StepRecord
+from agentd.store import RunStore
+from agentd.v1 import agent_pb2, agent_pb2_grpc
+
+log = structlog.get_logger("agentd.service")
+tracer = trace.get_tracer("agentd")
+
+MAX_TASK_CHARS = 32_000
+MAX_CONTEXT_BYTES = 256 * 1024
+MAX_SCHEMA_CHARS = 64_000
+
+_MODES = {
+    agent_pb2.LOOP_MODE_UNSPECIFIED: None,
+    agent_pb2.LOOP_MODE_PLAN_EXECUTE: "plan_execute",
+    agent_pb2.LOOP_MODE_REACT: "react",
+}
+
+
+class BadRequest(Exception):
+    """A RunRequest field that cannot be used; the message names it."""
+
+
+class AgentService(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, config: Config, catalog: ToolCatalog, agent: Agent, store: RunStore) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.agent = agent
+        self.store = store
+        self.slots = asyncio.Semaphore(config.server.max_concurrent_runs)
+        self.running: set[asyncio.Task[Any]] = set()
+
+    # --- RPCs -----------------------------------------------------------------------------
+
+    async def Run(  # noqa: N802 (gRPC method name)
+        self, request: agent_pb2.RunRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.RunResponse:
+        run, tools, limits = await self._prepare(request, context)
+        return await self._execute(run, tools, limits, context)
+
+    async def RunStream(  # noqa: N802
+        self, request: agent_pb2.RunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.RunEvent]:
+        run, tools, limits = await self._prepare(request, context)
+        # Events are turned into messages when they happen: records change afterwards.
+        events: asyncio.Queue[agent_pb2.RunEvent | None] = asyncio.Queue()
+        sequence = 0
+
+        def emit(event: Event) -> None:
+            nonlocal sequence
+            sequence += 1
+            events.put_nowait(event_message(run.run_id, sequence, event))
+
+        run.emit = emit
+        task = asyncio.create_task(self._execute(run, tools, limits, context))
+        task.add_done_callback(lambda _: events.put_nowait(None))
+        try:
+            while (message := await events.get()) is not None:
+                yield message
+            final = await task
+        finally:
+            if not task.done():  # the caller went away: cancel the run and its upstream calls
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        last = agent_pb2.RunEvent(run_id=run.run_id, sequence=sequence + 1, final=final)
+        last.time.GetCurrentTime()
+        yield last
+
+    async def ListTools(  # noqa: N802
+        self, request: agent_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ListToolsResponse:
+        response = agent_pb2.ListToolsResponse(
+            unavailable_upstreams=[f"{k}: {v}" for k, v in sorted(self.catalog.unavailable.items())]
+        )
+        for tool in self.catalog.tools.values():
+            response.tools.add(
+                name=tool.name,
+                method=tool.method,
+                description=tool.description,
+                side_effects=tool.side_effects,
+                input_schema=json.dumps(tool.input_schema),
+                output_schema=json.dumps(tool.output_schema),
+                upstream=tool.upstream.name,
+                policy=tool.policy,
+            )
+        return response
+
+    async def GetRun(  # noqa: N802
+        self, request: agent_pb2.GetRunRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.RunResponse:
+        if not request.run_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "run_id: required")
+        record = await self.store.get(request.run_id)
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"run_id: no run {request.run_id!r}")
+        assert record is not None
+        return record
+
+    # --- the run --------------------------------------------------------------------------
+
+    async def _prepare(
+        self, request: agent_pb2.RunRequest, context: grpc.aio.ServicerContext
+    ) -> tuple[RunState, dict[str, Any], RunLimits]:
+        try:
+            run, tools, limits = self.parse(request)
+        except BadRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # unreachable: abort raises
+        return run, tools, limits
+
+    def parse(self, request: agent_pb2.RunRequest) -> tuple[RunState, dict[str, Any], RunLimits]:
+        """Check every field of ``request``; raises BadRequest naming the first bad one."""
+        task = request.task.strip()
+        if not task:
+            raise BadRequest("task: required (what the agent should do)")
+        if len(request.task) > MAX_TASK_CHARS:
+            raise BadRequest(f"task: {len(request.task)} characters; the limit is {MAX_TASK_CHARS}")
+        if request.context.ByteSize() > MAX_CONTEXT_BYTES:
+            raise BadRequest(f"context: {request.context.ByteSize()} bytes; the limit is {MAX_CONTEXT_BYTES}")
+        schema = None
+        if request.response_schema:
+            schema = parse_schema(request.response_schema)
+        try:
+            tools = self.catalog.select(list(request.tools))
+        except LookupError as exc:
+            raise BadRequest(f"tools: {exc.args[0]!r} matches no tool; see ListTools") from None
+        limits = request.limits
+        for field in ("max_steps", "max_replans", "max_model_calls", "max_tokens"):
+            if limits.HasField(field) and getattr(limits, field) < 0:
+                raise BadRequest(f"limits.{field}: must not be negative")
+        run_limits = RunLimits.of(
+            self.config.limits,
+            **{f: getattr(limits, f) if limits.HasField(f) else None for f in _LIMIT_FIELDS},
+        )
+        if request.mode not in _MODES:
+            raise BadRequest(f"mode: unknown value {request.mode}")
+        run = RunState(
+            run_id=uuid.uuid4().hex,
+            task=task,
+            mode=_MODES[request.mode] or self.config.agent.mode,  # type: ignore[arg-type]
+            context=json_format.MessageToDict(request.context),
+            response_schema=schema,
+            conversation_id=request.conversation_id,
+            user_id=request.user_id,
+        )
+        return run, tools, run_limits
+
+    async def _execute(
+        self,
+        run: RunState,
+        tools: Mapping[str, Any],
+        limits: RunLimits,
+        context: grpc.aio.ServicerContext,
+    ) -> agent_pb2.RunResponse:
+        if self.slots.locked():
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.config.server.max_concurrent_runs} runs already in progress; retry later",
+            )
+        async with self.slots:
+            timeout = self.config.limits.run_timeout_s
+            remaining = context.time_remaining()
+            if remaining is not None:
+                timeout = min(timeout, remaining)
+            caller = _metadata(context.invocation_metadata())
+            forwarded = {name: forward(caller, tool.upstream.forward_metadata) for name, tool in tools.items()}
+            bound = log.bind(run_id=run.run_id)
+            with tracer.start_as_current_span("invoke_agent agentd") as span:
+                run.trace_id = format(span.get_span_context().trace_id, "032x")
+                bound.info("run started", mode=run.mode, tools=len(tools))
+                task = asyncio.current_task()
+                if task:
+                    self.running.add(task)
+                try:
+                    await self.agent.run(run, tools, metadata=forwarded, timeout_s=timeout, limits=limits)
+                finally:
+                    if task:
+                        self.running.discard(task)
+                    # Persist even when the caller cancelled: an acknowledged run is never lost.
+                    record = run_message(run)
+                    await asyncio.shield(self.store.save(record))
+                    bound.info(
+                        "run finished",
+                        status=run.status,
+                        steps=len(run.steps),
+                        duration_s=round(run.duration_s, 3),
+                        error=run.error or None,
+                    )
+            return record
+
+
+_LIMIT_FIELDS = ("max_steps", "max_replans", "max_model_calls", "max_tokens")
+
+
+def parse_schema(text: str) -> dict[str, Any]:
+    if len(text) > MAX_SCHEMA_CHARS:
+        raise BadRequest(f"response_schema: {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}")
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"response_schema: not valid JSON ({exc})") from None
+    if not isinstance(schema, dict):
+        raise BadRequest("response_schema: must be a JSON object (a JSON Schema)")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        raise BadRequest(f"response_schema: invalid JSON Schema at /{where}: {exc.message}") from None
+    return schema
+
+
+def _metadata(pairs: Sequence[Any] | None) -> list[tuple[str, str]]:
+    return [(str(k).lower(), v if isinstance(v, str) else v.decode()) for k, v in pairs or ()]
+
+
+def forward(caller: Sequence[tuple[str, str]], names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The caller's metadata entries that an upstream is configured to receive."""
+    wanted = {n.lower() for n in names}
+    return tuple((k, v) for k, v in caller if k in wanted)
+
+
+# --- records to messages ------------------------------------------------------------------
+
+_STATUS = {
+    "running": agent_pb2.RUN_STATUS_RUNNING,
+    "succeeded": agent_pb2.RUN_STATUS_SUCCEEDED,
+    "failed": agent_pb2.RUN_STATUS_FAILED,
+    "limits_exceeded": agent_pb2.RUN_STATUS_LIMITS_EXCEEDED,
+    "needs_approval": agent_pb2.RUN_STATUS_NEEDS_APPROVAL,
+    "blocked_by_guardrail": agent_pb2.RUN_STATUS_BLOCKED_BY_GUARDRAIL,
+    "cancelled": agent_pb2.RUN_STATUS_CANCELLED,
+    "deadline_exceeded": agent_pb2.RUN_STATUS_DEADLINE_EXCEEDED,
+}
+_STEP_STATUS = {
+    "running": agent_pb2.STEP_STATUS_RUNNING,
+    "succeeded": agent_pb2.STEP_STATUS_SUCCEEDED,
+    "failed": agent_pb2.STEP_STATUS_FAILED,
+    "skipped": agent_pb2.STEP_STATUS_SKIPPED,
+    "needs_approval": agent_pb2.STEP_STATUS_NEEDS_APPROVAL,
+    "denied": agent_pb2.STEP_STATUS_DENIED,
+}
+
+
+def _struct(value: Mapping[str, Any] | None) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    if value:
+        message.update(json.loads(json.dumps(value)))  # plain JSON types only
+    return message
+
+
+def plan_message(plan: Plan) -> agent_pb2.Plan:
+    return agent_pb2.Plan(
+        revision=plan.revision,
+        steps=[
+            agent_pb2.PlanStep(
+                id=s.id,
+                tool=s.tool,
+                arguments=_struct(s.arguments),
+                depends_on=s.depends_on,
+                purpose=s.purpose,
+            )
+            for s in plan.steps
+        ],
+        direct_answer=plan.direct_answer or "",
+        rationale=plan.rationale,
+    )
+
+
+def step_message(record: StepRecord) -> agent_pb2.Step:
+    message = agent_pb2.Step(
+        id=record.id,
+        tool=record.tool,
+        method=record.method,
+        arguments=_struct(record.arguments),
+        status=_STEP_STATUS[record.status],
+        plan_revision=record.plan_revision,
+        result_truncated=record.result_truncated,
+    )
+    if record.result is not None:
+        message.result.CopyFrom(_struct(record.result))
+    if record.error_code or record.error_message:
+        message.error.code = record.error_code
+        message.error.message = record.error_message
+    message.start_time.FromNanoseconds(int(record.start_time * 1e9))
+    message.duration.FromNanoseconds(int(record.duration_s * 1e9))
+    return message
+
+
+def run_message(run: RunState) -> agent_pb2.RunResponse:
+    message = agent_pb2.RunResponse(
+        run_id=run.run_id,
+        trace_id=run.trace_id,
+        status=_STATUS[run.status],
+        output=run.output,
+        steps=[step_message(s) for s in run.steps],
+        error=run.error,
+        mode=agent_pb2.LOOP_MODE_REACT if run.mode == "react" else agent_pb2.LOOP_MODE_PLAN_EXECUTE,
+        conversation_id=run.conversation_id,
+        user_id=run.user_id,
+        task=run.task,
+    )
+    if run.output_json is not None:
+        json_format.ParseDict(run.output_json, message.output_json)
+    if run.plan:
+        message.plan.CopyFrom(plan_message(run.plan))
+    for usage in run.usage.values():
+        message.usage.add(
+            role=usage.role,
+            model=usage.model,
+            calls=usage.calls,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+        )
+        message.models.append(f"{usage.role}={usage.model}")
+    if run.pending_call:
+        p = run.pending_call
+        message.pending_call.CopyFrom(
+            agent_pb2.PendingCall(
+                step_id=p.step_id,
+                tool=p.tool,
+                method=p.method,
+                arguments=_struct(p.arguments),
+                side_effects=p.side_effects,
+            )
+        )
+    message.start_time.FromNanoseconds(int(run.start_time * 1e9))
+    message.duration.FromNanoseconds(int(run.duration_s * 1e9))
+    return message
+
+
+def event_message(run_id: str, sequence: int, event: Event) -> agent_pb2.RunEvent:
+    message = agent_pb2.RunEvent(run_id=run_id, sequence=sequence)
+    message.time.FromNanoseconds(int(event.time * 1e9))
+    if event.kind == "plan":
+        message.plan.CopyFrom(plan_message(event.payload))
+    elif event.kind == "replan_reason":
+        message.replan_reason = str(event.payload)
+    elif event.kind == "step_started":
+        message.step_started.CopyFrom(step_message(event.payload))
+    elif event.kind == "step_finished":
+        message.step_finished.CopyFrom(step_message(event.payload))
+    return message
