@@ -217,7 +217,9 @@ class _Reader:
             if key not in known:
                 raise self.fail(key, f"unknown section (known: {', '.join(sorted(known))})")
         server_raw = self.table(raw, "server")
-        auth = AuthConfig(**self.fill(AuthConfig, self.table(server_raw, "server.auth"), "server.auth."))
+        auth = AuthConfig(
+            **self.fill(AuthConfig, self.table(server_raw, "server.auth"), "server.auth.")
+        )
         server = ServerConfig(**self.fill(ServerConfig, server_raw, "server.", {"auth"}), auth=auth)
         _check_listen(self, server.listen)
         limits = LimitsConfig(**self.fill(LimitsConfig, self.table(raw, "limits"), "limits."))
@@ -275,7 +277,9 @@ class _Reader:
         defaults = {k: v for k, v in raw.items() if k not in ROLES}
         for key in defaults:
             if key not in _LLM_KEYS:
-                raise self.fail(f"llm.{key}", f"unknown key (known: {', '.join(sorted(_LLM_KEYS))})")
+                raise self.fail(
+                    f"llm.{key}", f"unknown key (known: {', '.join(sorted(_LLM_KEYS))})"
+                )
         if "base_url" not in defaults and env.get("OPENAI_BASE_URL"):
             defaults["base_url"] = env["OPENAI_BASE_URL"]
         models: dict[str, ModelConfig] = {}

@@ -56,13 +56,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
     # --- RPCs -----------------------------------------------------------------------------
 
-    async def Run(  # noqa: N802 (gRPC method name)
+    async def Run(
         self, request: agent_pb2.RunRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RunResponse:
         run, tools, limits = await self._prepare(request, context)
         return await self._execute(run, tools, limits, context)
 
-    async def RunStream(  # noqa: N802
+    async def RunStream(
         self, request: agent_pb2.RunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.RunEvent]:
         run, tools, limits = await self._prepare(request, context)
@@ -91,7 +91,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         last.time.GetCurrentTime()
         yield last
 
-    async def ListTools(  # noqa: N802
+    async def ListTools(
         self, request: agent_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.ListToolsResponse:
         response = agent_pb2.ListToolsResponse(
@@ -110,7 +110,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             )
         return response
 
-    async def GetRun(  # noqa: N802
+    async def GetRun(
         self, request: agent_pb2.GetRunRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RunResponse:
         if not request.run_id:
@@ -141,7 +141,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         if len(request.task) > MAX_TASK_CHARS:
             raise BadRequest(f"task: {len(request.task)} characters; the limit is {MAX_TASK_CHARS}")
         if request.context.ByteSize() > MAX_CONTEXT_BYTES:
-            raise BadRequest(f"context: {request.context.ByteSize()} bytes; the limit is {MAX_CONTEXT_BYTES}")
+            raise BadRequest(
+                f"context: {request.context.ByteSize()} bytes; the limit is {MAX_CONTEXT_BYTES}"
+            )
         schema = None
         if request.response_schema:
             schema = parse_schema(request.response_schema)
@@ -188,7 +190,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if remaining is not None:
                 timeout = min(timeout, remaining)
             caller = _metadata(context.invocation_metadata())
-            forwarded = {name: forward(caller, tool.upstream.forward_metadata) for name, tool in tools.items()}
+            forwarded = {
+                name: forward(caller, tool.upstream.forward_metadata)
+                for name, tool in tools.items()
+            }
             bound = log.bind(run_id=run.run_id)
             with tracer.start_as_current_span("invoke_agent agentd") as span:
                 run.trace_id = format(span.get_span_context().trace_id, "032x")
@@ -197,7 +202,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 if task:
                     self.running.add(task)
                 try:
-                    await self.agent.run(run, tools, metadata=forwarded, timeout_s=timeout, limits=limits)
+                    await self.agent.run(
+                        run, tools, metadata=forwarded, timeout_s=timeout, limits=limits
+                    )
                 finally:
                     if task:
                         self.running.discard(task)
@@ -219,7 +226,9 @@ _LIMIT_FIELDS = ("max_steps", "max_replans", "max_model_calls", "max_tokens")
 
 def parse_schema(text: str) -> dict[str, Any]:
     if len(text) > MAX_SCHEMA_CHARS:
-        raise BadRequest(f"response_schema: {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}")
+        raise BadRequest(
+            f"response_schema: {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}"
+        )
     try:
         schema = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -230,11 +239,13 @@ def parse_schema(text: str) -> dict[str, Any]:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
-        raise BadRequest(f"response_schema: invalid JSON Schema at /{where}: {exc.message}") from None
+        raise BadRequest(
+            f"response_schema: invalid JSON Schema at /{where}: {exc.message}"
+        ) from None
     return schema
 
 
-def _metadata(pairs: Sequence[Any] | None) -> list[tuple[str, str]]:
+def _metadata(pairs: Any) -> list[tuple[str, str]]:
     return [(str(k).lower(), v if isinstance(v, str) else v.decode()) for k, v in pairs or ()]
 
 

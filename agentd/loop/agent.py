@@ -79,7 +79,9 @@ class Agent:
     ) -> RunState:
         """Run to the end; never raises except for cancellation of the caller."""
         limits = limits or RunLimits.of(self.config)
-        budget = Budget(limits.max_steps, limits.max_replans, limits.max_model_calls, limits.max_tokens)
+        budget = Budget(
+            limits.max_steps, limits.max_replans, limits.max_model_calls, limits.max_tokens
+        )
         loop = asyncio.get_running_loop()
         call = CallContext(
             metadata=metadata,
@@ -123,7 +125,9 @@ class _Session:
         self.run = run
         self.tools = tools
         self.budget = budget
-        self.executor = Executor(run, tools, budget, call, self.ask, agent.config.max_parallel_steps)
+        self.executor = Executor(
+            run, tools, budget, call, self.ask, agent.config.max_parallel_steps
+        )
 
     # --- plan and execute -----------------------------------------------------------------
 
@@ -180,14 +184,19 @@ class _Session:
                 return plan
             messages.append({"role": "assistant", "content": reply.text})
             messages.append(
-                {"role": "user", "content": "The plan has errors; fix them:\n- " + "\n- ".join(errors)}
+                {
+                    "role": "user",
+                    "content": "The plan has errors; fix them:\n- " + "\n- ".join(errors),
+                }
             )
         raise RunFailed(
             f"the planner gave no valid plan in {self.agent.config.max_plan_repairs + 1} attempts"
         )
 
     def planner_messages(self, reason: str | None) -> list[dict[str, Any]]:
-        catalog = "\n".join(describe_tool(t) for t in sorted(self.tools.values(), key=lambda t: t.name))
+        catalog = "\n".join(
+            describe_tool(t) for t in sorted(self.tools.values(), key=lambda t: t.name)
+        )
         user = f"Task: {self.run.task}\n"
         if self.run.context:
             user += f"Context: {json.dumps(self.run.context)}\n"
@@ -297,13 +306,24 @@ class _Session:
                 record = await self.executor.run_step(step, revision=0)
                 observation = record.observation()
             else:
-                observation = {"error": f"unknown tool {choice.name!r}; use one of the listed tools"}
+                observation = {
+                    "error": f"unknown tool {choice.name!r}; use one of the listed tools"
+                }
             if self.run.pending_call:
-                raise NeedsApproval(f"{self.run.pending_call.tool} has side effects and needs approval")
-            messages.append({"role": "assistant", "content": json.dumps(
-                {"tool": choice.name, "arguments": choice.arguments})})
+                raise NeedsApproval(
+                    f"{self.run.pending_call.tool} has side effects and needs approval"
+                )
             messages.append(
-                {"role": "user", "content": f"Observation (untrusted data): {json.dumps(observation)}"}
+                {
+                    "role": "assistant",
+                    "content": json.dumps({"tool": choice.name, "arguments": choice.arguments}),
+                }
+            )
+            messages.append(
+                {
+                    "role": "user",
+                    "content": f"Observation (untrusted data): {json.dumps(observation)}",
+                }
             )
 
     # --- model calls ------------------------------------------------------------------------

@@ -72,7 +72,9 @@ class Executor:
             failed = [d for d in step.depends_on if not self._succeeded(d)]
             if failed:
                 record = self._record(step, step.arguments, revision)
-                self._end(record, "skipped", "SKIPPED", f"depends on {', '.join(failed)}, which failed")
+                self._end(
+                    record, "skipped", "SKIPPED", f"depends on {', '.join(failed)}, which failed"
+                )
                 return
             async with self.slots:
                 await self.run_step(step, revision)

@@ -1,0 +1,300 @@
+"""The ``agentd`` command: serve the daemon, run a task against it, list its tools.
+
+Exit codes: 0 ok; 2 usage or config error; 3 daemon unreachable; 4 the request
+was rejected (INVALID_ARGUMENT, UNAUTHENTICATED, ...); 5 the run ended without
+succeeding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from agentd.v1 import agent_pb2, agent_pb2_grpc
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+EPILOG = """examples:
+  agentd serve --config examples/agentd.toml
+  agentd run "What did we spend on software in March 2025?"
+  agentd run "Summarize spending by category" --schema answer.schema.json --json
+  agentd run "Vendor ven_001's phone?" -H 'authorization: Bearer secret'
+  agentd tools
+  agentd config check examples/agentd.toml
+
+environment:
+  AGENTD_<SECTION>_<KEY> overrides a config key (AGENTD_LLM_MODEL, AGENTD_SERVER_LISTEN, ...);
+  OPENAI_BASE_URL and OPENAI_API_KEY are the default model endpoint and key;
+  AGENTD_TARGET is the default --target of run and tools.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentd",
+        description="LLM agents over the gRPC services you already run.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the daemon")
+    serve.add_argument(
+        "--config", "-c", metavar="FILE", help="TOML config (default: built-in defaults)"
+    )
+
+    target_help = f"address of a running agentd (default: $AGENTD_TARGET or {DEFAULT_TARGET})"
+    run = commands.add_parser(
+        "run", help="run a task on a running daemon, showing the plan and steps as they happen"
+    )
+    run.add_argument("task", help="what the agent should do")
+    run.add_argument("--target", default=None, help=target_help)
+    run.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'KEY: VALUE'",
+        help="metadata to send, e.g. 'authorization: Bearer ...' (forwarded to upstreams)",
+    )
+    run.add_argument("--schema", metavar="FILE", help="JSON Schema file the answer must match")
+    run.add_argument("--context", metavar="JSON", help="a JSON object of facts for the agent")
+    run.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="narrow the tools to these names or patterns (repeatable)",
+    )
+    run.add_argument("--mode", choices=["plan_execute", "react"], help="loop to use")
+    run.add_argument(
+        "--timeout", type=float, default=300.0, help="deadline in seconds (default 300)"
+    )
+    run.add_argument("--json", action="store_true", help="print only the final RunResponse as JSON")
+
+    tools = commands.add_parser("tools", help="list the daemon's tools")
+    tools.add_argument("--target", default=None, help=target_help)
+    tools.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    config = commands.add_parser("config", help="check a config file")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_commands.add_parser(
+        "check", help="validate FILE and print the resolved config, secrets masked"
+    )
+    check.add_argument("file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args.config)
+        if args.command == "config":
+            return config_check(args.file)
+        if args.command == "run":
+            return asyncio.run(run(args))
+        if args.command == "tools":
+            return asyncio.run(list_tools(args))
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def fail(message: str, code: int) -> int:
+    print(f"agentd: {message}", file=sys.stderr)
+    return code
+
+
+# --- serve / config -------------------------------------------------------------------------
+
+
+def serve(path: str | None) -> int:
+    from agentd import logs
+    from agentd.config import ConfigError, load_config
+    from agentd.llm import EmbeddedModelError
+    from agentd.server import Daemon
+    from agentd.telemetry import setup_tracing
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return fail(str(exc), 2)
+    logs.configure(config.logging.level, config.logging.format)
+    setup_tracing()
+    daemon = Daemon(config, env=dict(os.environ))
+
+    async def main() -> None:
+        await daemon.start()
+        print(f"agentd listening on {daemon.address}", flush=True)
+        await daemon.serve_forever()
+
+    try:
+        asyncio.run(main())
+    except EmbeddedModelError as exc:
+        return fail(str(exc), 2)
+    except (OSError, RuntimeError, ValueError) as exc:
+        return fail(f"cannot start: {exc}", 2)
+    return 0
+
+
+def config_check(path: str) -> int:
+    from agentd.config import ConfigError, describe, load_config
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return fail(str(exc), 2)
+    print(json.dumps(describe(config), indent=2, default=str))
+    print(f"agentd: {path} is valid", file=sys.stderr)
+    return 0
+
+
+# --- client commands ------------------------------------------------------------------------
+
+
+def _target(args: argparse.Namespace) -> str:
+    return str(args.target or os.environ.get("AGENTD_TARGET") or DEFAULT_TARGET)
+
+
+def _headers(raw: Sequence[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in raw:
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip():
+            raise SystemExit(fail(f"-H {item!r}: expected 'key: value'", 2))
+        pairs.append((key.strip().lower(), value.strip()))
+    return pairs
+
+
+def _rpc_failure(exc: grpc.aio.AioRpcError, target: str) -> int:
+    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+        return fail(f"{target} is unreachable ({exc.details()}); is `agentd serve` running?", 3)
+    return fail(f"{exc.code().name}: {exc.details()}", 4)
+
+
+async def run(args: argparse.Namespace) -> int:
+    request = agent_pb2.RunRequest(task=args.task, tools=args.tool)
+    if args.schema:
+        try:
+            with open(args.schema) as handle:
+                request.response_schema = handle.read()
+        except OSError as exc:
+            return fail(f"--schema {args.schema}: {exc.strerror}", 2)
+    if args.context:
+        try:
+            json_format.Parse(args.context, request.context)
+        except json_format.ParseError as exc:
+            return fail(f"--context: not a JSON object ({exc})", 2)
+    if args.mode:
+        request.mode = (
+            agent_pb2.LOOP_MODE_REACT if args.mode == "react" else agent_pb2.LOOP_MODE_PLAN_EXECUTE
+        )
+    target = _target(args)
+    metadata = _headers(args.header)
+    final: agent_pb2.RunResponse | None = None
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        try:
+            async for event in stub.RunStream(request, metadata=metadata, timeout=args.timeout):
+                if event.HasField("final"):
+                    final = event.final
+                elif not args.json:
+                    show_event(event)
+        except grpc.aio.AioRpcError as exc:
+            return _rpc_failure(exc, target)
+    if final is None:
+        return fail("the stream ended without a final response", 5)
+    if args.json:
+        print(json_format.MessageToJson(final, indent=2))
+    else:
+        show_final(final)
+    return 0 if final.status == agent_pb2.RUN_STATUS_SUCCEEDED else 5
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def show_event(event: agent_pb2.RunEvent) -> None:
+    kind = event.WhichOneof("event")
+    if kind == "plan":
+        plan = event.plan
+        title = "plan" if plan.revision == 0 else f"plan (revision {plan.revision})"
+        print(f"● {title}: {plan.rationale}".rstrip(": "))
+        for step in plan.steps:
+            deps = f" after {', '.join(step.depends_on)}" if step.depends_on else ""
+            args = _short(json_format.MessageToDict(step.arguments))
+            print(f"  {step.id}. {step.tool} {args}{deps}")
+        if plan.direct_answer and not plan.steps:
+            print("  (answered without tools)")
+    elif kind == "replan_reason":
+        print(f"↻ replanning: {event.replan_reason}")
+    elif kind == "step_started":
+        started = event.step_started
+        print(
+            f"→ {started.id} {started.tool} {_short(json_format.MessageToDict(started.arguments))}"
+        )
+    elif kind == "step_finished":
+        done = event.step_finished
+        status = agent_pb2.StepStatus.Name(done.status).removeprefix("STEP_STATUS_").lower()
+        took = done.duration.ToMilliseconds()
+        if done.status == agent_pb2.STEP_STATUS_SUCCEEDED:
+            result = _short(json_format.MessageToDict(done.result))
+            print(f"✓ {done.id} {status} in {took} ms: {result}")
+        else:
+            detail = f"{done.error.code}: {done.error.message}" if done.error.code else ""
+            print(f"✗ {done.id} {status} {detail}".rstrip())
+    sys.stdout.flush()
+
+
+def show_final(final: agent_pb2.RunResponse) -> None:
+    status = agent_pb2.RunStatus.Name(final.status).removeprefix("RUN_STATUS_").lower()
+    print()
+    print(final.output or "(no answer)")
+    print()
+    tokens = sum(u.input_tokens + u.output_tokens for u in final.usage)
+    calls = sum(u.calls for u in final.usage)
+    print(
+        f"status {status} · {final.duration.ToMilliseconds()} ms · {len(final.steps)} tool calls · "
+        f"{calls} model calls · {tokens} tokens · run {final.run_id} · trace {final.trace_id}"
+    )
+    if final.error:
+        print(f"error: {final.error}")
+    if final.HasField("pending_call"):
+        pending = final.pending_call
+        args = _short(json_format.MessageToDict(pending.arguments))
+        print(f"waiting for approval: {pending.tool} {args}")
+
+
+async def list_tools(args: argparse.Namespace) -> int:
+    target = _target(args)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        try:
+            response = await stub.ListTools(agent_pb2.ListToolsRequest(), timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            return _rpc_failure(exc, target)
+    if args.json:
+        print(json_format.MessageToJson(response, indent=2))
+        return 0
+    width = max((len(t.name) for t in response.tools), default=4)
+    for tool in response.tools:
+        summary = " ".join(tool.description.split())[:70]
+        print(f"{tool.name:<{width}}  {tool.side_effects:<10}  {tool.policy:<7}  {summary}")
+    for reason in response.unavailable_upstreams:
+        print(f"unavailable: {reason}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,558 @@
+"""The model client: one ``ChatModel`` per role over any OpenAI-compatible endpoint.
+
+Transport concerns (retries with ``Retry-After``, timeouts, connection pooling) belong to the
+openai SDK; this module only shapes requests, decodes replies and turns every failure into one
+``ModelError`` whose ``kind`` tells the loop whether to feed it back to the model or give up.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import jsonschema
+import openai
+from jsonschema.validators import validator_for
+
+if TYPE_CHECKING:
+    from agentd.llm.embedded import EmbeddedModel
+
+__all__ = [
+    "ChatModel",
+    "ErrorKind",
+    "ModelConfig",
+    "ModelError",
+    "ModelReply",
+    "ToolChoice",
+    "ToolSpec",
+    "build_models",
+    "close_models",
+    "tool_choice_schema",
+]
+
+ToolCallMode = Literal["native", "structured"]
+ErrorKind = Literal[
+    "length", "invalid_json", "schema", "no_tool_call", "empty", "transport", "http"
+]
+
+# Kinds caused by what the model wrote: worth showing the model its mistake and asking again.
+RECOVERABLE_KINDS: frozenset[str] = frozenset(
+    {"length", "invalid_json", "schema", "no_tool_call", "empty"}
+)
+# Sent when no key is configured: local servers (llama.cpp, vLLM, Ollama) ignore it, and the SDK
+# refuses to build a client without one.
+_NO_KEY = "no-key-configured"
+_ERROR_TEXT_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One role's endpoint. The API key itself is never stored here, only the env var's name."""
+
+    base_url: str | None  # None → the embedded model
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    tool_call_mode: ToolCallMode = "native"
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    timeout_s: float = 60.0
+    max_retries: int = 3
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """A decoded reply: ``value`` is the parsed JSON (or the text for ``complete_text``)."""
+
+    value: Any
+    text: str
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+    model: str
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool offered to the model; ``parameters`` is its JSON Schema (an object schema)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """The tool call the model made."""
+
+    name: str
+    arguments: dict[str, Any]
+    reply: ModelReply
+    call_id: str
+
+
+class ModelError(Exception):
+    """Any failed model call. ``kind`` says what went wrong; ``recoverable`` whether to re-ask.
+
+    ``text`` holds what the model wrote (when it wrote something), so the loop can show the model
+    its own mistake. Messages name the role, model and endpoint, never the API key.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        role: str = "",
+        model: str = "",
+        endpoint: str = "",
+        text: str = "",
+        status: int | None = None,
+        reply: ModelReply | None = None,
+    ) -> None:
+        where = f"model {model!r} for role {role!r} at {endpoint}" if model else ""
+        super().__init__(f"{where}: {message}" if where else message)
+        self.kind: ErrorKind = kind
+        self.detail = message
+        self.role = role
+        self.model = model
+        self.endpoint = endpoint
+        self.text = text
+        self.status = status
+        self.reply = reply
+
+    @property
+    def recoverable(self) -> bool:
+        """True when the model's own output was at fault, so asking again may succeed."""
+        return self.kind in RECOVERABLE_KINDS
+
+
+class ChatModel:
+    """One role's model. Cheap to create; shares its AsyncOpenAI client with same-endpoint roles."""
+
+    def __init__(self, role: str, config: ModelConfig, client: openai.AsyncOpenAI) -> None:
+        self.role = role
+        self.config = config
+        self.model = config.model
+        self.tool_call_mode: ToolCallMode = config.tool_call_mode
+        self.endpoint = str(client.base_url).rstrip("/")
+        self._shared = client
+        # with_options shares the connection pool; timeouts and retries stay per role.
+        self._client = client.with_options(timeout=config.timeout_s, max_retries=config.max_retries)
+
+    def __repr__(self) -> str:
+        return f"ChatModel(role={self.role!r}, model={self.model!r}, endpoint={self.endpoint!r})"
+
+    # -- public calls ----------------------------------------------------------------------
+
+    async def complete_text(self, messages: list[dict[str, Any]]) -> ModelReply:
+        """Free text. ``length`` is still an error: a truncated answer is not an answer."""
+        reply, message = await self._create(messages)
+        text = message.content or ""
+        if not text.strip():
+            raise self._error("empty", "the reply had no content", reply=reply)
+        return dataclasses.replace(reply, value=text, text=text)
+
+    async def complete_json(
+        self,
+        messages: list[dict[str, Any]],
+        schema: dict[str, Any],
+        *,
+        name: str,
+        strict: bool = False,
+    ) -> ModelReply:
+        """Structured output constrained by ``schema``; the decoded value is validated again.
+
+        Pass ``strict=True`` only for schemas meeting OpenAI strict mode (every property
+        required, ``additionalProperties: false``, object root).
+        """
+        reply, message = await self._create(
+            messages, response_format=_response_format(name, schema, strict)
+        )
+        value = self._decode(reply, message.content)
+        self._validate(value, schema, reply, what=f"the {name!r} reply")
+        return dataclasses.replace(reply, value=value)
+
+    async def choose_tool(
+        self,
+        messages: list[dict[str, Any]],
+        tools: Sequence[ToolSpec],
+        *,
+        name: str = "tool_call",
+        strict: bool = False,
+    ) -> ToolChoice:
+        """Ask for exactly one call of one of ``tools``, natively or as structured output."""
+        if not tools:
+            raise ValueError("choose_tool needs at least one tool")
+        if self.tool_call_mode == "structured":
+            return await self._choose_structured(messages, tools, name=name, strict=strict)
+        return await self._choose_native(messages, tools, strict=strict)
+
+    async def aclose(self) -> None:
+        """Close the shared HTTP client (closes it for every role sharing the endpoint)."""
+        await self._shared.close()
+
+    # -- tool calls ------------------------------------------------------------------------
+
+    async def _choose_native(
+        self, messages: list[dict[str, Any]], tools: Sequence[ToolSpec], *, strict: bool
+    ) -> ToolChoice:
+        specs = [_function_tool(t, strict) for t in tools]
+        # A single tool is forced by name; several use "required" so the model cannot answer.
+        tool_choice: Any = (
+            {"type": "function", "function": {"name": tools[0].name}}
+            if len(tools) == 1
+            else "required"
+        )
+        reply, message = await self._create(messages, tools=specs, tool_choice=tool_choice)
+        calls = message.tool_calls or []
+        if not calls:
+            raise self._error(
+                "no_tool_call",
+                f"expected a call to one of {[t.name for t in tools]}, got text instead",
+                reply=reply,
+            )
+        call = calls[0]
+        function = getattr(call, "function", None)
+        if function is None:
+            raise self._error("no_tool_call", "the tool call was not a function call", reply=reply)
+        by_name = {t.name: t for t in tools}
+        if function.name not in by_name:
+            raise self._error(
+                "no_tool_call",
+                f"called unknown tool {function.name!r}; offered {sorted(by_name)}",
+                reply=dataclasses.replace(reply, text=function.arguments or ""),
+            )
+        reply = dataclasses.replace(reply, text=function.arguments or "")
+        arguments = self._decode(reply, function.arguments or "{}")
+        if not isinstance(arguments, dict):
+            raise self._error("schema", "tool arguments must be a JSON object", reply=reply)
+        self._validate(
+            arguments,
+            by_name[function.name].parameters,
+            reply,
+            what=f"arguments of {function.name!r}",
+        )
+        reply = dataclasses.replace(reply, value=arguments)
+        return ToolChoice(function.name, arguments, reply, call.id or _call_id())
+
+    async def _choose_structured(
+        self,
+        messages: list[dict[str, Any]],
+        tools: Sequence[ToolSpec],
+        *,
+        name: str,
+        strict: bool,
+    ) -> ToolChoice:
+        schema = tool_choice_schema(tools, strict=strict)
+        # Small models only see the schema, so the descriptions go in the prompt.
+        catalog = "\n".join(f"- {t.name}: {t.description}" for t in tools)
+        prompt = {
+            "role": "system",
+            "content": "Call exactly one of these tools by answering with JSON "
+            f'{{"tool": <name>, "arguments": {{...}}}}:\n{catalog}',
+        }
+        reply = await self.complete_json([*messages, prompt], schema, name=name, strict=strict)
+        value = reply.value["call"] if len(tools) > 1 else reply.value
+        tool, arguments = value["tool"], value["arguments"]
+        return ToolChoice(tool, arguments, dataclasses.replace(reply, value=value), _call_id())
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _create(self, messages: list[dict[str, Any]], **extra: Any) -> tuple[ModelReply, Any]:
+        """One Chat Completions call; returns the reply skeleton and the first choice's message."""
+        start = time.perf_counter()
+        try:
+            completion = await self._client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=self.config.temperature,
+                max_tokens=self.config.max_tokens,
+                **extra,
+            )
+        except openai.APITimeoutError as exc:
+            raise self._error(
+                "transport",
+                f"timed out after {self.config.timeout_s:g}s "
+                f"({self.config.max_retries} retries); raise llm.timeout_s or check the endpoint",
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise self._error("transport", f"cannot reach the endpoint: {_clip(str(exc))}") from exc
+        except openai.APIStatusError as exc:
+            raise self._error("http", self._status_message(exc), status=exc.status_code) from exc
+        except openai.OpenAIError as exc:
+            raise self._error("transport", _clip(str(exc))) from exc
+        latency = time.perf_counter() - start
+
+        usage = getattr(completion, "usage", None)
+        choices = getattr(completion, "choices", None) or []
+        reply = ModelReply(
+            value=None,
+            text="",
+            finish_reason="",
+            input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            model=getattr(completion, "model", None) or self.model,
+            latency_s=latency,
+        )
+        if not choices:
+            raise self._error("empty", "the reply had no choices", reply=reply)
+        choice = choices[0]
+        message = choice.message
+        reply = dataclasses.replace(
+            reply, text=message.content or "", finish_reason=choice.finish_reason or ""
+        )
+        if choice.finish_reason == "length":
+            raise self._error(
+                "length",
+                f"the reply hit max_tokens ({self.config.max_tokens}) and was cut off; "
+                "bound the schema (maxLength, maxItems) or raise llm.max_tokens",
+                reply=reply,
+            )
+        return reply, message
+
+    def _decode(self, reply: ModelReply, text: str | None) -> Any:
+        if not text or not text.strip():
+            raise self._error("empty", "the reply had no content", reply=reply)
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise self._error(
+                "invalid_json", f"the reply is not valid JSON ({exc})", reply=reply
+            ) from exc
+
+    def _validate(
+        self, value: Any, schema: dict[str, Any], reply: ModelReply, *, what: str
+    ) -> None:
+        error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(value))
+        if error is not None:
+            path = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            raise self._error(
+                "schema",
+                f"{what} does not match its schema at {path}: {_clip(error.message)}",
+                reply=reply,
+            )
+
+    def _status_message(self, exc: openai.APIStatusError) -> str:
+        message = f"HTTP {exc.status_code}: {_clip(_error_text(exc))}"
+        if exc.status_code in (401, 403):
+            message += f" (check the key in env var {self.config.api_key_env})"
+        elif exc.status_code == 429 or exc.status_code >= 500:
+            message += f" (after {self.config.max_retries} retries)"
+        return message
+
+    def _error(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        reply: ModelReply | None = None,
+        status: int | None = None,
+    ) -> ModelError:
+        return ModelError(
+            kind,
+            _redact(message, self._shared.api_key),
+            role=self.role,
+            model=self.model,
+            endpoint=self.endpoint,
+            text=reply.text if reply else "",
+            status=status,
+            reply=reply,
+        )
+
+
+def tool_choice_schema(tools: Sequence[ToolSpec], *, strict: bool = False) -> dict[str, Any]:
+    """The structured-output schema for "call one of these tools".
+
+    One tool: ``{"tool": <name>, "arguments": <parameters>}``. Several: that shape per tool in an
+    ``anyOf`` under a ``call`` property, because schema roots must not be unions. Each tool's
+    ``$defs`` are hoisted to the root under a ``<tool>.`` prefix so its ``$ref``s still resolve.
+    """
+    defs: dict[str, Any] = {}
+    branches = [_tool_branch(t, defs) for t in tools]
+    if len(branches) == 1:
+        root = branches[0]
+    else:
+        root = {
+            "type": "object",
+            "properties": {"call": {"anyOf": branches}},
+            "required": ["call"],
+            "additionalProperties": False,
+        }
+    if defs:
+        root = {**root, "$defs": defs}
+    return root
+
+
+def build_models(
+    configs: Mapping[str, ModelConfig],
+    *,
+    embedded: EmbeddedModel | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, ChatModel]:
+    """One ``ChatModel`` per role; roles with the same endpoint and key share one client.
+
+    Roles with ``base_url=None`` use the started ``embedded`` model in structured mode.
+    """
+    env = os.environ if env is None else env
+    clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
+    models: dict[str, ChatModel] = {}
+    for role, config in configs.items():
+        if config.base_url is None:
+            if embedded is None:
+                raise ValueError(
+                    f"role {role!r} has no llm base_url, so it needs the embedded model, "
+                    "but none was started"
+                )
+            config = dataclasses.replace(
+                config,
+                base_url=embedded.base_url,
+                model=embedded.model,
+                tool_call_mode="structured",  # native tool calls never come back from it
+            )
+        assert config.base_url is not None
+        key = (config.base_url.rstrip("/"), config.api_key_env)
+        if key not in clients:
+            clients[key] = openai.AsyncOpenAI(
+                base_url=config.base_url,
+                api_key=env.get(config.api_key_env) or _NO_KEY,
+                max_retries=config.max_retries,
+                timeout=config.timeout_s,
+            )
+        models[role] = ChatModel(role, config, clients[key])
+    return models
+
+
+async def close_models(models: Mapping[str, ChatModel]) -> None:
+    """Close each distinct shared client once."""
+    seen: set[int] = set()
+    for model in models.values():
+        if id(model._shared) not in seen:
+            seen.add(id(model._shared))
+            await model.aclose()
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _response_format(name: str, schema: dict[str, Any], strict: bool) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": schema, "strict": strict},
+    }
+
+
+def _function_tool(tool: ToolSpec, strict: bool) -> dict[str, Any]:
+    function: dict[str, Any] = {
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": tool.parameters,
+    }
+    if strict:
+        function["strict"] = True
+    return {"type": "function", "function": function}
+
+
+def _tool_branch(tool: ToolSpec, defs: dict[str, Any]) -> dict[str, Any]:
+    params = copy.deepcopy(tool.parameters)
+    local: dict[str, Any] = {}
+    for keyword in ("$defs", "definitions"):
+        local.update(params.pop(keyword, None) or {})
+    prefix = f"{tool.name}."
+    refs: dict[str, str] = {}
+    for keyword in ("$defs", "definitions"):
+        for def_name in local:
+            refs[f"#/{keyword}/{def_name}"] = f"#/$defs/{prefix}{def_name}"
+    if _has_root_ref(params) or _has_root_ref(local):
+        # A "#" self-reference meant the tool's parameters; give them a def of their own.
+        refs["#"] = f"#/$defs/{tool.name}"
+        defs[tool.name] = _rebase(params, refs)
+        params = {"$ref": refs["#"]}
+    for def_name, sub in local.items():
+        defs[prefix + def_name] = _rebase(sub, refs)
+    return {
+        "type": "object",
+        "properties": {
+            # enum, not const: accepted by OpenAI strict mode and by llama.cpp grammars alike.
+            "tool": {"type": "string", "enum": [tool.name]},
+            "arguments": _rebase(params, refs),
+        },
+        "required": ["tool", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+def _has_root_ref(node: Any) -> bool:
+    if isinstance(node, dict):
+        return node.get("$ref") == "#" or any(_has_root_ref(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_root_ref(v) for v in node)
+    return False
+
+
+def _rebase(node: Any, refs: Mapping[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {k: _rebase(v, refs) for k, v in node.items()}
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            out["$ref"] = next(
+                (new + ref[len(old) :] for old, new in refs.items() if _ref_under(ref, old)), ref
+            )
+        return out
+    if isinstance(node, list):
+        return [_rebase(v, refs) for v in node]
+    return node
+
+
+def _ref_under(ref: str, base: str) -> bool:
+    return ref == base or (base != "#" and ref.startswith(base + "/"))
+
+
+# Validators are built once per distinct schema: a loop re-sends the same few schemas.
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+_VALIDATOR_CACHE_SIZE = 256
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    key = json.dumps(schema, sort_keys=True, default=str)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        cls = validator_for(schema, default=jsonschema.Draft202012Validator)
+        validator = cls(schema)
+        if len(_VALIDATORS) >= _VALIDATOR_CACHE_SIZE:
+            _VALIDATORS.pop(next(iter(_VALIDATORS)))
+        _VALIDATORS[key] = validator
+    return validator
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+    return exc.message
+
+
+def _redact(message: str, api_key: Any) -> str:
+    # Servers sometimes echo a key back in an error body; never pass one on.
+    if isinstance(api_key, str) and len(api_key) >= 4 and api_key != _NO_KEY:
+        message = message.replace(api_key, "[redacted]")
+    return message
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _ERROR_TEXT_LIMIT else text[:_ERROR_TEXT_LIMIT] + "…"
+
+
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"

