@@ -26,6 +26,7 @@ from agentd.llm.client import ChatModel
 from agentd.loop.agent import Agent
 from agentd.service import AgentService
 from agentd.store import SqliteRunStore
+from agentd.telemetry import setup_tracing
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from toolgen.reflection_server import enable_reflection
 
@@ -104,6 +105,7 @@ class Daemon:
 
     async def start(self) -> None:
         config = self.config
+        setup_tracing(self.env)
         if config.uses_embedded_model:
             self.embedded = EmbeddedModel()
             await self.embedded.start()

@@ -90,7 +90,12 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class ToolChoice:
-    """The tool call the model made."""
+    """The tool call the model made.
+
+    ``reply.value`` is ``{"tool": name, "arguments": {...}}`` in both modes. ``call_id`` is the
+    endpoint's id in native mode and generated in structured mode, so tool-result messages can
+    always refer to it.
+    """
 
     name: str
     arguments: dict[str, Any]
@@ -188,7 +193,11 @@ class ChatModel:
         name: str = "tool_call",
         strict: bool = False,
     ) -> ToolChoice:
-        """Ask for exactly one call of one of ``tools``, natively or as structured output."""
+        """Ask for exactly one call of one of ``tools``, natively or as structured output.
+
+        The arguments are validated against the tool's parameters. If a native reply holds
+        several calls, the first is used: the executor, not the model, decides parallelism.
+        """
         if not tools:
             raise ValueError("choose_tool needs at least one tool")
         if self.tool_call_mode == "structured":
@@ -240,7 +249,7 @@ class ChatModel:
             reply,
             what=f"arguments of {function.name!r}",
         )
-        reply = dataclasses.replace(reply, value=arguments)
+        reply = dataclasses.replace(reply, value={"tool": function.name, "arguments": arguments})
         return ToolChoice(function.name, arguments, reply, call.id or _call_id())
 
     async def _choose_structured(
@@ -252,14 +261,16 @@ class ChatModel:
         strict: bool,
     ) -> ToolChoice:
         schema = tool_choice_schema(tools, strict=strict)
-        # Small models only see the schema, so the descriptions go in the prompt.
+        # Native tools carry their descriptions to the model through the chat template; a
+        # response_format schema only constrains decoding, so say the same in the prompt.
         catalog = "\n".join(f"- {t.name}: {t.description}" for t in tools)
-        prompt = {
-            "role": "system",
-            "content": "Call exactly one of these tools by answering with JSON "
-            f'{{"tool": <name>, "arguments": {{...}}}}:\n{catalog}',
-        }
-        reply = await self.complete_json([*messages, prompt], schema, name=name, strict=strict)
+        guide = (
+            'Answer with JSON {"tool": <name>, "arguments": {...}} calling exactly one of '
+            f"these tools:\n{catalog}"
+        )
+        reply = await self.complete_json(
+            _with_system_note(messages, guide), schema, name=name, strict=strict
+        )
         value = reply.value["call"] if len(tools) > 1 else reply.value
         tool, arguments = value["tool"], value["arguments"]
         return ToolChoice(tool, arguments, dataclasses.replace(reply, value=value), _call_id())
@@ -309,6 +320,9 @@ class ChatModel:
         reply = dataclasses.replace(
             reply, text=message.content or "", finish_reason=choice.finish_reason or ""
         )
+        refusal = getattr(message, "refusal", None)
+        if refusal and not message.content and not message.tool_calls:
+            raise self._error("empty", f"the model refused: {_clip(refusal)}", reply=reply)
         if choice.finish_reason == "length":
             raise self._error(
                 "length",
@@ -440,6 +454,21 @@ async def close_models(models: Mapping[str, ChatModel]) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _with_system_note(messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
+    """Add ``note`` to the leading system message (or prepend one).
+
+    Many chat templates reject a system message anywhere but first.
+    """
+    if (
+        messages
+        and messages[0].get("role") == "system"
+        and isinstance(messages[0].get("content"), str)
+    ):
+        first = {**messages[0], "content": f"{messages[0]['content']}\n\n{note}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": note}, *messages]
 
 
 def _response_format(name: str, schema: dict[str, Any], strict: bool) -> dict[str, Any]:

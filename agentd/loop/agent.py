@@ -166,7 +166,8 @@ class _Session:
         revision = len(self.run.plans)
         if reason:
             self.run.emit(Event("replan_reason", reason))
-        schema = plan_schema(self.tools, max_steps=self.budget.max_steps)
+        left = self.budget.max_steps - self.budget.steps
+        schema = plan_schema(self.tools, max_steps=left)
         messages = self.planner_messages(reason)
         for _attempt in range(self.agent.config.max_plan_repairs + 1):
             try:

@@ -1,0 +1,528 @@
+"""AgentService end to end: real example upstreams, a real daemon, the scripted model over HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from agentd.config import load_config
+from agentd.server import Daemon
+from agentd.v1 import agent_pb2, agent_pb2_grpc
+from examples.calculator.server import CalculatorServer
+from examples.calculator.server import serve as serve_calculator
+from examples.ledger.server import LedgerServer
+from examples.ledger.server import serve as serve_ledger
+from tests.support.scripted_llm import ScriptedLLM, schema_name
+
+SECRET = "Bearer s3cr3t-caller-token"
+
+
+@dataclass
+class Stack:
+    llm: ScriptedLLM
+    ledger: LedgerServer
+    calculator: CalculatorServer
+    daemon: Daemon
+    stub: agent_pb2_grpc.AgentServiceStub
+
+    async def run(self, task: str, **fields: Any) -> agent_pb2.RunResponse:
+        metadata = fields.pop("metadata", (("authorization", SECRET),))
+        request = agent_pb2.RunRequest(task=task, **fields)
+        return await self.stub.Run(request, metadata=metadata, timeout=30)
+
+    async def stream(self, task: str, **fields: Any) -> list[agent_pb2.RunEvent]:
+        request = agent_pb2.RunRequest(task=task, **fields)
+        call = self.stub.RunStream(request, metadata=(("authorization", SECRET),), timeout=30)
+        return [event async for event in call]
+
+
+def write_config(
+    tmp_path: Path, llm: ScriptedLLM, ledger: str, calculator: str, extra: str = ""
+) -> Path:
+    path = tmp_path / "agentd.toml"
+    path.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "ledger"
+target = "{ledger}"
+allow = ["examples.ledger.v1.LedgerService/*"]
+deny = ["examples.ledger.v1.LedgerService/ListTransactions"]
+side_effects = "approve"
+
+[[upstreams]]
+name = "calculator"
+target = "{calculator}"
+allow = ["examples.calculator.v1.CalculatorService/*"]
+
+[llm]
+base_url = "{llm.base_url}"
+model = "scripted-model"
+tool_call_mode = "structured"
+max_retries = 0
+timeout_s = 10
+
+[limits]
+max_replans = 2
+run_timeout_s = 20
+
+[storage]
+path = "{tmp_path / "runs.db"}"
+{extra}
+"""
+    )
+    return path
+
+
+async def start_stack(
+    tmp_path: Path, *, latency_s: float = 0.0, extra: str = ""
+) -> AsyncIterator[Stack]:
+    llm = ScriptedLLM()
+    await llm.start()
+    ledger = await serve_ledger(reflection="v1", latency_s=latency_s)
+    calculator = await serve_calculator(reflection="v1alpha")
+    config = load_config(
+        write_config(tmp_path, llm, ledger.address, calculator.address, extra), env={}
+    )
+    daemon = Daemon(config, env={"OPENAI_API_KEY": "sk-test-key"})
+    await daemon.start()
+    channel = grpc.aio.insecure_channel(daemon.address)
+    try:
+        yield Stack(llm, ledger, calculator, daemon, agent_pb2_grpc.AgentServiceStub(channel))
+    finally:
+        await channel.close()
+        await daemon.stop(grace=0)
+        await ledger.stop(None)
+        await calculator.stop(None)
+        await llm.stop()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async for s in start_stack(tmp_path):
+        yield s
+
+
+@pytest.fixture
+async def slow_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """Upstream calls take 300 ms, so parallel steps visibly overlap."""
+    async for s in start_stack(tmp_path, latency_s=0.3):
+        yield s
+
+
+def plan(*steps: dict[str, Any], answer: str | None = None) -> dict[str, Any]:
+    return {
+        "rationale": "test plan",
+        "steps": [{"depends_on": [], "purpose": "", **s} for s in steps],
+        "answer": answer,
+    }
+
+
+def answer(text: Any, missing: str = "") -> dict[str, Any]:
+    return {"answer": text, "missing": missing}
+
+
+def step(response: agent_pb2.RunResponse, step_id: str) -> agent_pb2.Step:
+    return next(s for s in response.steps if s.id == step_id)
+
+
+def sent_to_model(llm: ScriptedLLM) -> str:
+    return json.dumps(llm.requests) + json.dumps(llm.headers)
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+
+async def test_parallel_steps_overlap_and_answer(slow_stack: Stack) -> None:
+    s = slow_stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}},
+            {"id": "s2", "tool": "LedgerService_SearchVendors", "arguments": {"query": "coffee"}},
+            {
+                "id": "s3",
+                "tool": "CalculatorService_Evaluate",
+                "arguments": {"expression": "3 4 + 5 *"},
+            },
+        ),
+    )
+    s.llm.reply(when="answer", content=answer("Vendor ven_001 and 35."))
+    response = await s.run("Who is ven_001, which vendors sell coffee, and what is (3+4)*5?")
+
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert response.output == "Vendor ven_001 and 35."
+    assert [x.id for x in response.plan.steps] == ["s1", "s2", "s3"]
+    s1, s2, s3 = step(response, "s1"), step(response, "s2"), step(response, "s3")
+    assert all(x.status == agent_pb2.STEP_STATUS_SUCCEEDED for x in (s1, s2, s3))
+    assert s1.result["id"] == "ven_001"
+    assert s3.result["value"] == 35
+    # The two ledger calls ran at the same time: each started before the other ended.
+    start1, end1 = (
+        s1.start_time.ToNanoseconds(),
+        s1.start_time.ToNanoseconds() + s1.duration.ToNanoseconds(),
+    )
+    start2, end2 = (
+        s2.start_time.ToNanoseconds(),
+        s2.start_time.ToNanoseconds() + s2.duration.ToNanoseconds(),
+    )
+    assert start1 < end2 and start2 < end1
+    usage = {u.role: u for u in response.usage}
+    assert usage["planner"].calls == 1 and usage["responder"].calls == 1
+    assert usage["planner"].input_tokens > 0
+    assert "planner=scripted-model" in response.models
+    assert len(response.trace_id) == 32 and response.trace_id != "0" * 32
+
+
+async def test_dependent_step_completed_by_executor_model(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {
+                "id": "s1",
+                "tool": "LedgerService_SearchVendors",
+                "arguments": {"query": "spreeblick"},
+            },
+            {"id": "s2", "tool": "LedgerService_GetVendor", "arguments": {}, "depends_on": ["s1"]},
+        ),
+    )
+    s.llm.reply(
+        when="step_arguments",
+        content={"tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}},
+    )
+    s.llm.reply(when="answer", content=answer("Spreeblick Immobilien GmbH"))
+    response = await s.run("Find Spreeblick and get its full record")
+
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    s2 = step(response, "s2")
+    assert s2.status == agent_pb2.STEP_STATUS_SUCCEEDED
+    assert json_format.MessageToDict(s2.arguments) == {"vendorId": "ven_001"}
+    assert s2.result["name"] == "Spreeblick Immobilien GmbH"
+    # The executor saw the result of s1, which it needed to fill the arguments.
+    executor_request = next(r for r in s.llm.requests if schema_name(r) == "step_arguments")
+    assert "ven_001" in json.dumps(executor_request["messages"])
+    assert {u.role for u in response.usage} == {"planner", "executor", "responder"}
+
+
+async def test_reference_resolves_without_a_model_call(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {
+                "id": "s1",
+                "tool": "LedgerService_SearchVendors",
+                "arguments": {"query": "spreeblick"},
+            },
+            {
+                "id": "s2",
+                "tool": "LedgerService_GetVendor",
+                "arguments": {"vendorId": "$s1.vendors.0.id"},
+                "depends_on": ["s1"],
+            },
+        ),
+    )
+    s.llm.reply(when="answer", content=answer("done"))
+    response = await s.run("Find Spreeblick and get its full record")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert json_format.MessageToDict(step(response, "s2").arguments) == {"vendorId": "ven_001"}
+    assert "executor" not in {u.role for u in response.usage}
+
+
+async def test_tool_error_is_observed_and_replanned(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_999"}}
+        ),
+    )
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s2", "tool": "LedgerService_SearchVendors", "arguments": {"query": "spree"}}
+        ),
+    )
+    s.llm.reply(when="answer", content=answer("found it by search"))
+    events = await s.stream("Get vendor ven_999")
+
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[0] == "plan" and kinds[-1] == "final"
+    assert "replan_reason" in kinds
+    final = events[-1].final
+    assert final.status == agent_pb2.RUN_STATUS_SUCCEEDED, final.error
+    assert final.plan.revision == 1
+    s1 = step(final, "s1")
+    assert s1.status == agent_pb2.STEP_STATUS_FAILED
+    assert s1.error.code == "NOT_FOUND" and "ven_999" in s1.error.message
+    # The replanning prompt carried the failure as an observation.
+    second_plan = [r for r in s.llm.requests if schema_name(r) == "plan"][1]
+    assert "NOT_FOUND" in json.dumps(second_plan["messages"])
+
+
+async def test_response_schema_answer(stack: Stack) -> None:
+    s = stack
+    schema = {
+        "type": "object",
+        "properties": {"value": {"type": "number"}, "explanation": {"type": "string"}},
+        "required": ["value"],
+        "additionalProperties": False,
+    }
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "CalculatorService_Evaluate", "arguments": {"expression": "6 7 *"}}
+        ),
+    )
+    s.llm.reply(when="answer", content=answer({"value": 42, "explanation": "6*7"}))
+    response = await s.run("What is 6 times 7?", response_schema=json.dumps(schema))
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert json_format.MessageToDict(response.output_json) == {"value": 42, "explanation": "6*7"}
+    # The responder was asked for exactly that schema.
+    answer_request = next(r for r in s.llm.requests if schema_name(r) == "answer")
+    sent_schema = answer_request["response_format"]["json_schema"]["schema"]
+    assert sent_schema["properties"]["answer"] == schema
+
+
+async def test_answer_off_schema_is_retried_then_fails(stack: Stack) -> None:
+    s = stack
+    schema = {"type": "object", "properties": {"value": {"type": "number"}}, "required": ["value"]}
+    s.llm.reply(when="plan", content=plan(answer="forty-two"))
+    s.llm.reply(when="answer", content=answer({"value": "not a number"}), times=2)
+    response = await s.run("What is 6 times 7?", response_schema=json.dumps(schema))
+    assert response.status == agent_pb2.RUN_STATUS_FAILED
+    assert "responder" in response.error
+
+
+async def test_budget_exhaustion_ends_with_partial_results(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_999"}},
+            {"id": "s2", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_002"}},
+        ),
+    )
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s3", "tool": "LedgerService_SearchVendors", "arguments": {"query": "x"}}
+        ),
+    )
+    response = await s.run("Get two vendors", limits=agent_pb2.Limits(max_steps=2))
+    assert response.status == agent_pb2.RUN_STATUS_LIMITS_EXCEEDED
+    assert "step budget" in response.error
+    assert step(response, "s2").status == agent_pb2.STEP_STATUS_SUCCEEDED  # partial results kept
+    assert step(response, "s1").error.code == "NOT_FOUND"
+    assert s.ledger.calls.count("GetVendor") == 2 and "SearchVendors" not in s.ledger.calls
+
+
+async def test_model_call_budget(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}}
+        ),
+    )
+    response = await s.run("Get a vendor", limits=agent_pb2.Limits(max_model_calls=1))
+    assert response.status == agent_pb2.RUN_STATUS_LIMITS_EXCEEDED
+    assert "model call budget" in response.error
+    assert len(response.steps) == 1  # the partial result is kept
+
+
+async def test_hallucinated_tool_is_rejected_and_never_called(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan({"id": "s1", "tool": "LedgerService_DeleteAllVendors", "arguments": {}}),
+    )
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_002"}}
+        ),
+    )
+    s.llm.reply(when="answer", content=answer("ok"))
+    response = await s.run("Delete every vendor")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert s.ledger.calls == ["GetVendor"]
+    repair = [r for r in s.llm.requests if schema_name(r) == "plan"][1]
+    assert "LedgerService_DeleteAllVendors" in json.dumps(repair["messages"][-1])
+
+
+async def test_non_allowlisted_methods_are_never_called(stack: Stack) -> None:
+    s = stack
+    forbidden = [
+        "LedgerService_ListTransactions",  # denied in the config
+        "LedgerService_ExportTransactions",  # streaming, never a tool
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "Health_Check",
+    ]
+    for name in forbidden:
+        s.llm.reply(when="plan", content=plan({"id": "s1", "tool": name, "arguments": {}}))
+    response = await s.run("List all transactions")
+    assert response.status == agent_pb2.RUN_STATUS_FAILED
+    assert "no valid plan" in response.error
+    assert s.ledger.calls == []
+    tools = await s.stub.ListTools(agent_pb2.ListToolsRequest())
+    names = {t.name for t in tools.tools}
+    assert names.isdisjoint(forbidden)
+    assert "LedgerService_GetVendor" in names
+
+
+async def test_side_effect_stops_for_approval(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {
+                "id": "s1",
+                "tool": "LedgerService_UpdateVendor",
+                "arguments": {
+                    "vendor": {"id": "ven_001", "phone": "+49 30 000"},
+                    "updateMask": "phone",
+                },
+            }
+        ),
+    )
+    response = await s.run("Change the phone of ven_001")
+    assert response.status == agent_pb2.RUN_STATUS_NEEDS_APPROVAL
+    assert response.pending_call.tool == "LedgerService_UpdateVendor"
+    assert response.pending_call.side_effects == "idempotent"
+    assert json_format.MessageToDict(response.pending_call.arguments)["vendor"]["id"] == "ven_001"
+    assert step(response, "s1").status == agent_pb2.STEP_STATUS_NEEDS_APPROVAL
+    assert "UpdateVendor" not in s.ledger.calls
+
+
+async def test_credentials_reach_upstream_and_never_the_model(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_003"}}
+        ),
+    )
+    s.llm.reply(when="answer", content=answer("ok"))
+    response = await s.run("Get ven_003")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert s.ledger.seen_metadata[-1]["authorization"] == SECRET
+    assert "s3cr3t" not in sent_to_model(s.llm)
+    # The model endpoint got the configured API key, not the caller's token.
+    assert all(h.get("authorization") == "Bearer sk-test-key" for h in s.llm.headers)
+    stored = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=response.run_id))
+    assert "s3cr3t" not in str(stored)
+    assert stored.run_id == response.run_id and stored.status == response.status
+
+
+async def test_react_baseline(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="react_step",
+        content={
+            "call": {"tool": "CalculatorService_Evaluate", "arguments": {"expression": "2 3 ^"}}
+        },
+    )
+    s.llm.reply(
+        when="react_step", content={"call": {"tool": "final_answer", "arguments": {"answer": "8"}}}
+    )
+    response = await s.run("What is 2 to the 3rd?", mode=agent_pb2.LOOP_MODE_REACT)
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert response.output == "8"
+    assert response.mode == agent_pb2.LOOP_MODE_REACT
+    assert step(response, "r1").result["value"] == 8
+    # The observation of the call was fed back before the final answer.
+    assert '\\"value\\": 8' in json.dumps(s.llm.requests[-1]["messages"]) or "8.0" in json.dumps(
+        s.llm.requests[-1]["messages"]
+    )
+
+
+# --- the service ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"task": ""}, "task"),
+        ({"task": "x" * 40_000}, "task"),
+        ({"task": "t", "response_schema": "{not json"}, "response_schema"),
+        ({"task": "t", "response_schema": '{"type": 12}'}, "response_schema"),
+        ({"task": "t", "tools": ["NoSuchTool*"]}, "tools"),
+        ({"task": "t", "limits": agent_pb2.Limits(max_steps=-1)}, "limits.max_steps"),
+    ],
+)
+async def test_bad_requests_name_the_field(
+    stack: Stack, fields: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stack.stub.Run(agent_pb2.RunRequest(**fields), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith(named)
+    # The daemon keeps serving.
+    tools = await stack.stub.ListTools(agent_pb2.ListToolsRequest())
+    assert tools.tools
+
+
+async def test_get_run_unknown_id(stack: Stack) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stack.stub.GetRun(agent_pb2.GetRunRequest(run_id="nope"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_list_tools_marks_policy_and_side_effects(stack: Stack) -> None:
+    response = await stack.stub.ListTools(agent_pb2.ListToolsRequest())
+    by_name = {t.name: t for t in response.tools}
+    update = by_name["LedgerService_UpdateVendor"]
+    assert (update.side_effects, update.policy, update.upstream) == (
+        "idempotent",
+        "approve",
+        "ledger",
+    )
+    get = by_name["LedgerService_GetVendor"]
+    assert (get.side_effects, get.policy) == ("none", "allow")
+    assert json.loads(get.input_schema)["properties"]["vendorId"]["type"] == "string"
+    assert not response.unavailable_upstreams
+
+
+async def test_tool_subset_narrows_the_plan_schema(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "CalculatorService_Evaluate", "arguments": {"expression": "1 1 +"}}
+        ),
+    )
+    s.llm.reply(when="answer", content=answer("2"))
+    response = await s.run("1+1", tools=["Calculator*"])
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    sent = json.dumps(s.llm.requests[0]["response_format"])
+    assert "CalculatorService_Evaluate" in sent and "LedgerService_GetVendor" not in sent
+
+
+async def test_upstream_down_at_start_is_reported(tmp_path: Path) -> None:
+    llm = ScriptedLLM()
+    await llm.start()
+    calculator = await serve_calculator(reflection="v1alpha")
+    config = load_config(write_config(tmp_path, llm, "127.0.0.1:1", calculator.address), env={})
+    daemon = Daemon(config, env={})
+    await daemon.start()
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            response = await stub.ListTools(agent_pb2.ListToolsRequest())
+        assert [t.upstream for t in response.tools] == ["calculator"]
+        assert response.unavailable_upstreams[0].startswith("ledger:")
+    finally:
+        await daemon.stop(grace=0)
+        await calculator.stop(None)
+        await llm.stop()
