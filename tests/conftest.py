@@ -1,0 +1,36 @@
+"""Shared fixtures: the example upstream services, started on 127.0.0.1 with ephemeral ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from examples.calculator.server import CalculatorServer
+from examples.calculator.server import serve as serve_calculator
+from examples.ledger.server import LedgerServer
+from examples.ledger.server import serve as serve_ledger
+
+
+@pytest.fixture
+async def ledger_server() -> AsyncIterator[LedgerServer]:
+    """The ledger service with fresh data, speaking only `grpc.reflection.v1`."""
+    server = await serve_ledger(reflection="v1")
+    yield server
+    await server.stop(None)
+
+
+@pytest.fixture
+async def ledger_server_both() -> AsyncIterator[LedgerServer]:
+    """The ledger service speaking both reflection versions."""
+    server = await serve_ledger(reflection="both")
+    yield server
+    await server.stop(None)
+
+
+@pytest.fixture
+async def calculator_server() -> AsyncIterator[CalculatorServer]:
+    """The calculator service, speaking only `grpc.reflection.v1alpha` like Python servers."""
+    server = await serve_calculator(reflection="v1alpha")
+    yield server
+    await server.stop(None)
