@@ -260,7 +260,7 @@ class ChatModel:
         name: str,
         strict: bool,
     ) -> ToolChoice:
-        schema = tool_choice_schema(tools, strict=strict)
+        schema = tool_choice_schema(tools)
         # Native tools carry their descriptions to the model through the chat template; a
         # response_format schema only constrains decoding, so say the same in the prompt.
         catalog = "\n".join(f"- {t.name}: {t.description}" for t in tools)
@@ -382,12 +382,13 @@ class ChatModel:
         )
 
 
-def tool_choice_schema(tools: Sequence[ToolSpec], *, strict: bool = False) -> dict[str, Any]:
+def tool_choice_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
     """The structured-output schema for "call one of these tools".
 
     One tool: ``{"tool": <name>, "arguments": <parameters>}``. Several: that shape per tool in an
     ``anyOf`` under a ``call`` property, because schema roots must not be unions. Each tool's
     ``$defs`` are hoisted to the root under a ``<tool>.`` prefix so its ``$ref``s still resolve.
+    The envelope itself is strict-mode compatible; strictness overall depends on the parameters.
     """
     defs: dict[str, Any] = {}
     branches = [_tool_branch(t, defs) for t in tools]

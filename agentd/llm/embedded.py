@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EMBEDDED_MODEL", "GGUF_FILE", "EmbeddedModel", "EmbeddedModelError", "find_gguf"]
+__all__ = [
+    "EMBEDDED_MODEL",
+    "GGUF_FILE",
+    "EmbeddedModel",
+    "EmbeddedModelError",
+    "default_threads",
+    "find_gguf",
+]
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"  # the alias the server answers to
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -45,6 +52,17 @@ def find_gguf() -> Path:
     return path
 
 
+def default_threads() -> int:
+    """Two llama.cpp threads, but always leave one core to the daemon's event loop.
+
+    llama.cpp's threads meet at a barrier after every op, so when they share cores with busy
+    Python code they stall each other: on a loaded 2-core machine one call took 5-100 s with
+    2 threads and 0.7 s with 1.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(2, (cores or 1) - 1))
+
+
 class EmbeddedModel:
     """llama.cpp's server on 127.0.0.1 with a free port, loaded with the bundled GGUF.
 
@@ -56,14 +74,14 @@ class EmbeddedModel:
         self,
         *,
         model_path: str | os.PathLike[str] | None = None,
-        threads: int = 2,
+        threads: int | None = None,
         n_ctx: int = 4096,
         parallel: int = 1,
         ready_timeout_s: float = 60.0,
     ) -> None:
         self.model = EMBEDDED_MODEL
         self.model_path = Path(model_path) if model_path is not None else None
-        self.threads = threads
+        self.threads = threads if threads is not None else default_threads()
         self.n_ctx = n_ctx
         self.parallel = parallel
         self.ready_timeout_s = ready_timeout_s

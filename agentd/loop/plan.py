@@ -10,6 +10,7 @@ decoding, because a schema cannot express "depends_on names an existing step" or
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -20,6 +21,8 @@ from agentd.loop.state import Plan, PlanStep, StepRecord
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,15}$"
 _REFERENCE = re.compile(r"^\$([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)$")
+# Inside longer text a reference is braced: "${s1.totalMinor} ${s2.totalMinor} +".
+_EMBEDDED = re.compile(r"\$\{([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)\}")
 _MAX_TEXT = 600
 
 
@@ -236,6 +239,7 @@ def references(arguments: Any) -> set[str]:
         match = _REFERENCE.match(arguments)
         if match:
             found.add(match.group(1))
+        found.update(m.group(1) for m in _EMBEDDED.finditer(arguments))
     elif isinstance(arguments, dict):
         for value in arguments.values():
             found |= references(value)
@@ -250,22 +254,38 @@ class Unresolved(Exception):
 
 
 def resolve(arguments: Any, results: Mapping[str, Any]) -> Any:
-    """Replace every ``$id.path`` string by the value at that path of step ``id``'s result."""
+    """Replace references by the values they point to in the results of earlier steps.
+
+    A whole-string ``$id.path`` becomes the value itself (any JSON type); a braced
+    ``${id.path}`` inside longer text becomes its text (JSON for objects and lists).
+    """
     if isinstance(arguments, str):
         match = _REFERENCE.match(arguments)
-        if not match or match.group(1) not in results:
-            return arguments
-        value = results[match.group(1)]
-        for part in filter(None, match.group(2).split(".")):
-            if isinstance(value, list) and part.isdigit() and int(part) < len(value):
-                value = value[int(part)]
-            elif isinstance(value, dict) and part in value:
-                value = value[part]
-            else:
-                raise Unresolved(f"{arguments}: no {part!r} in the result of step {match.group(1)}")
-        return value
+        if match and match.group(1) in results:
+            return _lookup(results, match.group(1), match.group(2), arguments)
+        return _EMBEDDED.sub(
+            lambda m: _text(_lookup(results, m.group(1), m.group(2), m.group(0))), arguments
+        )
     if isinstance(arguments, dict):
         return {key: resolve(value, results) for key, value in arguments.items()}
     if isinstance(arguments, list):
         return [resolve(value, results) for value in arguments]
     return arguments
+
+
+def _lookup(results: Mapping[str, Any], step_id: str, path: str, written: str) -> Any:
+    if step_id not in results:
+        raise Unresolved(f"{written}: step {step_id} has no result")
+    value = results[step_id]
+    for part in filter(None, path.split(".")):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            raise Unresolved(f"{written}: no {part!r} in the result of step {step_id}")
+    return value
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

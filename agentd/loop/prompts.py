@@ -33,6 +33,7 @@ Write a plan as JSON:
 - Steps that do not depend on each other run in parallel, so only list real dependencies.
 - When an argument comes from an earlier step's result, write it as a reference
   "$<step id>.<field path>", e.g. "$s1.vendors.0.id", and list that step in depends_on.
+  Inside longer text use braces: "${s1.value} ${s2.value} +".
   If the value needs judgement, leave the argument out: it is filled in after that step ran.
 - "answer": null when tools are needed. When the task needs no tool, give the answer here
   and no steps.
