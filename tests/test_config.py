@@ -1,0 +1,144 @@
+"""Config loading: defaults, env overrides, and errors that name the key and the file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentd.config import EMBEDDED_MODEL_NAME, ConfigError, describe, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = """
+[server]
+listen = "127.0.0.1:6000"
+
+[[upstreams]]
+name = "ledger"
+target = "127.0.0.1:50061"
+allow = ["examples.ledger.v1.LedgerService/*"]
+methods = { "examples.ledger.v1.LedgerService/UpdateVendor" = "deny" }
+
+[llm]
+base_url = "http://127.0.0.1:8000/v1"
+model = "m-default"
+api_key_env = "MY_KEY"
+
+[llm.planner]
+model = "m-planner"
+tool_call_mode = "structured"
+
+[limits]
+max_steps = 5
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agentd.toml"
+    path.write_text(text)
+    return path
+
+
+def test_roles_inherit_llm_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), env={})
+    assert config.models["planner"].model == "m-planner"
+    assert config.models["planner"].tool_call_mode == "structured"
+    assert config.models["executor"].model == "m-default"
+    assert config.models["guard"].base_url == "http://127.0.0.1:8000/v1"
+    assert config.limits.max_steps == 5 and config.limits.max_replans == 2
+    assert config.upstreams[0].methods == {"examples.ledger.v1.LedgerService/UpdateVendor": "deny"}
+    assert config.upstreams[0].forward_metadata == ("authorization",)
+
+
+def test_env_overrides(tmp_path: Path) -> None:
+    env = {
+        "AGENTD_LIMITS_MAX_STEPS": "3",
+        "AGENTD_LLM_EXECUTOR_MODEL": "m-exec",
+        "AGENTD_SERVER_LISTEN": "0.0.0.0:7000",
+    }
+    config = load_config(write(tmp_path, GOOD), env=env)
+    assert config.limits.max_steps == 3
+    assert config.models["executor"].model == "m-exec"
+    assert config.server.listen == "0.0.0.0:7000"
+
+
+def test_no_endpoint_means_the_embedded_model(tmp_path: Path) -> None:
+    config = load_config(None, env={})
+    assert config.uses_embedded_model
+    assert all(
+        m.model == EMBEDDED_MODEL_NAME and m.tool_call_mode == "structured"
+        for m in config.models.values()
+    )
+    with_env = load_config(
+        None, env={"OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "AGENTD_LLM_MODEL": "x"}
+    )
+    assert not with_env.uses_embedded_model
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[server]\nlisten = 5", "server.listen"),
+        ('[server]\nlisten = "nohost"', "server.listen"),
+        ('[limits]\nmax_steps = "many"', "limits.max_steps"),
+        ("[limits]\nmax_stepz = 3", "limits.max_stepz"),
+        ("[bogus]\nx = 1", "bogus"),
+        ('[[upstreams]]\nname = "a"\ntarget = "t"', "upstreams[0].allow"),
+        (
+            '[[upstreams]]\nname = "a"\ntarget = "t"\nallow = ["x"]\nside_effects = "maybe"',
+            "upstreams[0].side_effects",
+        ),
+        ('[llm]\nbase_url = "http://x/v1"', "llm.planner.model"),
+        (
+            '[llm.planner]\ntool_call_mode = "psychic"\nbase_url = "http://x"\nmodel = "m"',
+            "llm.planner.tool_call_mode",
+        ),
+        ("not toml ===", "invalid TOML"),
+    ],
+)
+def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value).startswith(str(path))
+    assert key in str(info.value)
+
+
+def test_describe_masks_secrets(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), env={})
+    data = describe(config, env={"MY_KEY": "sk-very-secret-value-123"})
+    text = str(data)
+    assert "sk-very-secret-value-123" not in text
+    assert data["models"]["planner"]["api_key"].startswith("sk-…")
+
+
+def test_config_check_cli(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "agentd", "config", "check", str(write(tmp_path, GOOD))],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0 and '"m-planner"' in ok.stdout
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agentd",
+            "config",
+            "check",
+            str(write(tmp_path, "[limits]\nmax_steps = -1")),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "limits.max_steps" in bad.stderr
+    usage = subprocess.run([sys.executable, "-m", "agentd", "run"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(ROOT / "examples" / "agentd.toml", env={})
+    assert [u.name for u in config.upstreams] == ["ledger", "calculator"]

@@ -1,0 +1,175 @@
+"""Plan checks, references and schema embedding, without servers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+import pytest
+
+from agentd.loop.plan import (
+    Unresolved,
+    check_plan,
+    decode_plan,
+    embed,
+    find_cycle,
+    plan_schema,
+    references,
+    resolve,
+)
+from agentd.loop.state import PlanStep, StepRecord
+
+
+@dataclass
+class FakeTool:
+    name: str
+    input_schema: dict[str, Any]
+    method: str = "/pkg.S/M"
+    description: str = "a tool"
+    side_effects: str = "none"
+    policy: str = "allow"
+    model_schema: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.model_schema = self.model_schema or self.input_schema
+
+    async def invoke(
+        self, arguments: dict[str, Any], *, metadata: Any, timeout: float
+    ) -> dict[str, Any]:
+        return {}
+
+
+NODE = {
+    "$defs": {
+        "Node": {
+            "type": "object",
+            "properties": {"child": {"$ref": "#/$defs/Node"}, "id": {"type": "string"}},
+            "additionalProperties": False,
+        }
+    },
+    "type": "object",
+    "properties": {"root": {"$ref": "#/$defs/Node"}, "id": {"type": "string"}},
+    "required": ["id"],
+    "additionalProperties": False,
+}
+TOOLS = {
+    "Get": FakeTool("Get", NODE),
+    "Sum": FakeTool(
+        "Sum",
+        {
+            "type": "object",
+            "properties": {"expression": {"type": "string"}},
+            "required": ["expression"],
+            "additionalProperties": False,
+        },
+    ),
+}
+
+
+def test_plan_schema_embeds_recursive_tool_schemas() -> None:
+    schema = plan_schema(TOOLS, max_steps=3)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    good = {
+        "rationale": "r",
+        "answer": None,
+        "steps": [
+            {
+                "id": "s1",
+                "tool": "Get",
+                "arguments": {"root": {"child": {"id": "x"}}},
+                "depends_on": [],
+            },
+            {"id": "s2", "tool": "Sum", "arguments": {}, "depends_on": ["s1"]},  # partial is fine
+        ],
+    }
+    jsonschema.validate(good, schema)
+    bad = {**good, "steps": [{"id": "s1", "tool": "Nope", "arguments": {}, "depends_on": []}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    too_many = {**good, "steps": good["steps"] * 2}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(too_many, schema)
+
+
+def test_embed_rewrites_refs_and_moves_defs() -> None:
+    defs: dict[str, Any] = {}
+    body = embed(NODE, "t0_", defs)
+    assert body["properties"]["root"] == {"$ref": "#/$defs/t0_Node"}
+    assert defs["t0_Node"]["properties"]["child"] == {"$ref": "#/$defs/t0_Node"}
+    assert "$defs" in NODE  # the original is untouched
+
+
+def test_check_plan_reports_every_problem() -> None:
+    plan = decode_plan(
+        {
+            "steps": [
+                {"id": "s1", "tool": "Get", "arguments": {}, "depends_on": []},
+                {"id": "s1", "tool": "Ghost", "arguments": {}, "depends_on": ["s9"]},
+                {
+                    "id": "s3",
+                    "tool": "Sum",
+                    "arguments": {"expression": "$s1.id"},
+                    "depends_on": [],
+                },
+            ]
+        },
+        revision=0,
+    )
+    errors = "\n".join(check_plan(plan, TOOLS, []))
+    assert "arguments: 'id' is a required property" in errors
+    assert "id is already used" in errors
+    assert "unknown tool 'Ghost'" in errors
+    assert "unknown step 's9'" in errors
+    assert "refers to $s1 but does not list it in depends_on" in errors
+
+
+def test_ids_of_earlier_steps_cannot_be_reused_but_can_be_depended_on() -> None:
+    done = [
+        StepRecord("s1", "Get", "/pkg.S/M", {"id": "a"}, 0, status="succeeded", result={"id": "a"})
+    ]
+    plan = decode_plan(
+        {
+            "steps": [
+                {"id": "s1", "tool": "Get", "arguments": {"id": "b"}},
+                {
+                    "id": "s2",
+                    "tool": "Sum",
+                    "arguments": {"expression": "$s1.id"},
+                    "depends_on": ["s1"],
+                },
+            ]
+        },
+        revision=1,
+    )
+    assert check_plan(plan, TOOLS, done) == ["step 's1': id is already used; pick a new one"]
+
+
+def test_cycles_are_found() -> None:
+    steps = [
+        PlanStep("a", "Get", {}, ["c"]),
+        PlanStep("b", "Get", {}, ["a"]),
+        PlanStep("c", "Get", {}, ["b"]),
+    ]
+    cycle = find_cycle(steps)
+    assert cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
+    assert find_cycle([PlanStep("a", "Get", {}, []), PlanStep("b", "Get", {}, ["a"])]) == []
+
+
+def test_references_resolve_whole_values_and_text() -> None:
+    results = {"s1": {"vendors": [{"id": "ven_001", "n": 3}]}, "s2": {"value": 4.5}}
+    args = {
+        "vendorId": "$s1.vendors.0.id",
+        "vendor": "$s1.vendors.0",
+        "expression": "${s1.vendors.0.n} ${s2.value} +",
+        "price": "$100",  # not a step id: left alone
+    }
+    assert references(args) == {"s1", "s2"}
+    assert resolve(args, results) == {
+        "vendorId": "ven_001",
+        "vendor": {"id": "ven_001", "n": 3},
+        "expression": "3 4.5 +",
+        "price": "$100",
+    }
+    with pytest.raises(Unresolved, match="no 'missing'"):
+        resolve({"x": "$s2.missing"}, results)
