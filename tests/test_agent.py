@@ -120,9 +120,18 @@ async def slow_stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 def plan(*steps: dict[str, Any], answer: str | None = None) -> dict[str, Any]:
+    """A planner reply; steps are written flat here and nested as the plan schema wants."""
     return {
         "rationale": "test plan",
-        "steps": [{"depends_on": [], "purpose": "", **s} for s in steps],
+        "steps": [
+            {
+                "id": s["id"],
+                "call": {"tool": s["tool"], "arguments": s["arguments"]},
+                "depends_on": s.get("depends_on", []),
+                "purpose": "",
+            }
+            for s in steps
+        ],
         "answer": answer,
     }
 

@@ -67,29 +67,51 @@ TOOLS = {
 }
 
 
-def test_plan_schema_embeds_recursive_tool_schemas() -> None:
+def step(
+    id: str, tool: str, arguments: dict[str, Any], depends_on: list[str] | None = None
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "call": {"tool": tool, "arguments": arguments},
+        "depends_on": depends_on or [],
+    }
+
+
+def test_plan_schema_makes_ids_and_dependencies_well_formed() -> None:
     schema = plan_schema(TOOLS, max_steps=3)
     jsonschema.Draft202012Validator.check_schema(schema)
     good = {
         "rationale": "r",
         "answer": None,
         "steps": [
-            {
-                "id": "s1",
-                "tool": "Get",
-                "arguments": {"root": {"child": {"id": "x"}}},
-                "depends_on": [],
-            },
-            {"id": "s2", "tool": "Sum", "arguments": {}, "depends_on": ["s1"]},  # partial is fine
+            step("s1", "Get", {"root": {"child": {"id": "x"}}}),
+            step("s2", "Sum", {}, ["s1"]),  # partial arguments are fine
         ],
     }
     jsonschema.validate(good, schema)
-    bad = {**good, "steps": [{"id": "s1", "tool": "Nope", "arguments": {}, "depends_on": []}]}
+    bad_cases = [
+        [step("s1", "Nope", {})],  # unknown tool
+        [step("s2", "Get", {"id": "x"})],  # ids are fixed by position
+        [step("s1", "Get", {"id": "x"}, ["s2"])],  # only earlier steps
+        [step("s1", "Get", {"id": "x"}), step("s2", "Get", {"id": "y"}, ["s2"])],  # not itself
+        [step("s1", "Get", {"wrong": 1})],  # arguments follow the tool's schema
+        [step(f"s{i}", "Get", {}) for i in range(1, 5)],  # more than max_steps
+    ]
+    for steps in bad_cases:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**good, "steps": steps}, schema)
+
+
+def test_plan_schema_numbers_on_after_earlier_revisions() -> None:
+    schema = plan_schema(TOOLS, max_steps=2, done=["s1", "s2"])
+    jsonschema.validate(
+        {"rationale": "", "answer": None, "steps": [step("s3", "Get", {"id": "$s1.id"}, ["s1"])]},
+        schema,
+    )
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(bad, schema)
-    too_many = {**good, "steps": good["steps"] * 2}
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(too_many, schema)
+        jsonschema.validate(
+            {"rationale": "", "answer": None, "steps": [step("s1", "Get", {})]}, schema
+        )
 
 
 def test_embed_rewrites_refs_and_moves_defs() -> None:
@@ -104,14 +126,9 @@ def test_check_plan_reports_every_problem() -> None:
     plan = decode_plan(
         {
             "steps": [
-                {"id": "s1", "tool": "Get", "arguments": {}, "depends_on": []},
-                {"id": "s1", "tool": "Ghost", "arguments": {}, "depends_on": ["s9"]},
-                {
-                    "id": "s3",
-                    "tool": "Sum",
-                    "arguments": {"expression": "$s1.id"},
-                    "depends_on": [],
-                },
+                step("s1", "Get", {}),
+                step("s1", "Ghost", {}, ["s9"]),
+                step("s3", "Sum", {"expression": "$s1.id"}),
             ]
         },
         revision=0,
@@ -131,13 +148,8 @@ def test_ids_of_earlier_steps_cannot_be_reused_but_can_be_depended_on() -> None:
     plan = decode_plan(
         {
             "steps": [
-                {"id": "s1", "tool": "Get", "arguments": {"id": "b"}},
-                {
-                    "id": "s2",
-                    "tool": "Sum",
-                    "arguments": {"expression": "$s1.id"},
-                    "depends_on": ["s1"],
-                },
+                step("s1", "Get", {"id": "b"}),
+                step("s2", "Sum", {"expression": "$s1.id"}, ["s1"]),
             ]
         },
         revision=1,

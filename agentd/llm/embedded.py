@@ -118,10 +118,12 @@ class EmbeddedModel:
 
     async def stop(self) -> None:
         """Shut the server down; dropping the last reference stops llama.cpp's main loop."""
-        server, self._server = self._server, None
+        holder = [self._server] if self._server is not None else []
+        self._server = None
         self._address = ""
-        if server is not None:
-            await asyncio.to_thread(_release, server)
+        if holder:
+            # Hand over the only reference so the destructor joins its threads off the loop.
+            await asyncio.to_thread(holder.clear)
 
     async def __aenter__(self) -> EmbeddedModel:
         await self.start()
@@ -150,11 +152,6 @@ class EmbeddedModel:
             return xllamacpp.Server(params)
         except Exception as exc:
             raise EmbeddedModelError(f"llama.cpp could not load {path}: {exc}") from exc
-
-
-def _release(server: Any) -> None:
-    # xllamacpp has no stop(): its destructor joins the server threads.
-    del server
 
 
 async def _wait_healthy(address: str, deadline: float) -> None:

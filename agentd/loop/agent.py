@@ -167,7 +167,9 @@ class _Session:
         if reason:
             self.run.emit(Event("replan_reason", reason))
         left = self.budget.max_steps - self.budget.steps
-        schema = plan_schema(self.tools, max_steps=left)
+        done = [r.id for r in self.run.steps if r.status == "succeeded"]
+        taken = [r.id for r in self.run.steps]
+        schema = plan_schema(self.tools, max_steps=left, done=done, taken=taken)
         messages = self.planner_messages(reason)
         for _attempt in range(self.agent.config.max_plan_repairs + 1):
             try:

@@ -23,7 +23,8 @@ STEP_ID = r"^[a-z][a-z0-9_]{0,15}$"
 _REFERENCE = re.compile(r"^\$([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)$")
 # Inside longer text a reference is braced: "${s1.totalMinor} ${s2.totalMinor} +".
 _EMBEDDED = re.compile(r"\$\{([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)\}")
-_MAX_TEXT = 600
+_MAX_RATIONALE = 200
+_MAX_ANSWER = 1500
 
 
 class LoopTool(Protocol):
@@ -92,52 +93,86 @@ def _partial(schema: dict[str, Any]) -> dict[str, Any]:
     return relaxed
 
 
-def plan_schema(tools: Mapping[str, LoopTool], *, max_steps: int) -> dict[str, Any]:
-    """The schema of a plan over ``tools``: a union of one step shape per tool."""
+def plan_schema(
+    tools: Mapping[str, LoopTool],
+    *,
+    max_steps: int,
+    done: Sequence[str] = (),
+    taken: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The schema of a plan over ``tools``, so that a decoded plan is well formed by construction.
+
+    Step ``i`` has the fixed id ``s<n>`` (numbering continues after the ids ``taken`` by
+    earlier revisions) and may depend only on earlier ids (and the ``done`` steps), so ids are unique and the
+    graph is acyclic whatever the model writes. Its ``call`` is one of the tools with that
+    tool's own argument schema (partial: arguments needing earlier results may be left
+    out). The schema grows with steps plus tools, not with their product.
+    """
     defs: dict[str, Any] = {}
-    variants = []
+    calls = []
     for index, tool in enumerate(sorted(tools.values(), key=lambda t: t.name)):
-        arguments = _partial(embed(tool.model_schema, f"t{index}_", defs))
-        variants.append(
+        calls.append(
             {
                 "type": "object",
                 "properties": {
-                    "id": {"type": "string", "pattern": STEP_ID, "maxLength": 16},
                     "tool": {"const": tool.name},
-                    "arguments": arguments,
-                    "depends_on": {
-                        "type": "array",
-                        "items": {"type": "string", "pattern": STEP_ID, "maxLength": 16},
-                        "maxItems": 8,
-                    },
-                    "purpose": {"type": "string", "maxLength": 200},
+                    "arguments": _partial(embed(tool.model_schema, f"t{index}_", defs)),
                 },
-                "required": ["id", "tool", "arguments", "depends_on"],
+                "required": ["tool", "arguments"],
                 "additionalProperties": False,
             }
         )
-    step: dict[str, Any] = {"anyOf": variants} if variants else {"not": {}}
-    schema: dict[str, Any] = {
+    defs["call"] = {"anyOf": calls} if calls else {"not": {}}
+    first = _next_number([*taken, *done])
+    positions = []
+    for i in range(max(1, max_steps)):
+        earlier = [*done, *(f"s{first + j}" for j in range(i))]
+        depends: dict[str, Any] = {"type": "array", "maxItems": min(len(earlier), 8)}
+        if earlier:
+            depends.update(items={"enum": earlier}, uniqueItems=True)
+        positions.append(
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"const": f"s{first + i}"},
+                    "call": {"$ref": "#/$defs/call"},
+                    "depends_on": depends,
+                    "purpose": {"type": "string", "maxLength": 120},
+                },
+                "required": ["id", "call", "depends_on"],
+                "additionalProperties": False,
+            }
+        )
+    return {
         "type": "object",
+        # Steps come first and texts are short: small models given an unbounded leading
+        # string repeat themselves until max_tokens and never reach the steps.
         "properties": {
-            "rationale": {"type": "string", "maxLength": _MAX_TEXT},
-            "steps": {"type": "array", "items": step, "maxItems": max(1, max_steps)},
-            "answer": {"anyOf": [{"type": "string", "maxLength": 4 * _MAX_TEXT}, {"type": "null"}]},
+            "steps": {
+                "type": "array",
+                "prefixItems": positions,
+                "maxItems": len(positions),  # (llama.cpp rejects "items": false)
+            },
+            "answer": {"anyOf": [{"type": "string", "maxLength": _MAX_ANSWER}, {"type": "null"}]},
+            "rationale": {"type": "string", "maxLength": _MAX_RATIONALE},
         },
-        "required": ["rationale", "steps", "answer"],
+        "required": ["steps", "answer", "rationale"],
         "additionalProperties": False,
+        "$defs": defs,
     }
-    if defs:
-        schema["$defs"] = defs
-    return schema
+
+
+def _next_number(ids: Sequence[str]) -> int:
+    numbers = [int(d[1:]) for d in ids if re.fullmatch(r"s\d+", d)]
+    return max(numbers, default=0) + 1
 
 
 def decode_plan(value: Mapping[str, Any], revision: int) -> Plan:
     steps = [
         PlanStep(
             id=str(raw.get("id", "")),
-            tool=str(raw.get("tool", "")),
-            arguments=dict(raw.get("arguments") or {}),
+            tool=str(_call(raw).get("tool", "")),
+            arguments=dict(_call(raw).get("arguments") or {}),
             depends_on=[str(d) for d in raw.get("depends_on") or []],
             purpose=str(raw.get("purpose") or ""),
         )
@@ -151,6 +186,11 @@ def decode_plan(value: Mapping[str, Any], revision: int) -> Plan:
         direct_answer=answer if isinstance(answer, str) and answer.strip() else None,
         rationale=str(value.get("rationale") or ""),
     )
+
+
+def _call(step: Mapping[str, Any]) -> Mapping[str, Any]:
+    call = step.get("call")
+    return call if isinstance(call, Mapping) else {}
 
 
 # --- checking ---------------------------------------------------------------------------

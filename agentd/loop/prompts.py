@@ -28,8 +28,9 @@ PLANNER = Prompt(
 Tools are real company APIs; only the tools listed below exist.
 
 Write a plan as JSON:
-- "steps": the tool calls to make. Each step has an "id" (s1, s2, ...), the "tool",
-  its "arguments", "depends_on" (ids of steps whose results it needs) and a short "purpose".
+- "steps": the tool calls to make. Each step has an "id" (s1, s2, ... in order), a "call"
+  with the "tool" and its "arguments", "depends_on" (ids of earlier steps whose results it
+  needs) and a short "purpose".
 - Steps that do not depend on each other run in parallel, so only list real dependencies.
 - When an argument comes from an earlier step's result, write it as a reference
   "$<step id>.<field path>", e.g. "$s1.vendors.0.id", and list that step in depends_on.
