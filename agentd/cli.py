@@ -220,8 +220,19 @@ async def run(args: argparse.Namespace) -> int:
     return 0 if final.status == agent_pb2.RUN_STATUS_SUCCEEDED else 5
 
 
+def _integral(value: Any) -> Any:
+    """Struct holds every number as a double; show 3.0 as 3."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def _short(value: Any, limit: int = 160) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    text = json.dumps(_integral(value), ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

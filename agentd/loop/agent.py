@@ -149,7 +149,7 @@ class _Session:
                 self.run.finish("succeeded")
                 return
             missing = await self.respond()
-            if missing and self.can_replan():
+            if missing and self.budget.steps < self.budget.max_steps and self.can_replan():
                 plan = await self.plan(reason=f"the answer needs more: {missing}")
                 continue
             self.run.finish("succeeded")

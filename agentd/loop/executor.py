@@ -18,7 +18,16 @@ from typing import Any
 from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.loop import prompts
 from agentd.loop.plan import LoopTool, Unresolved, references, resolve, validate
-from agentd.loop.state import Budget, Event, PendingCall, Plan, PlanStep, RunState, StepRecord
+from agentd.loop.state import (
+    Budget,
+    Event,
+    LimitsExceeded,
+    PendingCall,
+    Plan,
+    PlanStep,
+    RunState,
+    StepRecord,
+)
 
 # A model call made through the loop's accounting (budget, usage, spans).
 ModelCall = Callable[[str, Callable[[ChatModel], Awaitable[Any]]], Awaitable[Any]]
@@ -104,7 +113,11 @@ class Executor:
                         step.id, tool.name, tool.method, record.arguments, tool.side_effects
                     )
             return record
-        self.budget.before_step()
+        try:
+            self.budget.before_step()
+        except LimitsExceeded as exc:
+            self._end(record, "skipped", "LIMITS_EXCEEDED", str(exc))
+            raise
         self.run.emit(Event("step_started", record))
         record.start_time = time.time()
         started = time.monotonic()
