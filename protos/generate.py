@@ -50,10 +50,17 @@ def main() -> int:
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         files = generate(Path(tmp))
-        stale = [f for f in files if not (ROOT / f).exists() or not filecmp.cmp(Path(tmp) / f, ROOT / f, shallow=False)]
+        stale = [
+            f
+            for f in files
+            if not (ROOT / f).exists() or not filecmp.cmp(Path(tmp) / f, ROOT / f, shallow=False)
+        ]
         if ns.check:
             if stale:
-                print("generated code is stale, run `make protos`: " + ", ".join(map(str, stale)), file=sys.stderr)
+                print(
+                    "generated code is stale, run `make protos`: " + ", ".join(map(str, stale)),
+                    file=sys.stderr,
+                )
                 return 1
             print(f"generated code is up to date ({len(files)} files)")
             return 0

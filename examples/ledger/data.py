@@ -93,7 +93,7 @@ Wiener Kaffeerösterei | wiener-roesterei.at | INCOME | AT | Wien | Mariahilfer 
 Brouwerij De Klok | brouwerijdeklok.be | INCOME | BE | Gent | Korenmarkt 16 | 9000 | restaurant
 Galway Outdoor Ltd | galwayoutdoor.ie | INCOME | IE | Galway | 12 Shop Street | H91 X2C4 | shop
 Stadtwerke Potsdam | swp-potsdam.de | INCOME | DE | Potsdam | Steinstr. 104-106 | 14480 | office
-"""  # noqa: E501
+"""
 
 _PHONE_PREFIX = {
     "DE": "+49",
