@@ -348,6 +348,21 @@ def run_message(run: RunState) -> agent_pb2.RunResponse:
             output_tokens=usage.output_tokens,
         )
         message.models.append(f"{usage.role}={usage.model}")
+    for call in run.model_calls:
+        item = message.model_calls.add(
+            role=call.role,
+            model=call.model,
+            prompt=call.prompt,
+            prompt_version=call.prompt_version,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            cost_usd=call.cost_usd,
+            finish_reason=call.finish_reason,
+            error=call.error,
+            span_id=call.span_id,
+        )
+        item.start_time.FromNanoseconds(int(call.start_time * 1e9))
+        item.duration.FromNanoseconds(int(call.duration_s * 1e9))
     if run.pending_call:
         p = run.pending_call
         message.pending_call.CopyFrom(

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agentd.config import LimitsConfig
-from agentd.llm.client import ChatModel, ModelError, ToolSpec
+from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.loop import prompts
 from agentd.loop.executor import CallContext, Executor
 from agentd.loop.plan import LoopTool, check_plan, decode_plan, embed, plan_schema
@@ -26,6 +27,7 @@ from agentd.loop.state import (
     Budget,
     Event,
     LimitsExceeded,
+    ModelCallRecord,
     NeedsApproval,
     Plan,
     PlanStep,
@@ -173,8 +175,9 @@ class _Session:
         messages = self.planner_messages(reason)
         for _attempt in range(self.agent.config.max_plan_repairs + 1):
             try:
+                prompt = prompts.REPLAN if reason else prompts.PLANNER
                 reply = await self.ask(
-                    "planner", lambda m: m.complete_json(messages, schema, name="plan")
+                    "planner", prompt, lambda m: m.complete_json(messages, schema, name="plan")
                 )
             except ModelError as exc:
                 messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
@@ -253,7 +256,9 @@ class _Session:
         for _attempt in range(2):
             try:
                 reply = await self.ask(
-                    "responder", lambda m: m.complete_json(messages, schema, name="answer")
+                    "responder",
+                    prompts.RESPONDER,
+                    lambda m: m.complete_json(messages, schema, name="answer"),
                 )
             except ModelError as exc:
                 messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
@@ -297,7 +302,9 @@ class _Session:
         turn = 0
         while True:
             choice = await self.ask(
-                "executor", lambda m: m.choose_tool(messages, [*specs, final], name="react_step")
+                "executor",
+                prompts.REACT,
+                lambda m: m.choose_tool(messages, [*specs, final], name="react_step"),
             )
             if choice.name == FINAL_ANSWER:
                 self.set_answer(choice.arguments.get("answer"))
@@ -331,23 +338,37 @@ class _Session:
 
     # --- model calls ------------------------------------------------------------------------
 
-    async def ask(self, role: str, call: Callable[[ChatModel], Awaitable[Any]]) -> Any:
-        """Make one model call of ``role`` within the budget and record its usage."""
+    async def ask(
+        self, role: str, prompt: prompts.Prompt, call: Callable[[ChatModel], Awaitable[Any]]
+    ) -> Any:
+        """Make one model call of ``role`` within the budget and record it and its usage."""
         model = self.agent.models[role]
         self.budget.before_model_call()
         usage = self.run.usage.setdefault(role, RoleUsage(role=role, model=model.model))
         usage.calls += 1
+        record = ModelCallRecord(role, model.model, prompt.name, prompt.version, time.time())
+        self.run.model_calls.append(record)
+        started = time.monotonic()
         try:
             result = await call(model)
         except ModelError as exc:
+            record.error = f"{exc.kind}: {exc}"
+            if exc.reply is not None:
+                self._count(record, usage, exc.reply)
             if exc.kind in ("transport", "http"):
                 raise RunFailed(f"{role} model failed: {exc}") from exc
             raise
-        reply = getattr(result, "reply", result)
+        finally:
+            record.duration_s = time.monotonic() - started
+        self._count(record, usage, getattr(result, "reply", result))
+        return result
+
+    def _count(self, record: ModelCallRecord, usage: RoleUsage, reply: ModelReply) -> None:
+        record.input_tokens, record.output_tokens = reply.input_tokens, reply.output_tokens
+        record.finish_reason = reply.finish_reason or ""
         usage.input_tokens += reply.input_tokens
         usage.output_tokens += reply.output_tokens
         self.budget.after_model_call(reply.input_tokens + reply.output_tokens)
-        return result
 
 
 def describe_tool(tool: LoopTool) -> str:

@@ -30,7 +30,7 @@ from agentd.loop.state import (
 )
 
 # A model call made through the loop's accounting (budget, usage, spans).
-ModelCall = Callable[[str, Callable[[ChatModel], Awaitable[Any]]], Awaitable[Any]]
+ModelCall = Callable[[str, prompts.Prompt, Callable[[ChatModel], Awaitable[Any]]], Awaitable[Any]]
 
 
 @dataclass
@@ -200,7 +200,9 @@ class Executor:
                 )
             try:
                 choice = await self.ask(
-                    "executor", lambda m: m.choose_tool(messages, [spec], name="step_arguments")
+                    "executor",
+                    prompts.EXECUTOR,
+                    lambda m: m.choose_tool(messages, [spec], name="step_arguments"),
                 )
             except ModelError as exc:
                 problems = [str(exc)]

@@ -103,6 +103,24 @@ class RoleUsage:
 
 
 @dataclass
+class ModelCallRecord:
+    """One model call, for the run record and ``agentd trace``."""
+
+    role: str
+    model: str
+    prompt: str
+    prompt_version: str
+    start_time: float  # unix seconds
+    duration_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    finish_reason: str = ""
+    error: str = ""
+    span_id: str = ""
+
+
+@dataclass
 class PendingCall:
     step_id: str
     tool: str
@@ -138,6 +156,7 @@ class RunState:
     steps: list[StepRecord] = field(default_factory=list)
     usage: dict[str, RoleUsage] = field(default_factory=dict)
     pending_call: PendingCall | None = None
+    model_calls: list[ModelCallRecord] = field(default_factory=list)
     start_time: float = field(default_factory=time.time)
     duration_s: float = 0.0
     emit: Callable[[Event], None] = field(default=lambda event: None, repr=False)

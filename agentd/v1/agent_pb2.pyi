@@ -39,6 +39,13 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_SKIPPED: _ClassVar[StepStatus]
     STEP_STATUS_NEEDS_APPROVAL: _ClassVar[StepStatus]
     STEP_STATUS_DENIED: _ClassVar[StepStatus]
+
+class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERDICT_UNSPECIFIED: _ClassVar[Verdict]
+    VERDICT_PASS: _ClassVar[Verdict]
+    VERDICT_FLAG: _ClassVar[Verdict]
+    VERDICT_BLOCK: _ClassVar[Verdict]
 LOOP_MODE_UNSPECIFIED: LoopMode
 LOOP_MODE_PLAN_EXECUTE: LoopMode
 LOOP_MODE_REACT: LoopMode
@@ -58,6 +65,10 @@ STEP_STATUS_FAILED: StepStatus
 STEP_STATUS_SKIPPED: StepStatus
 STEP_STATUS_NEEDS_APPROVAL: StepStatus
 STEP_STATUS_DENIED: StepStatus
+VERDICT_UNSPECIFIED: Verdict
+VERDICT_PASS: Verdict
+VERDICT_FLAG: Verdict
+VERDICT_BLOCK: Verdict
 
 class Limits(_message.Message):
     __slots__ = ("max_steps", "max_replans", "max_model_calls", "max_tokens")
@@ -118,7 +129,7 @@ class Plan(_message.Message):
     def __init__(self, revision: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[PlanStep, _Mapping]]] = ..., direct_answer: _Optional[str] = ..., rationale: _Optional[str] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("id", "tool", "method", "arguments", "result", "status", "error", "start_time", "duration", "plan_revision", "result_truncated")
+    __slots__ = ("id", "tool", "method", "arguments", "result", "status", "error", "start_time", "duration", "plan_revision", "result_truncated", "flags")
     ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +141,7 @@ class Step(_message.Message):
     DURATION_FIELD_NUMBER: _ClassVar[int]
     PLAN_REVISION_FIELD_NUMBER: _ClassVar[int]
     RESULT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tool: str
     method: str
@@ -141,7 +153,8 @@ class Step(_message.Message):
     duration: _duration_pb2.Duration
     plan_revision: int
     result_truncated: bool
-    def __init__(self, id: _Optional[str] = ..., tool: _Optional[str] = ..., method: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[StepStatus, str]] = ..., error: _Optional[_Union[StepError, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., plan_revision: _Optional[int] = ..., result_truncated: _Optional[bool] = ...) -> None: ...
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., tool: _Optional[str] = ..., method: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[StepStatus, str]] = ..., error: _Optional[_Union[StepError, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., plan_revision: _Optional[int] = ..., result_truncated: _Optional[bool] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StepError(_message.Message):
     __slots__ = ("code", "message")
@@ -152,18 +165,74 @@ class StepError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("role", "model", "calls", "input_tokens", "output_tokens")
+    __slots__ = ("role", "model", "calls", "input_tokens", "output_tokens", "cost_usd")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     role: str
     model: str
     calls: int
     input_tokens: int
     output_tokens: int
-    def __init__(self, role: _Optional[str] = ..., model: _Optional[str] = ..., calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
+    cost_usd: float
+    def __init__(self, role: _Optional[str] = ..., model: _Optional[str] = ..., calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+
+class ModelCall(_message.Message):
+    __slots__ = ("role", "model", "prompt", "prompt_version", "start_time", "duration", "input_tokens", "output_tokens", "cost_usd", "finish_reason", "error", "span_id")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    model: str
+    prompt: str
+    prompt_version: str
+    start_time: _timestamp_pb2.Timestamp
+    duration: _duration_pb2.Duration
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    finish_reason: str
+    error: str
+    span_id: str
+    def __init__(self, role: _Optional[str] = ..., model: _Optional[str] = ..., prompt: _Optional[str] = ..., prompt_version: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., finish_reason: _Optional[str] = ..., error: _Optional[str] = ..., span_id: _Optional[str] = ...) -> None: ...
+
+class GuardrailVerdict(_message.Message):
+    __slots__ = ("verdict", "reasons", "guard", "stage")
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    GUARD_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    verdict: Verdict
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    guard: str
+    stage: str
+    def __init__(self, verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., guard: _Optional[str] = ..., stage: _Optional[str] = ...) -> None: ...
+
+class Feedback(_message.Message):
+    __slots__ = ("rating", "comment", "labels", "time", "user_id")
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    rating: int
+    comment: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    time: _timestamp_pb2.Timestamp
+    user_id: str
+    def __init__(self, rating: _Optional[int] = ..., comment: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class PendingCall(_message.Message):
     __slots__ = ("step_id", "tool", "method", "arguments", "side_effects")
@@ -180,7 +249,7 @@ class PendingCall(_message.Message):
     def __init__(self, step_id: _Optional[str] = ..., tool: _Optional[str] = ..., method: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., side_effects: _Optional[str] = ...) -> None: ...
 
 class RunResponse(_message.Message):
-    __slots__ = ("run_id", "trace_id", "status", "output", "output_json", "plan", "steps", "usage", "models", "error", "pending_call", "start_time", "duration", "mode", "conversation_id", "user_id", "task")
+    __slots__ = ("run_id", "trace_id", "status", "output", "output_json", "plan", "steps", "usage", "models", "error", "pending_call", "start_time", "duration", "mode", "conversation_id", "user_id", "task", "model_calls", "cost_usd", "verdicts", "feedback")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +267,10 @@ class RunResponse(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     trace_id: str
     status: RunStatus
@@ -215,10 +288,14 @@ class RunResponse(_message.Message):
     conversation_id: str
     user_id: str
     task: str
-    def __init__(self, run_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., output: _Optional[str] = ..., output_json: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., usage: _Optional[_Iterable[_Union[Usage, _Mapping]]] = ..., models: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., pending_call: _Optional[_Union[PendingCall, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mode: _Optional[_Union[LoopMode, str]] = ..., conversation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
+    model_calls: _containers.RepeatedCompositeFieldContainer[ModelCall]
+    cost_usd: float
+    verdicts: _containers.RepeatedCompositeFieldContainer[GuardrailVerdict]
+    feedback: _containers.RepeatedCompositeFieldContainer[Feedback]
+    def __init__(self, run_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., output: _Optional[str] = ..., output_json: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., usage: _Optional[_Iterable[_Union[Usage, _Mapping]]] = ..., models: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., pending_call: _Optional[_Union[PendingCall, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mode: _Optional[_Union[LoopMode, str]] = ..., conversation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., task: _Optional[str] = ..., model_calls: _Optional[_Iterable[_Union[ModelCall, _Mapping]]] = ..., cost_usd: _Optional[float] = ..., verdicts: _Optional[_Iterable[_Union[GuardrailVerdict, _Mapping]]] = ..., feedback: _Optional[_Iterable[_Union[Feedback, _Mapping]]] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("run_id", "sequence", "time", "plan", "replan_reason", "step_started", "step_finished", "final")
+    __slots__ = ("run_id", "sequence", "time", "plan", "replan_reason", "step_started", "step_finished", "final", "verdict")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -227,6 +304,7 @@ class RunEvent(_message.Message):
     STEP_STARTED_FIELD_NUMBER: _ClassVar[int]
     STEP_FINISHED_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     sequence: int
     time: _timestamp_pb2.Timestamp
@@ -235,7 +313,8 @@ class RunEvent(_message.Message):
     step_started: Step
     step_finished: Step
     final: RunResponse
-    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., replan_reason: _Optional[str] = ..., step_started: _Optional[_Union[Step, _Mapping]] = ..., step_finished: _Optional[_Union[Step, _Mapping]] = ..., final: _Optional[_Union[RunResponse, _Mapping]] = ...) -> None: ...
+    verdict: GuardrailVerdict
+    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., replan_reason: _Optional[str] = ..., step_started: _Optional[_Union[Step, _Mapping]] = ..., step_finished: _Optional[_Union[Step, _Mapping]] = ..., final: _Optional[_Union[RunResponse, _Mapping]] = ..., verdict: _Optional[_Union[GuardrailVerdict, _Mapping]] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
     __slots__ = ()
@@ -268,6 +347,26 @@ class ListToolsResponse(_message.Message):
     tools: _containers.RepeatedCompositeFieldContainer[Tool]
     unavailable_upstreams: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., unavailable_upstreams: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SubmitFeedbackRequest(_message.Message):
+    __slots__ = ("run_id", "rating", "comment", "labels")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    rating: int
+    comment: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., rating: _Optional[int] = ..., comment: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SubmitFeedbackResponse(_message.Message):
+    __slots__ = ("run_id", "feedback")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    feedback: Feedback
+    def __init__(self, run_id: _Optional[str] = ..., feedback: _Optional[_Union[Feedback, _Mapping]] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)

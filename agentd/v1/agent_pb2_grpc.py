@@ -57,6 +57,11 @@ class AgentServiceStub:
                 request_serializer=agentd_dot_v1_dot_agent__pb2.GetRunRequest.SerializeToString,
                 response_deserializer=agentd_dot_v1_dot_agent__pb2.RunResponse.FromString,
                 _registered_method=True)
+        self.SubmitFeedback = channel.unary_unary(
+                '/agentd.v1.AgentService/SubmitFeedback',
+                request_serializer=agentd_dot_v1_dot_agent__pb2.SubmitFeedbackRequest.SerializeToString,
+                response_deserializer=agentd_dot_v1_dot_agent__pb2.SubmitFeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -93,6 +98,13 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitFeedback(self, request, context):
+        """Records a user's judgement of a run's answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +127,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.GetRun,
                     request_deserializer=agentd_dot_v1_dot_agent__pb2.GetRunRequest.FromString,
                     response_serializer=agentd_dot_v1_dot_agent__pb2.RunResponse.SerializeToString,
+            ),
+            'SubmitFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitFeedback,
+                    request_deserializer=agentd_dot_v1_dot_agent__pb2.SubmitFeedbackRequest.FromString,
+                    response_serializer=agentd_dot_v1_dot_agent__pb2.SubmitFeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +245,33 @@ class AgentService:
             '/agentd.v1.AgentService/GetRun',
             agentd_dot_v1_dot_agent__pb2.GetRunRequest.SerializeToString,
             agentd_dot_v1_dot_agent__pb2.RunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentd.v1.AgentService/SubmitFeedback',
+            agentd_dot_v1_dot_agent__pb2.SubmitFeedbackRequest.SerializeToString,
+            agentd_dot_v1_dot_agent__pb2.SubmitFeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,
