@@ -84,14 +84,19 @@ path = "{tmp_path / "runs.db"}"
 
 
 async def start_stack(
-    tmp_path: Path, *, latency_s: float = 0.0, extra: str = ""
+    tmp_path: Path,
+    *,
+    latency_s: float = 0.0,
+    extra: str = "",
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
+    """Scripted model, both example upstreams and a daemon; ``env`` overrides config keys."""
     llm = ScriptedLLM()
     await llm.start()
     ledger = await serve_ledger(reflection="v1", latency_s=latency_s)
     calculator = await serve_calculator(reflection="v1alpha")
     config = load_config(
-        write_config(tmp_path, llm, ledger.address, calculator.address, extra), env={}
+        write_config(tmp_path, llm, ledger.address, calculator.address, extra), env=env or {}
     )
     daemon = Daemon(config, env={"OPENAI_API_KEY": "sk-test-key"})
     await daemon.start()
@@ -529,7 +534,8 @@ async def test_upstream_down_at_start_is_reported(tmp_path: Path) -> None:
         async with grpc.aio.insecure_channel(daemon.address) as channel:
             stub = agent_pb2_grpc.AgentServiceStub(channel)
             response = await stub.ListTools(agent_pb2.ListToolsRequest())
-        assert [t.upstream for t in response.tools] == ["calculator"]
+        reflected = [t.upstream for t in response.tools if t.upstream != "builtin"]
+        assert reflected == ["calculator"]
         assert response.unavailable_upstreams[0].startswith("ledger:")
     finally:
         await daemon.stop(grace=0)

@@ -1,0 +1,344 @@
+"""Fault injection: upstreams, the model endpoint and callers misbehaving.
+
+Each test names the fault, makes it happen for real (servers stopped, slowed,
+replaced; the scripted model answering with errors), and checks that the run ends
+with a defined status, nothing is lost, and the daemon keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from agentd.v1 import agent_pb2
+from examples.calculator.server import serve as serve_calculator
+from examples.ledger.server import serve as serve_ledger
+from tests.support.scripted_llm import schema_name
+from tests.test_agent import Stack, answer, plan, start_stack, step
+
+GET_VENDOR = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}}
+
+
+async def stack_with(tmp_path: Path, **kwargs: object) -> AsyncIterator[Stack]:
+    async for s in start_stack(tmp_path, **kwargs):  # type: ignore[arg-type]
+        yield s
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async for s in stack_with(tmp_path, env={"AGENTD_LIMITS_MAX_RESULT_CHARS": "2000"}):
+        yield s
+
+
+def stored_status(s: Stack, run_id: str | None = None) -> list[tuple[str, str]]:
+    """(run_id, status) of every stored run, read straight from the SQLite file."""
+    with sqlite3.connect(s.daemon.config.storage.path) as db:
+        rows = db.execute("SELECT run_id, status FROM runs ORDER BY created_at").fetchall()
+    return [(r, st) for r, st in rows if run_id is None or r == run_id]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- upstream faults ------------------------------------------------------------------------
+
+
+async def test_upstream_unavailable_is_an_observation(stack: Stack) -> None:
+    s = stack
+    await s.ledger.stop(None)
+    s.llm.reply(when="plan", content=plan(GET_VENDOR))
+    s.llm.reply(when="plan", content=plan(answer="The ledger service is unavailable."))
+    response = await s.run("Get vendor ven_001")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert response.output == "The ledger service is unavailable."
+    assert step(response, "s1").error.code == "UNAVAILABLE"
+    replan = [r for r in s.llm.requests if schema_name(r) == "plan"][1]
+    assert "UNAVAILABLE" in json.dumps(replan["messages"])
+
+
+async def test_upstream_slower_than_the_tool_timeout(tmp_path: Path) -> None:
+    env = {"AGENTD_LIMITS_TOOL_TIMEOUT_S": "0.2", "AGENTD_LIMITS_MAX_REPLANS": "0"}
+    async for s in stack_with(tmp_path, latency_s=2.0, env=env):
+        s.llm.reply(when="plan", content=plan(GET_VENDOR))
+        s.llm.reply(when="answer", content=answer("timed out"))
+        response = await s.run("Get vendor ven_001")
+        assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+        s1 = step(response, "s1")
+        assert s1.status == agent_pb2.STEP_STATUS_FAILED
+        assert s1.error.code == "DEADLINE_EXCEEDED"
+
+
+async def test_upstream_restarted_mid_run(stack: Stack) -> None:
+    s = stack
+    port = s.ledger.port
+    restarted: list[object] = []
+
+    async def second_plan(body: dict[str, object]) -> object:
+        # Between the two plans the ledger goes away and comes back on the same port.
+        from tests.support.scripted_llm import Reply
+
+        if schema_name(body) != "plan" or restarted:
+            return None
+        await s.ledger.stop(None)
+        s.ledger = await serve_ledger(port, reflection="v1")
+        restarted.append(True)
+        step2 = {**GET_VENDOR, "id": "s2", "arguments": {"vendorId": "ven_002"}}
+        return Reply(content=plan(step2))
+
+    s.llm.reply(when="plan", content=plan(GET_VENDOR))
+    s.llm.reply(when="answer", content=answer("need more", missing="vendor 2"))
+    s.llm.responder(second_plan)
+    s.llm.reply(when="answer", content=answer("both vendors"))
+    response = await s.run("Get vendors ven_001 and ven_002")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert restarted
+    assert step(response, "s2").status == agent_pb2.STEP_STATUS_SUCCEEDED, step(response, "s2")
+    assert s.ledger.calls == ["GetVendor"]  # the new server instance took the second call
+
+
+async def test_method_removed_between_discovery_and_call(stack: Stack) -> None:
+    s = stack
+    port = s.ledger.port
+    await s.ledger.stop(None)
+    # Another service now answers on the ledger's address: GetVendor is gone.
+    replacement = await serve_calculator(port, reflection="v1alpha")
+    try:
+        s.llm.reply(when="plan", content=plan(GET_VENDOR))
+        s.llm.reply(when="plan", content=plan(answer="gone"))
+        s.llm.reply(when="answer", content=answer("GetVendor no longer exists"))
+        response = await s.run("Get vendor ven_001")
+    finally:
+        await replacement.stop(None)
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert step(response, "s1").error.code == "UNIMPLEMENTED"
+
+
+async def test_result_larger_than_the_budget_is_truncated_with_a_note(stack: Stack) -> None:
+    s = stack
+    search = {
+        "id": "s1",
+        "tool": "LedgerService_SearchVendors",
+        "arguments": {"query": "e", "limit": 60},
+    }
+    s.llm.reply(when="plan", content=plan(search))
+    s.llm.reply(when="answer", content=answer("many vendors"))
+    response = await s.run("List vendors with an e")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    s1 = step(response, "s1")
+    assert s1.result_truncated
+    kept = json_format.MessageToDict(s1.result)
+    assert 0 < len(kept["vendors"]) < 60
+    responder = next(r for r in s.llm.requests if schema_name(r) == "answer")
+    assert "result truncated" in json.dumps(responder["messages"])
+
+
+async def test_upstream_down_at_start_is_retried_until_it_answers(tmp_path: Path) -> None:
+    from agentd.config import load_config
+    from agentd.server import Daemon
+    from agentd.v1 import agent_pb2_grpc
+    from tests.support.scripted_llm import ScriptedLLM
+    from tests.test_agent import write_config
+
+    port = free_port()
+    llm = ScriptedLLM()
+    await llm.start()
+    calculator = await serve_calculator(reflection="v1alpha")
+    path = write_config(tmp_path, llm, f"127.0.0.1:{port}", calculator.address)
+    daemon = Daemon(load_config(path, env={"AGENTD_AGENT_DISCOVERY_RETRY_S": "0.05"}), env={})
+    await daemon.start()
+    ledger = None
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            first = await stub.ListTools(agent_pb2.ListToolsRequest())
+            assert first.unavailable_upstreams and first.unavailable_upstreams[0].startswith(
+                "ledger"
+            )
+            ledger = await serve_ledger(port, reflection="v1")
+            for _ in range(200):  # readiness poll, bounded: the retry period is 50 ms
+                tools = await stub.ListTools(agent_pb2.ListToolsRequest())
+                if not tools.unavailable_upstreams:
+                    break
+                await asyncio.sleep(0.05)
+            assert not tools.unavailable_upstreams
+            assert "LedgerService_GetVendor" in {t.name for t in tools.tools}
+    finally:
+        await daemon.stop(grace=0)
+        if ledger:
+            await ledger.stop(None)
+        await calculator.stop(None)
+        await llm.stop()
+
+
+# --- model endpoint faults ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+async def test_model_errors_are_retried(tmp_path: Path, status: int) -> None:
+    async for s in stack_with(tmp_path, env={"AGENTD_LLM_MAX_RETRIES": "2"}):
+        s.llm.reply(when="plan", status=status, headers={"retry-after": "0"}, content="busy")
+        s.llm.reply(when="plan", content=plan(answer="hello"))
+        response = await s.run("Say hello")
+        assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+        assert response.output == "hello"
+        assert [schema_name(r) for r in s.llm.requests] == ["plan", "plan"]
+
+
+async def test_model_timeout_fails_the_run_with_a_clear_error(tmp_path: Path) -> None:
+    env = {"AGENTD_LLM_TIMEOUT_S": "0.3"}
+    async for s in stack_with(tmp_path, env=env):
+        s.llm.reply(when="plan", content=plan(answer="late"), delay_s=3.0)
+        response = await s.run("Say hello")
+        assert response.status == agent_pb2.RUN_STATUS_FAILED
+        assert "planner" in response.error and "time" in response.error.lower()
+        assert stored_status(s, response.run_id) == [(response.run_id, "RUN_STATUS_FAILED")]
+
+
+async def test_model_endpoint_down(stack: Stack) -> None:
+    s = stack
+    await s.llm.stop()
+    response = await s.run("Say hello")
+    assert response.status == agent_pb2.RUN_STATUS_FAILED
+    assert "planner" in response.error
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"finish_reason": "length", "content": '{"steps": ['},
+        {"content": "{not json"},
+        {"content": {"steps": "not a list", "answer": None, "rationale": ""}},
+        {
+            "raw_body": '{"id": "x", "object": "chat.completion", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}}'
+        },
+        {
+            "content": plan(
+                {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": 7}}
+            )
+        },
+    ],
+    ids=["length", "invalid-json", "off-schema", "empty-choices", "bad-arguments"],
+)
+async def test_bad_model_replies_go_back_to_the_model(stack: Stack, bad: dict[str, object]) -> None:
+    s = stack
+    s.llm.reply(when="plan", **bad)  # type: ignore[arg-type]
+    s.llm.reply(when="plan", content=plan(GET_VENDOR))
+    s.llm.reply(when="answer", content=answer("ok"))
+    response = await s.run("Get vendor ven_001")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    planner_calls = [c for c in response.model_calls if c.role == "planner"]
+    assert len(planner_calls) == 2 and planner_calls[0].error and not planner_calls[1].error
+    repair = [r for r in s.llm.requests if schema_name(r) == "plan"][1]
+    assert "unusable" in repair["messages"][-1]["content"]
+
+
+async def test_arguments_invalid_again_and_again_fail_the_run(stack: Stack) -> None:
+    s = stack
+    bad = plan({"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": 7}})
+    s.llm.reply(when="plan", content=bad, times=None)
+    response = await s.run("Get vendor ven_001")
+    assert response.status == agent_pb2.RUN_STATUS_FAILED
+    assert "no valid plan in 3 attempts" in response.error
+    assert s.ledger.calls == []
+
+
+async def test_model_that_never_stops_asking_for_tools(stack: Stack) -> None:
+    s = stack
+    call = {"call": {"tool": "CalculatorService_Evaluate", "arguments": {"expression": "1 1 +"}}}
+    s.llm.reply(when="react_step", content=call, times=None)
+    limits = agent_pb2.Limits(max_model_calls=5)
+    response = await s.run("Loop forever", mode=agent_pb2.LOOP_MODE_REACT, limits=limits)
+    assert response.status == agent_pb2.RUN_STATUS_LIMITS_EXCEEDED
+    assert len(response.model_calls) == 5
+    assert len(s.calculator.calls) == 5
+
+
+# --- caller faults --------------------------------------------------------------------------
+
+
+async def test_cancelled_run_is_stored_as_cancelled(tmp_path: Path) -> None:
+    async for s in stack_with(tmp_path, latency_s=5.0):
+        s.llm.reply(when="plan", content=plan(GET_VENDOR))
+        request = agent_pb2.RunRequest(task="Get vendor ven_001")
+        call = s.stub.RunStream(request, timeout=30)
+        run_id = ""
+        async for event in call:
+            run_id = event.run_id
+            if event.WhichOneof("event") == "step_started":
+                call.cancel()
+                break
+        for _ in range(200):  # wait until the daemon stored the cancelled run
+            if stored_status(s, run_id):
+                break
+            await asyncio.sleep(0.02)
+        stored = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=run_id))
+        assert stored.status == agent_pb2.RUN_STATUS_CANCELLED
+        assert step(stored, "s1").status != agent_pb2.STEP_STATUS_SUCCEEDED
+
+
+async def test_deadline_shorter_than_one_model_call(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(when="plan", content=plan(answer="late"), delay_s=3.0)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await s.stub.Run(agent_pb2.RunRequest(task="Say hello"), timeout=0.5)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    for _ in range(200):
+        if stored_status(s):
+            break
+        await asyncio.sleep(0.02)
+    assert [status for _, status in stored_status(s)] == ["RUN_STATUS_DEADLINE_EXCEEDED"]
+    # The daemon keeps serving.
+    assert (await s.stub.ListTools(agent_pb2.ListToolsRequest())).tools
+
+
+async def test_200_concurrent_runs_while_an_upstream_flaps(tmp_path: Path) -> None:
+    env = {"AGENTD_SERVER_MAX_CONCURRENT_RUNS": "256", "AGENTD_LIMITS_MAX_REPLANS": "0"}
+    async for s in stack_with(tmp_path, env=env):
+        s.llm.reply(when="plan", content=plan(GET_VENDOR), times=None)
+        s.llm.reply(when="answer", content=answer("ok"), times=None)
+        port = s.ledger.port
+        stop = asyncio.Event()
+
+        async def flap() -> None:
+            while not stop.is_set():
+                await s.ledger.stop(None)
+                await asyncio.sleep(0.05)  # the outage
+                s.ledger = await serve_ledger(port, reflection="v1")
+                await asyncio.sleep(0.05)
+
+        flapper = asyncio.create_task(flap())
+        try:
+            responses = await asyncio.gather(*(s.run(f"run {i}") for i in range(200)))
+        finally:
+            stop.set()
+            await flapper
+        assert len(responses) == 200
+        assert {r.status for r in responses} == {agent_pb2.RUN_STATUS_SUCCEEDED}
+        codes = {x.error.code for r in responses for x in r.steps if x.error.code}
+        assert codes <= {"UNAVAILABLE", "CANCELLED", "INTERNAL"}
+        assert len(stored_status(s)) == 200
+
+
+# --- resource limits ----------------------------------------------------------------------
+
+
+async def test_too_many_concurrent_runs_get_resource_exhausted(tmp_path: Path) -> None:
+    async for s in stack_with(tmp_path, env={"AGENTD_SERVER_MAX_CONCURRENT_RUNS": "1"}):
+        s.llm.reply(when="plan", content=plan(answer="slow"), delay_s=1.0)
+        first = asyncio.create_task(s.run("first"))
+        await s.llm.wait_for_requests(1)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await s.run("second")
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert (await first).status == agent_pb2.RUN_STATUS_SUCCEEDED
