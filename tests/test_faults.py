@@ -8,6 +8,7 @@ with a defined status, nothing is lost, and the daemon keeps serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import sqlite3
@@ -27,6 +28,7 @@ from tests.test_agent import Stack, answer, plan, start_stack, step
 GET_VENDOR = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}}
 
 
+@contextlib.asynccontextmanager
 async def stack_with(tmp_path: Path, **kwargs: object) -> AsyncIterator[Stack]:
     async for s in start_stack(tmp_path, **kwargs):  # type: ignore[arg-type]
         yield s
@@ -34,7 +36,7 @@ async def stack_with(tmp_path: Path, **kwargs: object) -> AsyncIterator[Stack]:
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async for s in stack_with(tmp_path, env={"AGENTD_LIMITS_MAX_RESULT_CHARS": "2000"}):
+    async with stack_with(tmp_path, env={"AGENTD_LIMITS_MAX_RESULT_CHARS": "2000"}) as s:
         yield s
 
 
@@ -69,7 +71,7 @@ async def test_upstream_unavailable_is_an_observation(stack: Stack) -> None:
 
 async def test_upstream_slower_than_the_tool_timeout(tmp_path: Path) -> None:
     env = {"AGENTD_LIMITS_TOOL_TIMEOUT_S": "0.2", "AGENTD_LIMITS_MAX_REPLANS": "0"}
-    async for s in stack_with(tmp_path, latency_s=2.0, env=env):
+    async with stack_with(tmp_path, latency_s=2.0, env=env) as s:
         s.llm.reply(when="plan", content=plan(GET_VENDOR))
         s.llm.reply(when="answer", content=answer("timed out"))
         response = await s.run("Get vendor ven_001")
@@ -186,7 +188,7 @@ async def test_upstream_down_at_start_is_retried_until_it_answers(tmp_path: Path
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503])
 async def test_model_errors_are_retried(tmp_path: Path, status: int) -> None:
-    async for s in stack_with(tmp_path, env={"AGENTD_LLM_MAX_RETRIES": "2"}):
+    async with stack_with(tmp_path, env={"AGENTD_LLM_MAX_RETRIES": "2"}) as s:
         s.llm.reply(when="plan", status=status, headers={"retry-after": "0"}, content="busy")
         s.llm.reply(when="plan", content=plan(answer="hello"))
         response = await s.run("Say hello")
@@ -197,7 +199,7 @@ async def test_model_errors_are_retried(tmp_path: Path, status: int) -> None:
 
 async def test_model_timeout_fails_the_run_with_a_clear_error(tmp_path: Path) -> None:
     env = {"AGENTD_LLM_TIMEOUT_S": "0.3"}
-    async for s in stack_with(tmp_path, env=env):
+    async with stack_with(tmp_path, env=env) as s:
         s.llm.reply(when="plan", content=plan(answer="late"), delay_s=3.0)
         response = await s.run("Say hello")
         assert response.status == agent_pb2.RUN_STATUS_FAILED
@@ -268,7 +270,7 @@ async def test_model_that_never_stops_asking_for_tools(stack: Stack) -> None:
 
 
 async def test_cancelled_run_is_stored_as_cancelled(tmp_path: Path) -> None:
-    async for s in stack_with(tmp_path, latency_s=5.0):
+    async with stack_with(tmp_path, latency_s=5.0) as s:
         s.llm.reply(when="plan", content=plan(GET_VENDOR))
         request = agent_pb2.RunRequest(task="Get vendor ven_001")
         call = s.stub.RunStream(request, timeout=30)
@@ -304,7 +306,7 @@ async def test_deadline_shorter_than_one_model_call(stack: Stack) -> None:
 
 async def test_200_concurrent_runs_while_an_upstream_flaps(tmp_path: Path) -> None:
     env = {"AGENTD_SERVER_MAX_CONCURRENT_RUNS": "256", "AGENTD_LIMITS_MAX_REPLANS": "0"}
-    async for s in stack_with(tmp_path, env=env):
+    async with stack_with(tmp_path, env=env) as s:
         s.llm.reply(when="plan", content=plan(GET_VENDOR), times=None)
         s.llm.reply(when="answer", content=answer("ok"), times=None)
         port = s.ledger.port
@@ -334,7 +336,7 @@ async def test_200_concurrent_runs_while_an_upstream_flaps(tmp_path: Path) -> No
 
 
 async def test_too_many_concurrent_runs_get_resource_exhausted(tmp_path: Path) -> None:
-    async for s in stack_with(tmp_path, env={"AGENTD_SERVER_MAX_CONCURRENT_RUNS": "1"}):
+    async with stack_with(tmp_path, env={"AGENTD_SERVER_MAX_CONCURRENT_RUNS": "1"}) as s:
         s.llm.reply(when="plan", content=plan(answer="slow"), delay_s=1.0)
         first = asyncio.create_task(s.run("first"))
         await s.llm.wait_for_requests(1)
