@@ -29,6 +29,7 @@ EPILOG = """examples:
   agentd run "Vendor ven_001's phone?" -H 'authorization: Bearer secret'
   agentd tools
   agentd config check examples/agentd.toml
+  agentd trace RUN_ID               # the stored run as a tree, with timings, tokens and cost
 
 environment:
   AGENTD_<SECTION>_<KEY> overrides a config key (AGENTD_LLM_MODEL, AGENTD_SERVER_LISTEN, ...);
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate FILE and print the resolved config, secrets masked"
     )
     check.add_argument("file")
+    add_feedback_commands(commands, target_help)
+    add_trace_command(commands, target_help)
     return parser
 
 
@@ -104,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run(args))
         if args.command == "tools":
             return asyncio.run(list_tools(args))
+        if args.command in ("get", "feedback"):
+            return feedback_main(args)
+        if args.command == "trace":
+            return asyncio.run(trace_run(args))
     except KeyboardInterrupt:
         return 130
     return 2
@@ -122,14 +129,17 @@ def serve(path: str | None) -> int:
     from agentd.config import ConfigError, load_config
     from agentd.llm import EmbeddedModelError
     from agentd.server import Daemon
-    from agentd.telemetry import setup_tracing
+    from agentd.telemetry import setup_tracing, shutdown
 
     try:
         config = load_config(path)
     except ConfigError as exc:
         return fail(str(exc), 2)
     logs.configure(config.logging.level, config.logging.format)
-    setup_tracing()
+    try:
+        setup_tracing()
+    except ValueError as exc:  # an unknown OTEL_TRACES_EXPORTER or protocol
+        return fail(str(exc), 2)
     daemon = Daemon(config, env=dict(os.environ))
 
     async def main() -> None:
@@ -143,6 +153,8 @@ def serve(path: str | None) -> int:
         return fail(str(exc), 2)
     except (OSError, RuntimeError, ValueError) as exc:
         return fail(f"cannot start: {exc}", 2)
+    finally:
+        shutdown()  # export the last spans before the process ends
     return 0
 
 
@@ -304,6 +316,134 @@ async def list_tools(args: argparse.Namespace) -> int:
         print(f"{tool.name:<{width}}  {tool.side_effects:<10}  {tool.policy:<7}  {summary}")
     for reason in response.unavailable_upstreams:
         print(f"unavailable: {reason}", file=sys.stderr)
+    return 0
+
+
+# --- get / feedback (issue 5) ---------------------------------------------------------------
+
+
+def add_feedback_commands(commands: Any, target_help: str) -> None:
+    get = commands.add_parser("get", help="show a stored run")
+    get.add_argument("run_id")
+    get.add_argument("--target", default=None, help=target_help)
+    get.add_argument("--json", action="store_true", help="print the RunResponse as JSON")
+
+    feedback = commands.add_parser(
+        "feedback",
+        help="rate a run (feedback RUN_ID --rating N), or export rated runs (feedback export)",
+    )
+    feedback.add_argument("run_id", metavar="RUN_ID|export")
+    feedback.add_argument("--rating", type=int, help="-1 or +1 (thumbs), or 1 to 5 (stars)")
+    feedback.add_argument("--comment", default="", help="free text")
+    feedback.add_argument("--label", action="append", default=[], help="a label (repeatable)")
+    feedback.add_argument("--target", default=None, help=target_help)
+    feedback.add_argument("--format", choices=["jsonl"], default="jsonl", help="export format")
+    feedback.add_argument("--db", metavar="PATH", help="export: read this SQLite run store")
+
+
+def feedback_main(args: argparse.Namespace) -> int:
+    if args.command == "get":
+        return asyncio.run(get_run(args))
+    if args.run_id == "export":
+        return asyncio.run(export_feedback(args))
+    if args.rating is None:
+        return fail("feedback: --rating is required (-1/+1 or 1 to 5)", 2)
+    return asyncio.run(submit_feedback(args))
+
+
+async def get_run(args: argparse.Namespace) -> int:
+    target = _target(args)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        try:
+            run = await stub.GetRun(agent_pb2.GetRunRequest(run_id=args.run_id), timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            return _rpc_failure(exc, target)
+    if args.json:
+        print(json_format.MessageToJson(run, indent=2))
+        return 0
+    print(f"task: {run.task}")
+    for step in run.steps:
+        status = agent_pb2.StepStatus.Name(step.status).removeprefix("STEP_STATUS_").lower()
+        flags = f"  flags: {'; '.join(step.flags)}" if step.flags else ""
+        print(f"  {step.id} {step.tool} {status}{flags}")
+    show_final(run)
+    for verdict in run.verdicts:
+        name = agent_pb2.Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
+        print(f"guardrail {verdict.stage} {name} ({verdict.guard}): {'; '.join(verdict.reasons)}")
+    for item in run.feedback:
+        print(f"feedback {item.rating:+d} {list(item.labels) or ''} {item.comment}".rstrip())
+    return 0
+
+
+async def submit_feedback(args: argparse.Namespace) -> int:
+    target = _target(args)
+    request = agent_pb2.SubmitFeedbackRequest(
+        run_id=args.run_id, rating=args.rating, comment=args.comment, labels=args.label
+    )
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        try:
+            await stub.SubmitFeedback(request, timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            return _rpc_failure(exc, target)
+    print(f"feedback stored for run {args.run_id}", file=sys.stderr)
+    return 0
+
+
+async def export_feedback(args: argparse.Namespace) -> int:
+    """Rated runs as JSONL, read from the store file (--db) or from a daemon (--target)."""
+    from agentd.feedback import export_jsonl
+
+    if args.db:
+        from agentd.store import SqliteRunStore
+
+        if not os.path.exists(args.db):
+            return fail(f"--db {args.db}: no such file", 2)
+        store = SqliteRunStore(args.db)
+        try:
+            runs = await store.runs_with_feedback()
+        finally:
+            await store.close()
+    else:
+        target = _target(args)
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            try:
+                response = await stub.ListRuns(
+                    agent_pb2.ListRunsRequest(with_feedback=True), timeout=60
+                )
+            except grpc.aio.AioRpcError as exc:
+                return _rpc_failure(exc, target)
+        runs = list(response.runs)
+    for line in export_jsonl(runs):
+        print(line)
+    return 0
+
+
+# --- trace ------------------------------------------------------------------------------------
+
+
+def add_trace_command(commands: Any, target_help: str) -> None:
+    trace = commands.add_parser(
+        "trace",
+        help="show a stored run as a tree: planning, model calls and tool calls with timings",
+    )
+    trace.add_argument("run_id", metavar="RUN_ID")
+    trace.add_argument("--target", default=None, help=target_help)
+
+
+async def trace_run(args: argparse.Namespace) -> int:
+    from agentd.trace_view import render
+
+    target = _target(args)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        try:
+            run = await stub.GetRun(agent_pb2.GetRunRequest(run_id=args.run_id), timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            return _rpc_failure(exc, target)
+    print(render(run))
     return 0
 
 

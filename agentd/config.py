@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,12 +88,79 @@ class AgentConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     path: str = "agentd.db"
+    # postgresql://... : a PostgreSQL store shared by several replicas (needs psycopg).
+    url: str = ""
+
+
+# --- guardrails, memory, alerts (issue 5) -------------------------------------------------
+
+GUARDS = ("rules", "model")
+CRITERIA = ("supported", "no_foreign_data", "policy")
+
+
+@dataclass(frozen=True)
+class GuardrailsConfig:
+    """Input checks are on by default; output guards only when listed in ``output``."""
+
+    input: bool = True  # size, deny patterns and the prompt-injection heuristic
+    max_input_chars: int = 32_000  # task plus context JSON
+    deny_patterns: tuple[str, ...] = ()  # regexes; a match in the input or answer blocks
+    injection: Literal["flag", "block", "off"] = "flag"  # what the injection heuristic does
+    tool_results: bool = True  # flag instruction-like content in tool results on its step
+    output: tuple[str, ...] = ()  # output guards in order: "rules", "model"
+    keywords: tuple[str, ...] = ()  # rules: words an answer must not contain (blocks)
+    output_schema: str = ""  # rules: JSON Schema file that output_json must match
+    criteria: tuple[str, ...] = CRITERIA  # what the model guard judges
+    policy: str = ""  # deployment policy text for the model guard
+    on_flag: Literal["return", "block"] = "return"
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    enabled: bool = True  # memory_* tools for runs with a user_id
+    user_header: str = "x-user-id"  # metadata naming the user when RunRequest.user_id is empty
+    recall_limit: int = 8
+    max_memory_chars: int = 2_000
+    history_runs: int = 5  # earlier runs of the conversation shown to planner and responder
+    history_chars: int = 3_000
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    webhooks: tuple[str, ...] = ()  # http(s) URLs receiving a JSON POST per alert
+    log: bool = True
+    on_failed_run: bool = True
+    on_guardrail: bool = True  # a flag or block verdict
+    on_negative_feedback: bool = True
+    retries: int = 4  # delivery attempts after the first
+    backoff_s: float = 0.5  # doubled per attempt, capped at 30 s
+    timeout_s: float = 5.0
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     format: Literal["auto", "json", "console"] = "auto"
+
+
+# --- telemetry and pricing (observability) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """Span content; exporters follow the standard OTEL_* variables instead of this file."""
+
+    # Prompts, completions, tool arguments and results on spans. Off: they may hold personal data.
+    capture_content: bool = False
+    max_content_chars: int = 4_000  # per attribute, after which the text is cut
+
+
+@dataclass(frozen=True)
+class PriceConfig:
+    """One model's price in US dollars per million tokens."""
+
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +172,11 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    guardrails: GuardrailsConfig = field(default_factory=GuardrailsConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    pricing: Mapping[str, PriceConfig] = field(default_factory=dict)  # keyed by model name
     source: str = "<defaults>"
 
     @property
@@ -133,6 +206,8 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     """Fold AGENTD_SECTION_KEY variables into the raw TOML dict (values parsed as TOML)."""
     sections = {"server", "limits", "agent", "storage", "logging", "llm"}
+    sections |= {"guardrails", "memory", "alerts"}
+    sections |= {"telemetry"}
     for name, value in env.items():
         if not name.startswith("AGENTD_"):
             continue
@@ -213,6 +288,8 @@ class _Reader:
 
     def config(self, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         known = {"server", "upstreams", "llm", "limits", "agent", "storage", "logging"}
+        known |= {"guardrails", "memory", "alerts"}
+        known |= {"telemetry", "pricing"}
         for key in raw:
             if key not in known:
                 raise self.fail(key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -240,8 +317,57 @@ class _Reader:
             agent=agent,
             storage=storage,
             logging=logging,
+            **self.issue5_sections(raw),
+            **self.observability_sections(raw, env),
             source=self.source,
         )
+
+    def issue5_sections(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The [guardrails], [memory] and [alerts] tables, checked."""
+        guard = GuardrailsConfig(
+            **self.fill(GuardrailsConfig, self.table(raw, "guardrails"), "guardrails.")
+        )
+        for i, name in enumerate(guard.output):
+            if name not in GUARDS:
+                raise self.fail(f"guardrails.output[{i}]", f"must be one of {', '.join(GUARDS)}")
+        for i, name in enumerate(guard.criteria):
+            if name not in CRITERIA:
+                raise self.fail(
+                    f"guardrails.criteria[{i}]", f"must be one of {', '.join(CRITERIA)}"
+                )
+        for i, pattern in enumerate(guard.deny_patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise self.fail(f"guardrails.deny_patterns[{i}]", f"invalid regex: {exc}") from None
+        if guard.injection not in ("flag", "block", "off"):
+            raise self.fail("guardrails.injection", "must be flag, block or off")
+        if guard.on_flag not in ("return", "block"):
+            raise self.fail("guardrails.on_flag", "must be return or block")
+        if guard.output_schema and not Path(guard.output_schema).is_file():
+            raise self.fail("guardrails.output_schema", f"no file {guard.output_schema!r}")
+        memory = MemoryConfig(**self.fill(MemoryConfig, self.table(raw, "memory"), "memory."))
+        alerts = AlertsConfig(**self.fill(AlertsConfig, self.table(raw, "alerts"), "alerts."))
+        for i, url in enumerate(alerts.webhooks):
+            if not url.startswith(("http://", "https://")):
+                raise self.fail(f"alerts.webhooks[{i}]", "must be an http:// or https:// URL")
+        return {"guardrails": guard, "memory": memory, "alerts": alerts}
+
+    def observability_sections(self, raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+        """The [telemetry] and [pricing."MODEL"] tables, checked."""
+        telemetry_raw = self.table(raw, "telemetry")
+        if "capture_content" not in telemetry_raw:
+            # The GenAI instrumentations' standard switch, honoured as the default.
+            flag = env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
+            telemetry_raw = {**telemetry_raw, "capture_content": flag.lower() in ("true", "1")}
+        telemetry = TelemetryConfig(**self.fill(TelemetryConfig, telemetry_raw, "telemetry."))
+        pricing: dict[str, PriceConfig] = {}
+        for model, table in self.table(raw, "pricing").items():
+            key = f'pricing."{model}"'
+            if not isinstance(table, dict):
+                raise self.fail(key, "must be a table: input_per_mtok = ..., output_per_mtok = ...")
+            pricing[model] = PriceConfig(**self.fill(PriceConfig, table, key + "."))
+        return {"telemetry": telemetry, "pricing": pricing}
 
     def upstreams(self, raw: Any) -> tuple[UpstreamConfig, ...]:
         if not isinstance(raw, list):

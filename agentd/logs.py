@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from opentelemetry import trace
@@ -22,9 +22,14 @@ def add_trace_ids(
     return event
 
 
-def configure(level: str = "info", fmt: str = "auto") -> None:
-    """Logs go to stderr; ``fmt`` auto picks console rendering when stderr is a terminal."""
-    console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Logs go to ``stream`` (stderr); ``fmt`` auto picks console rendering on a terminal.
+
+    Every line of a run carries ``run_id`` (bound as a context variable for the run, see
+    ``telemetry.run_span``) and the ``trace_id`` and ``span_id`` of the span it was logged in.
+    """
+    stream = sys.stderr if stream is None else stream
+    console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )
@@ -39,6 +44,6 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )

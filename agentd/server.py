@@ -19,14 +19,16 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # the grpc.aio servicer (health.aio)
 
+from agentd.alerts import Alerter
 from agentd.catalog import ToolCatalog
 from agentd.config import AuthConfig, Config
+from agentd.guardrails import Guardrails
 from agentd.llm import EmbeddedModel, build_models, close_models
 from agentd.llm.client import ChatModel
 from agentd.loop.agent import Agent
 from agentd.service import AgentService
-from agentd.store import SqliteRunStore
-from agentd.telemetry import setup_tracing
+from agentd.store import open_store
+from agentd.telemetry import ServerSpans, flush, setup_metrics, setup_tracing
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from toolgen.reflection_server import enable_reflection
 
@@ -106,6 +108,7 @@ class Daemon:
     async def start(self) -> None:
         config = self.config
         setup_tracing(self.env)
+        setup_metrics(self.env)
         if config.uses_embedded_model:
             self.embedded = EmbeddedModel()
             await self.embedded.start()
@@ -113,11 +116,14 @@ class Daemon:
         self.models = build_models(config.models, embedded=self.embedded, env=self.env)
         self.catalog = ToolCatalog(config.upstreams, retry_s=config.agent.discovery_retry_s)
         await self.catalog.start()
-        store = SqliteRunStore(config.storage.path)
-        agent = Agent(self.models, config.limits)
-        self.service = AgentService(config, self.catalog, agent, store)
+        store = open_store(config.storage.path, config.storage.url)
+        guard_model = config.models["guard"].model if "guard" in config.models else ""
+        guardrails = Guardrails(config.guardrails, guard_model)
+        agent = Agent(self.models, config.limits, guardrails)
+        self.service = AgentService(config, self.catalog, agent, store, Alerter(config.alerts))
 
-        interceptors = []
+        # Tracing first, so even calls the auth check refuses get a span.
+        interceptors: list[grpc.aio.ServerInterceptor] = [ServerSpans([SERVICE_NAME])]
         auth = config.server.auth
         if auth.bearer_tokens_env or auth.bearer_tokens_file:
             tokens = load_tokens(auth, self.env)
@@ -169,8 +175,12 @@ class Daemon:
         if self.catalog:
             await self.catalog.close()
         if self.service:
+            await self.service.alerter.close()
             await self.service.store.close()
         await close_models(self.models)
+        # Export what is buffered (off the loop: a slow collector must not stall it); the
+        # provider stays usable, since tests and `make run` start several daemons per process.
+        await asyncio.to_thread(flush)
         if self.embedded:
             await self.embedded.stop()
 

@@ -20,10 +20,13 @@ import structlog
 from google.protobuf import json_format, struct_pb2
 from opentelemetry import trace
 
+from agentd import feedback as feedback_
+from agentd import memory, telemetry
+from agentd.alerts import Alert, Alerter, run_alerts
 from agentd.catalog import ToolCatalog
 from agentd.config import Config
 from agentd.loop.agent import Agent, RunLimits
-from agentd.loop.state import Event, Plan, RunState, StepRecord
+from agentd.loop.state import Event, Plan, RunState, StepRecord, VerdictRecord
 from agentd.store import RunStore
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 
@@ -46,11 +49,19 @@ class BadRequest(Exception):
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, config: Config, catalog: ToolCatalog, agent: Agent, store: RunStore) -> None:
+    def __init__(
+        self,
+        config: Config,
+        catalog: ToolCatalog,
+        agent: Agent,
+        store: RunStore,
+        alerter: Alerter | None = None,
+    ) -> None:
         self.config = config
         self.catalog = catalog
         self.agent = agent
         self.store = store
+        self.alerter = alerter or Alerter(config.alerts)
         self.slots = asyncio.Semaphore(config.server.max_concurrent_runs)
         self.running: set[asyncio.Task[Any]] = set()
 
@@ -108,7 +119,64 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 upstream=tool.upstream.name,
                 policy=tool.policy,
             )
+        if self.config.memory.enabled:  # built-in tools, marked by upstream "builtin"
+            for spec in memory.SPECS.values():
+                response.tools.add(
+                    name=spec.name,
+                    method=spec.method,
+                    description=spec.description,
+                    side_effects=spec.side_effects,
+                    input_schema=json.dumps(spec.input_schema),
+                    output_schema="{}",
+                    upstream=memory.BUILTIN_UPSTREAM,
+                    policy=spec.policy,
+                )
         return response
+
+    async def SubmitFeedback(
+        self, request: agent_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.SubmitFeedbackResponse:
+        if not request.run_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "run_id: required")
+        problem = feedback_.check_rating(request.rating)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        if len(request.comment) > 10_000 or len(request.labels) > 32:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "comment/labels: at most 10000 chars, 32 labels"
+            )
+        caller = _metadata(context.invocation_metadata())
+        item = agent_pb2.Feedback(
+            rating=request.rating,
+            comment=request.comment,
+            labels=request.labels,
+            user_id=memory.user_from_metadata(caller, self.config.memory.user_header),
+        )
+        item.time.GetCurrentTime()
+        run = await self.store.add_feedback(request.run_id, item)
+        if run is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"run_id: no run {request.run_id!r}")
+        assert run is not None
+        feedback_.record_span(run, item)
+        log.info("feedback", run_id=run.run_id, rating=item.rating, labels=list(item.labels))
+        if self.config.alerts.on_negative_feedback and feedback_.score(item.rating) < 0:
+            detail = item.comment[:500]
+            self.alerter.send(
+                Alert(run.run_id, run.trace_id, "negative_feedback", detail, item.rating)
+            )
+        return agent_pb2.SubmitFeedbackResponse(run_id=run.run_id, feedback=item)
+
+    async def ListRuns(
+        self, request: agent_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ListRunsResponse:
+        if not request.with_feedback:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "with_feedback: only true is supported"
+            )
+        if request.limit < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit: must not be negative")
+        runs = await self.store.runs_with_feedback(request.limit or 1000)
+        return agent_pb2.ListRunsResponse(runs=runs)
 
     async def GetRun(
         self, request: agent_pb2.GetRunRequest, context: grpc.aio.ServicerContext
@@ -123,6 +191,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
     # --- the run --------------------------------------------------------------------------
 
+    def _provider(self) -> str:
+        """gen_ai.provider.name of the run's span: the planner's, which every run calls."""
+        planner = self.agent.models.get("planner")
+        return telemetry.provider_name(planner) if planner is not None else ""
+
     async def _prepare(
         self, request: agent_pb2.RunRequest, context: grpc.aio.ServicerContext
     ) -> tuple[RunState, dict[str, Any], RunLimits]:
@@ -131,6 +204,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         except BadRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise  # unreachable: abort raises
+        header = self.config.memory.user_header
+        if not run.user_id and header:
+            caller = _metadata(context.invocation_metadata())
+            run.user_id = memory.user_from_metadata(caller, header)
+        if not run.user_id:  # memory needs a user scope; without one the tools are not offered
+            for name in memory.SPECS:
+                tools.pop(name, None)
+        run.history = await memory.conversation_history(self.store, run, self.config.memory)
         return run, tools, limits
 
     def parse(self, request: agent_pb2.RunRequest) -> tuple[RunState, dict[str, Any], RunLimits]:
@@ -147,8 +228,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         schema = None
         if request.response_schema:
             schema = parse_schema(request.response_schema)
+        upstream, builtin = memory.split_patterns(request.tools)
         try:
-            tools = self.catalog.select(list(request.tools))
+            tools: dict[str, Any] = (
+                dict(self.catalog.select(upstream)) if upstream or not request.tools else {}
+            )
         except LookupError as exc:
             raise BadRequest(f"tools: {exc.args[0]!r} matches no tool; see ListTools") from None
         limits = request.limits
@@ -169,6 +253,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             response_schema=schema,
             conversation_id=request.conversation_id,
             user_id=request.user_id,
+        )
+        tools.update(
+            memory.builtin_tools(
+                self.store, self.config.memory, run, builtin if request.tools else None
+            )
         )
         return run, tools, run_limits
 
@@ -193,10 +282,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             forwarded = {
                 name: forward(caller, tool.upstream.forward_metadata)
                 for name, tool in tools.items()
+                if hasattr(tool, "upstream")  # built-in tools get no caller metadata
             }
             bound = log.bind(run_id=run.run_id)
-            with tracer.start_as_current_span("invoke_agent agentd") as span:
-                run.trace_id = format(span.get_span_context().trace_id, "032x")
+            # Sets run.trace_id; every log line inside carries run_id, trace_id and span_id.
+            with telemetry.run_span(
+                run,
+                self.config,
+                secrets=_secrets(caller, forwarded),
+                provider=self._provider(),
+            ):
                 bound.info("run started", mode=run.mode, tools=len(tools))
                 task = asyncio.current_task()
                 if task:
@@ -210,7 +305,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         self.running.discard(task)
                     # Persist even when the caller cancelled: an acknowledged run is never lost.
                     record = run_message(run)
-                    await asyncio.shield(self.store.save(record))
+                    await asyncio.shield(self.store.save(record, request_record(run, tools)))
+                    for alert in run_alerts(
+                        self.config.alerts,
+                        run.run_id,
+                        run.trace_id,
+                        run.status,
+                        run.error,
+                        run.verdicts,
+                    ):
+                        self.alerter.send(alert)
                     bound.info(
                         "run finished",
                         status=run.status,
@@ -222,6 +326,19 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
 
 _LIMIT_FIELDS = ("max_steps", "max_replans", "max_model_calls", "max_tokens")
+
+
+def request_record(run: RunState, tools: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as stored with the run: every field the caller sent, no metadata."""
+    return {
+        "task": run.task,
+        "context": run.context,
+        "response_schema": run.response_schema,
+        "mode": run.mode,
+        "tools": sorted(tools),
+        "user_id": run.user_id,
+        "conversation_id": run.conversation_id,
+    }
 
 
 def parse_schema(text: str) -> dict[str, Any]:
@@ -243,6 +360,16 @@ def parse_schema(text: str) -> dict[str, Any]:
             f"response_schema: invalid JSON Schema at /{where}: {exc.message}"
         ) from None
     return schema
+
+
+def _secrets(
+    caller: Sequence[tuple[str, str]], forwarded: Mapping[str, Sequence[tuple[str, str]]]
+) -> list[str]:
+    """Values telemetry must never show: forwarded metadata and the caller's authorization."""
+    values = [v for pairs in forwarded.values() for _, v in pairs]
+    values += [v for k, v in caller if k == "authorization"]
+    # The token alone as well, in case something quotes it without its "Bearer " prefix.
+    return values + [v.partition(" ")[2] for v in values if v.lower().startswith("bearer ")]
 
 
 def _metadata(pairs: Any) -> list[tuple[str, str]]:
@@ -311,6 +438,7 @@ def step_message(record: StepRecord) -> agent_pb2.Step:
         status=_STEP_STATUS[record.status],
         plan_revision=record.plan_revision,
         result_truncated=record.result_truncated,
+        flags=record.flags,
     )
     if record.result is not None:
         message.result.CopyFrom(_struct(record.result))
@@ -346,8 +474,10 @@ def run_message(run: RunState) -> agent_pb2.RunResponse:
             calls=usage.calls,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
+            cost_usd=run.role_cost_usd(usage.role),
         )
         message.models.append(f"{usage.role}={usage.model}")
+    message.cost_usd = run.cost_usd
     for call in run.model_calls:
         item = message.model_calls.add(
             role=call.role,
@@ -374,9 +504,26 @@ def run_message(run: RunState) -> agent_pb2.RunResponse:
                 side_effects=p.side_effects,
             )
         )
+    message.verdicts.extend(verdict_message(v) for v in run.verdicts)
     message.start_time.FromNanoseconds(int(run.start_time * 1e9))
     message.duration.FromNanoseconds(int(run.duration_s * 1e9))
     return message
+
+
+_VERDICT = {
+    "pass": agent_pb2.VERDICT_PASS,
+    "flag": agent_pb2.VERDICT_FLAG,
+    "block": agent_pb2.VERDICT_BLOCK,
+}
+
+
+def verdict_message(verdict: VerdictRecord) -> agent_pb2.GuardrailVerdict:
+    return agent_pb2.GuardrailVerdict(
+        verdict=_VERDICT[verdict.verdict],
+        reasons=verdict.reasons,
+        guard=verdict.guard,
+        stage=verdict.stage,
+    )
 
 
 def event_message(run_id: str, sequence: int, event: Event) -> agent_pb2.RunEvent:
@@ -390,4 +537,6 @@ def event_message(run_id: str, sequence: int, event: Event) -> agent_pb2.RunEven
         message.step_started.CopyFrom(step_message(event.payload))
     elif event.kind == "step_finished":
         message.step_finished.CopyFrom(step_message(event.payload))
+    elif event.kind == "verdict":
+        message.verdict.CopyFrom(verdict_message(event.payload))
     return message

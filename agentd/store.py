@@ -8,19 +8,67 @@ PostgreSQL for several replicas) can stand in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import re
 import sqlite3
 import threading
 import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from agentd.v1 import agent_pb2
 
 
+@dataclass(frozen=True)
+class Memory:
+    """One remembered fact of one user (optionally of one conversation)."""
+
+    id: str
+    text: str
+    conversation_id: str
+    created_at: float
+
+
 class RunStore(Protocol):
-    async def save(self, run: agent_pb2.RunResponse) -> None: ...
+    async def save(
+        self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None
+    ) -> None: ...
     async def get(self, run_id: str) -> agent_pb2.RunResponse | None: ...
     async def close(self) -> None: ...
+
+    # Feedback is kept beside the record and merged into RunResponse.feedback by ``get``.
+    async def add_feedback(
+        self, run_id: str, feedback: agent_pb2.Feedback
+    ) -> agent_pb2.RunResponse | None: ...
+    async def runs_with_feedback(self, limit: int = 100_000) -> list[agent_pb2.RunResponse]: ...
+    async def conversation(
+        self, user_id: str, conversation_id: str, limit: int
+    ) -> list[agent_pb2.RunResponse]: ...
+
+    # Memory, always scoped by user.
+    async def remember(self, user_id: str, conversation_id: str, text: str) -> Memory: ...
+    async def recall(
+        self, user_id: str, conversation_id: str, query: str, limit: int
+    ) -> list[Memory]: ...
+    async def forget(self, user_id: str, memory_id: str) -> bool: ...
+
+
+def open_store(path: str, url: str = "") -> RunStore:
+    """The configured store: PostgreSQL when ``url`` is set, else SQLite at ``path``."""
+    if url:
+        from agentd.store_postgres import PostgresRunStore
+
+        return PostgresRunStore(url)
+    return SqliteRunStore(path)
+
+
+def keywords(query: str) -> list[str]:
+    """The words of a recall query (letters and digits), lower-cased, at most 16."""
+    return re.findall(r"\w+", query.lower())[:16]
 
 
 _SCHEMA = """
@@ -34,6 +82,38 @@ CREATE TABLE IF NOT EXISTS runs (
     record BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_conversation ON runs (conversation_id, created_at);
+CREATE TABLE IF NOT EXISTS requests (
+    run_id TEXT PRIMARY KEY,
+    request TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_run ON feedback (run_id);
+CREATE TABLE IF NOT EXISTS memories (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT UNIQUE NOT NULL,
+    user_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS memories_user ON memories (user_id, created_at);
+"""
+
+# External-content FTS5 index over memories.text, kept in step by triggers.
+_FTS = """
+CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
+    text, content='memories', content_rowid='rowid'
+);
+CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
 """
 
 
@@ -52,15 +132,40 @@ class SqliteRunStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        try:
+            self._db.executescript(_FTS)
+            self.fts = True
+        except sqlite3.OperationalError:  # an SQLite built without FTS5: recall uses LIKE
+            self.fts = False
         self._lock = threading.Lock()
 
-    async def save(self, run: agent_pb2.RunResponse) -> None:
-        await asyncio.to_thread(self._save, run)
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """An explicit transaction (the connection is in autocommit mode); caller holds the lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
-    def _save(self, run: agent_pb2.RunResponse) -> None:
+    async def save(
+        self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None
+    ) -> None:
+        await asyncio.to_thread(self._save, run, request)
+
+    def _save(self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None) -> None:
         now = time.time()
         status = agent_pb2.RunStatus.Name(run.status)
-        with self._lock:
+        run = _without_feedback(run)
+        # One transaction: the record and its request are stored together or not at all.
+        with self._lock, self._transaction():
+            if request is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO requests (run_id, request) VALUES (?, ?)",
+                    (run.run_id, json.dumps(request, default=str)),
+                )
             self._db.execute(
                 "INSERT INTO runs (run_id, created_at, updated_at, status, user_id,"
                 " conversation_id, record) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -83,10 +188,146 @@ class SqliteRunStore:
     def _get(self, run_id: str) -> agent_pb2.RunResponse | None:
         with self._lock:
             row = self._db.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        if row is None:
-            return None
-        return agent_pb2.RunResponse.FromString(row[0])
+            if row is None:
+                return None
+            return self._with_feedback(agent_pb2.RunResponse.FromString(row[0]))
+
+    def _with_feedback(self, run: agent_pb2.RunResponse) -> agent_pb2.RunResponse:
+        rows = self._db.execute(
+            "SELECT record FROM feedback WHERE run_id = ? ORDER BY id", (run.run_id,)
+        ).fetchall()
+        run.feedback.extend(agent_pb2.Feedback.FromString(r[0]) for r in rows)
+        return run
+
+    async def get_request(self, run_id: str) -> dict[str, Any] | None:
+        """The stored request of a run (no credentials), as JSON data."""
+
+        def read() -> dict[str, Any] | None:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT request FROM requests WHERE run_id = ?", (run_id,)
+                ).fetchone()
+            return json.loads(row[0]) if row else None
+
+        return await asyncio.to_thread(read)
+
+    # --- feedback -------------------------------------------------------------------------
+
+    async def add_feedback(
+        self, run_id: str, feedback: agent_pb2.Feedback
+    ) -> agent_pb2.RunResponse | None:
+        return await asyncio.to_thread(self._add_feedback, run_id, feedback)
+
+    def _add_feedback(
+        self, run_id: str, feedback: agent_pb2.Feedback
+    ) -> agent_pb2.RunResponse | None:
+        with self._lock, self._transaction():
+            row = self._db.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            self._db.execute(
+                "INSERT INTO feedback (run_id, record) VALUES (?, ?)",
+                (run_id, feedback.SerializeToString()),
+            )
+            return self._with_feedback(agent_pb2.RunResponse.FromString(row[0]))
+
+    async def runs_with_feedback(self, limit: int = 100_000) -> list[agent_pb2.RunResponse]:
+        def read() -> list[agent_pb2.RunResponse]:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT record FROM runs WHERE run_id IN (SELECT run_id FROM feedback)"
+                    " ORDER BY created_at LIMIT ?",
+                    (limit,),
+                ).fetchall()
+                return [self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
+
+        return await asyncio.to_thread(read)
+
+    async def conversation(
+        self, user_id: str, conversation_id: str, limit: int
+    ) -> list[agent_pb2.RunResponse]:
+        """The latest runs of one user's conversation, most recent first."""
+
+        def read() -> list[agent_pb2.RunResponse]:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT record FROM runs WHERE conversation_id = ? AND user_id = ?"
+                    " ORDER BY created_at DESC LIMIT ?",
+                    (conversation_id, user_id, limit),
+                ).fetchall()
+            return [agent_pb2.RunResponse.FromString(r[0]) for r in rows]
+
+        if not conversation_id:
+            return []
+        return await asyncio.to_thread(read)
+
+    # --- memory ---------------------------------------------------------------------------
+
+    async def remember(self, user_id: str, conversation_id: str, text: str) -> Memory:
+        memory = Memory(uuid.uuid4().hex[:16], text, conversation_id, time.time())
+
+        def write() -> None:
+            with self._lock, self._transaction():
+                self._db.execute(
+                    "INSERT INTO memories (id, user_id, conversation_id, text, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (memory.id, user_id, conversation_id, text, memory.created_at),
+                )
+
+        await asyncio.to_thread(write)
+        return memory
+
+    async def recall(
+        self, user_id: str, conversation_id: str, query: str, limit: int
+    ) -> list[Memory]:
+        """Memories of ``user_id`` (user-wide, or of this conversation) matching any keyword,
+        best match then most recent first; the most recent ones for an empty query."""
+        words = keywords(query)
+        scope = "m.user_id = ? AND (m.conversation_id = '' OR m.conversation_id = ?)"
+        columns = "m.id, m.text, m.conversation_id, m.created_at"
+        if not words:
+            sql = f"SELECT {columns} FROM memories m WHERE {scope} ORDER BY m.created_at DESC"
+            params: list[Any] = [user_id, conversation_id]
+        elif self.fts:
+            match = " OR ".join(f'"{w}"' for w in words)
+            sql = (
+                f"SELECT {columns} FROM memories_fts f JOIN memories m ON m.rowid = f.rowid"
+                f" WHERE memories_fts MATCH ? AND {scope} ORDER BY f.rank, m.created_at DESC"
+            )
+            params = [match, user_id, conversation_id]
+        else:
+            like = " OR ".join("lower(m.text) LIKE ?" for _ in words)
+            sql = f"SELECT {columns} FROM memories m WHERE ({like}) AND {scope}"
+            sql += " ORDER BY m.created_at DESC"
+            params = [f"%{w}%" for w in words] + [user_id, conversation_id]
+
+        def read() -> list[Memory]:
+            with self._lock:
+                rows = self._db.execute(sql + " LIMIT ?", [*params, limit]).fetchall()
+            return [Memory(*row) for row in rows]
+
+        return await asyncio.to_thread(read)
+
+    async def forget(self, user_id: str, memory_id: str) -> bool:
+        def write() -> bool:
+            with self._lock, self._transaction():
+                cursor = self._db.execute(
+                    "DELETE FROM memories WHERE id = ? AND user_id = ?", (memory_id, user_id)
+                )
+            return cursor.rowcount > 0
+
+        return await asyncio.to_thread(write)
 
     async def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _without_feedback(run: agent_pb2.RunResponse) -> agent_pb2.RunResponse:
+    """Feedback lives in its own table; a record never carries a stale copy."""
+    if not run.feedback:
+        return run
+    copy = agent_pb2.RunResponse()
+    copy.CopyFrom(run)
+    del copy.feedback[:]
+    return copy

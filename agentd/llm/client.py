@@ -21,6 +21,8 @@ import jsonschema
 import openai
 from jsonschema.validators import validator_for
 
+from agentd import telemetry
+
 if TYPE_CHECKING:
     from agentd.llm.embedded import EmbeddedModel
 
@@ -279,6 +281,9 @@ class ChatModel:
 
     async def _create(self, messages: list[dict[str, Any]], **extra: Any) -> tuple[ModelReply, Any]:
         """One Chat Completions call; returns the reply skeleton and the first choice's message."""
+        telemetry.capture_request(
+            messages, temperature=self.config.temperature, max_tokens=self.config.max_tokens
+        )
         start = time.perf_counter()
         try:
             completion = await self._client.chat.completions.create(
@@ -320,6 +325,7 @@ class ChatModel:
         reply = dataclasses.replace(
             reply, text=message.content or "", finish_reason=choice.finish_reason or ""
         )
+        telemetry.capture_response(reply, getattr(completion, "id", None))
         refusal = getattr(message, "refusal", None)
         if refusal and not message.content and not message.tool_calls:
             raise self._error("empty", f"the model refused: {_clip(refusal)}", reply=reply)
@@ -345,7 +351,10 @@ class ChatModel:
     def _validate(
         self, value: Any, schema: dict[str, Any], reply: ModelReply, *, what: str
     ) -> None:
-        error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(value))
+        validator = _validator(schema)
+        if validator.is_valid(value):  # the common case; finding the best error is slower
+            return
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
             path = "/".join(str(p) for p in error.absolute_path) or "(root)"
             raise self._error(
@@ -546,19 +555,23 @@ def _ref_under(ref: str, base: str) -> bool:
 
 
 # Validators are built once per distinct schema: a loop re-sends the same few schemas.
-_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+_VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.protocols.Validator]] = {}
 _VALIDATOR_CACHE_SIZE = 256
 
 
 def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
-    key = json.dumps(schema, sort_keys=True, default=str)
-    validator = _VALIDATORS.get(key)
-    if validator is None:
-        cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-        validator = cls(schema)
-        if len(_VALIDATORS) >= _VALIDATOR_CACHE_SIZE:
-            _VALIDATORS.pop(next(iter(_VALIDATORS)))
-        _VALIDATORS[key] = validator
+    """A validator per schema object; callers reuse their schema objects (e.g. cached plans).
+
+    Keyed by identity, with the schema kept alive in the entry so the id cannot be reused.
+    """
+    entry = _VALIDATORS.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
+    validator = cls(schema)
+    if len(_VALIDATORS) >= _VALIDATOR_CACHE_SIZE:
+        _VALIDATORS.pop(next(iter(_VALIDATORS)))
+    _VALIDATORS[id(schema)] = (schema, validator)
     return validator
 
 

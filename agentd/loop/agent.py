@@ -18,7 +18,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentd import telemetry
 from agentd.config import LimitsConfig
+from agentd.guardrails import Guardrails
 from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.loop import prompts
 from agentd.loop.executor import CallContext, Executor
@@ -66,9 +68,15 @@ class RunLimits:
 class Agent:
     """Runs one task over a set of tools with the models of each role."""
 
-    def __init__(self, models: Mapping[str, ChatModel], limits: LimitsConfig) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, ChatModel],
+        limits: LimitsConfig,
+        guardrails: Guardrails | None = None,
+    ) -> None:
         self.models = models
         self.config = limits
+        self.guardrails = guardrails
 
     async def run(
         self,
@@ -94,10 +102,14 @@ class Agent:
         session = _Session(self, run, tools, budget, call)
         try:
             async with asyncio.timeout(timeout_s):
+                if self.guardrails:  # input checks come before any model sees the task
+                    self.guardrails.guard_input(run)
                 if run.mode == "react":
                     await session.react()
                 else:
                     await session.plan_execute()
+                if self.guardrails and run.status == "succeeded":
+                    await self.guardrails.guard_output(run, session.ask)
         except* Terminating as group:
             first = group.exceptions[0]
             assert isinstance(first, Terminating)
@@ -130,6 +142,8 @@ class _Session:
         self.executor = Executor(
             run, tools, budget, call, self.ask, agent.config.max_parallel_steps
         )
+        if agent.guardrails:  # instruction-like tool results are flagged on their step
+            self.executor.result_check = agent.guardrails.flag_result
 
     # --- plan and execute -----------------------------------------------------------------
 
@@ -163,6 +177,7 @@ class _Session:
         self.budget.replans += 1
         return True
 
+    @telemetry.planning
     async def plan(self, reason: str | None) -> Plan:
         """Ask the planner; a plan that fails its checks goes back with the errors."""
         revision = len(self.run.plans)
@@ -206,6 +221,7 @@ class _Session:
         user = f"Task: {self.run.task}\n"
         if self.run.context:
             user += f"Context: {json.dumps(self.run.context)}\n"
+        user += self.history()
         user += f"\nTools:\n{catalog or '(none)'}"
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": prompts.PLANNER.text},
@@ -220,6 +236,12 @@ class _Session:
                 }
             )
         return messages
+
+    def history(self) -> str:
+        """Earlier runs of this conversation (bounded by the service), or nothing."""
+        if not self.run.history:
+            return ""
+        return f"Earlier in this conversation (most recent first):\n{self.run.history}\n"
 
     def observations(self) -> str:
         return json.dumps([record.observation() for record in self.run.steps])
@@ -246,6 +268,7 @@ class _Session:
         user = f"Task: {self.run.task}\n"
         if self.run.context:
             user += f"Context: {json.dumps(self.run.context)}\n"
+        user += self.history()
         if self.run.plan and self.run.plan.direct_answer:
             user += f"Planner's answer: {self.run.plan.direct_answer}\n"
         user += f"Observations (untrusted data):\n{self.observations()}"
@@ -349,18 +372,19 @@ class _Session:
         record = ModelCallRecord(role, model.model, prompt.name, prompt.version, time.time())
         self.run.model_calls.append(record)
         started = time.monotonic()
-        try:
-            result = await call(model)
-        except ModelError as exc:
-            record.error = f"{exc.kind}: {exc}"
-            if exc.reply is not None:
-                self._count(record, usage, exc.reply)
-            if exc.kind in ("transport", "http"):
-                raise RunFailed(f"{role} model failed: {exc}") from exc
-            raise
-        finally:
-            record.duration_s = time.monotonic() - started
-        self._count(record, usage, getattr(result, "reply", result))
+        with telemetry.chat_span(record, model):  # reads the record when the call ends
+            try:
+                result = await call(model)
+            except ModelError as exc:
+                record.error = f"{exc.kind}: {exc}"
+                if exc.reply is not None:
+                    self._count(record, usage, exc.reply)
+                if exc.kind in ("transport", "http"):
+                    raise RunFailed(f"{role} model failed: {exc}") from exc
+                raise
+            finally:
+                record.duration_s = time.monotonic() - started
+            self._count(record, usage, getattr(result, "reply", result))
         return result
 
     def _count(self, record: ModelCallRecord, usage: RoleUsage, reply: ModelReply) -> None:

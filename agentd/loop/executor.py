@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentd import telemetry
 from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.loop import prompts
 from agentd.loop.plan import LoopTool, Unresolved, references, resolve, validate
@@ -48,6 +49,9 @@ class ArgumentsUnavailable(Exception):
 
 
 class Executor:
+    # Guardrail hook on each successful result (sets StepRecord.flags); None: no check.
+    result_check: Callable[[RunState, StepRecord], None] | None = None
+
     def __init__(
         self,
         run: RunState,
@@ -95,9 +99,13 @@ class Executor:
         return record is not None and record.status == "succeeded"
 
     async def run_step(self, step: PlanStep, revision: int) -> StepRecord:
-        """One tool call, start to end; also used by the ReAct loop."""
+        """One tool call, start to end, in its span; also used by the ReAct loop."""
         tool = self.tools[step.tool]
         record = self._record(step, step.arguments, revision)
+        with telemetry.tool_span(tool, record):  # reads the record's status when the step ends
+            return await self._call(step, tool, record)
+
+    async def _call(self, step: PlanStep, tool: LoopTool, record: StepRecord) -> StepRecord:
         try:
             record.arguments = await self._arguments(step, tool)
         except ArgumentsUnavailable as exc:
@@ -124,7 +132,8 @@ class Executor:
         try:
             result = await tool.invoke(
                 record.arguments,
-                metadata=self.call.metadata.get(tool.name, ()),
+                # The caller's forwarded metadata plus traceparent, so the upstream joins the trace.
+                metadata=telemetry.with_trace_context(self.call.metadata.get(tool.name, ())),
                 timeout=self._timeout(),
             )
         except Exception as exc:  # typed tool errors become observations
@@ -134,6 +143,8 @@ class Executor:
             return record
         record.duration_s = time.monotonic() - started
         record.result, record.result_truncated = truncate(result, self.call.max_result_chars)
+        if self.result_check:
+            self.result_check(self.run, record)
         self._end(record, "succeeded", "", "")
         return record
 

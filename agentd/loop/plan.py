@@ -108,9 +108,29 @@ def plan_schema(
     tool's own argument schema (partial: arguments needing earlier results may be left
     out). The schema grows with steps plus tools, not with their product.
     """
+    ordered = tuple(sorted(tools.values(), key=lambda t: t.name))
+    key = (tuple(id(t) for t in ordered), max_steps, tuple(done), tuple(taken))
+    cached = _PLAN_SCHEMAS.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], ordered, strict=True)):
+        return cached[1]
+    schema = _build_plan_schema(ordered, max_steps, done, taken)
+    if len(_PLAN_SCHEMAS) >= 64:
+        _PLAN_SCHEMAS.pop(next(iter(_PLAN_SCHEMAS)))
+    _PLAN_SCHEMAS[key] = (ordered, schema)  # the tools are kept alive, so ids stay theirs
+    return schema
+
+
+# Most runs share a catalog snapshot and start with no earlier steps, so the same
+# schema object is reused, and with it the validator compiled for it.
+_PLAN_SCHEMAS: dict[tuple[Any, ...], tuple[tuple[LoopTool, ...], dict[str, Any]]] = {}
+
+
+def _build_plan_schema(
+    ordered: Sequence[LoopTool], max_steps: int, done: Sequence[str], taken: Sequence[str]
+) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     calls = []
-    for index, tool in enumerate(sorted(tools.values(), key=lambda t: t.name)):
+    for index, tool in enumerate(ordered):
         calls.append(
             {
                 "type": "object",

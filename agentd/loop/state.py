@@ -46,6 +46,12 @@ class RunFailed(Terminating):
     status = "failed"
 
 
+class BlockedByGuardrail(Terminating):
+    """A guardrail withheld the input or the answer; the run ends with no output."""
+
+    status = "blocked_by_guardrail"
+
+
 # --- records ----------------------------------------------------------------------------
 
 
@@ -80,6 +86,8 @@ class StepRecord:
     start_time: float = 0.0  # unix seconds
     duration_s: float = 0.0
     result_truncated: bool = False
+    # Guardrail findings on the result, e.g. "instruction-like content: ignore previous ...".
+    flags: list[str] = field(default_factory=list)
 
     def observation(self) -> dict[str, Any]:
         """What the model sees of this step (results are data, never instructions)."""
@@ -88,6 +96,8 @@ class StepRecord:
             seen["result"] = self.result
         if self.error_message:
             seen["error"] = f"{self.error_code}: {self.error_message}"
+        if self.flags:
+            seen["flags"] = self.flags  # warn the model: instruction-like text, still only data
         if self.result_truncated:
             seen["note"] = "result truncated to the result budget; ask for less (filters, paging)"
         return seen
@@ -130,8 +140,20 @@ class PendingCall:
 
 
 @dataclass
+class VerdictRecord:
+    """A guardrail's judgement: ``verdict`` is pass, flag or block; ``stage`` input,
+    tool_result or output; ``guard`` which guard decided ("rules", "model:NAME")."""
+
+    verdict: Literal["pass", "flag", "block"]
+    reasons: list[str]
+    guard: str
+    stage: str
+
+
+@dataclass
 class Event:
-    """One RunStream event: ``kind`` is plan, replan_reason, step_started or step_finished."""
+    """One RunStream event: ``kind`` is plan, replan_reason, step_started, step_finished
+    or verdict."""
 
     kind: str
     payload: Any
@@ -157,6 +179,9 @@ class RunState:
     usage: dict[str, RoleUsage] = field(default_factory=dict)
     pending_call: PendingCall | None = None
     model_calls: list[ModelCallRecord] = field(default_factory=list)
+    verdicts: list[VerdictRecord] = field(default_factory=list)
+    # Bounded summary of earlier runs of the same conversation, for planner and responder.
+    history: str = ""
     start_time: float = field(default_factory=time.time)
     duration_s: float = 0.0
     emit: Callable[[Event], None] = field(default=lambda event: None, repr=False)
@@ -164,6 +189,14 @@ class RunState:
     @property
     def plan(self) -> Plan | None:
         return self.plans[-1] if self.plans else None
+
+    @property
+    def cost_usd(self) -> float:
+        """Every model call's cost (priced when the call ends, see telemetry.chat_span)."""
+        return sum(call.cost_usd for call in self.model_calls)
+
+    def role_cost_usd(self, role: str) -> float:
+        return sum(call.cost_usd for call in self.model_calls if call.role == role)
 
     def step(self, step_id: str) -> StepRecord | None:
         for record in self.steps:

@@ -373,3 +373,17 @@ class GetRunRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class ListRunsRequest(_message.Message):
+    __slots__ = ("with_feedback", "limit")
+    WITH_FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    with_feedback: bool
+    limit: int
+    def __init__(self, with_feedback: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[RunResponse]
+    def __init__(self, runs: _Optional[_Iterable[_Union[RunResponse, _Mapping]]] = ...) -> None: ...

@@ -62,6 +62,11 @@ class AgentServiceStub:
                 request_serializer=agentd_dot_v1_dot_agent__pb2.SubmitFeedbackRequest.SerializeToString,
                 response_deserializer=agentd_dot_v1_dot_agent__pb2.SubmitFeedbackResponse.FromString,
                 _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/agentd.v1.AgentService/ListRuns',
+                request_serializer=agentd_dot_v1_dot_agent__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=agentd_dot_v1_dot_agent__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -105,6 +110,13 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRuns(self, request, context):
+        """Lists stored runs, oldest first; with_feedback keeps only rated runs (for export).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +144,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.SubmitFeedback,
                     request_deserializer=agentd_dot_v1_dot_agent__pb2.SubmitFeedbackRequest.FromString,
                     response_serializer=agentd_dot_v1_dot_agent__pb2.SubmitFeedbackResponse.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=agentd_dot_v1_dot_agent__pb2.ListRunsRequest.FromString,
+                    response_serializer=agentd_dot_v1_dot_agent__pb2.ListRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +289,33 @@ class AgentService:
             '/agentd.v1.AgentService/SubmitFeedback',
             agentd_dot_v1_dot_agent__pb2.SubmitFeedbackRequest.SerializeToString,
             agentd_dot_v1_dot_agent__pb2.SubmitFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentd.v1.AgentService/ListRuns',
+            agentd_dot_v1_dot_agent__pb2.ListRunsRequest.SerializeToString,
+            agentd_dot_v1_dot_agent__pb2.ListRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,
