@@ -290,17 +290,31 @@ def _build(sources: Sequence[_Source]) -> tuple[list[Tool], list[Skipped]]:
     names = assign_names({key: key.partition("|")[2] for key in selected})
     tools = []
     comments_of: dict[int, dict[str, str]] = {}
+    # Many methods share message types (a service's common request or response types):
+    # each type's schema and validator is built once per source and shared, read-only.
+    schemas: dict[tuple[int, str, str], dict[str, Any]] = {}
+    validators: dict[int, Any] = {}
+
+    def schema_of(
+        source: _Source, message: descriptor.Descriptor, direction: Any
+    ) -> dict[str, Any]:
+        key = (id(source), message.full_name, direction)
+        if key not in schemas:
+            comments = comments_of[id(source)]
+            schemas[key] = message_schema(message, direction=direction, comments=comments)
+        return schemas[key]
+
     for key, (source, method) in selected.items():
         comments = comments_of.setdefault(id(source), source.comments())
         path = _path(method)
         try:
-            input_schema = message_schema(method.input_type, direction="input", comments=comments)
-            output_schema = message_schema(
-                method.output_type, direction="output", comments=comments
-            )
+            input_schema = schema_of(source, method.input_type, "input")
+            output_schema = schema_of(source, method.output_type, "output")
         except SchemaLimitError as exc:
             skipped.append(Skipped(path, f"no JSON Schema: {exc}"))
             continue
+        if id(input_schema) not in validators:  # schemas stay alive in `schemas` meanwhile
+            validators[id(input_schema)] = _compile(input_schema)
         pool = source.descriptors.pool if source.descriptors else None
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
@@ -311,7 +325,7 @@ def _build(sources: Sequence[_Source]) -> tuple[list[Tool], list[Skipped]]:
                 response_deserializer=response_class.FromString,
             ),
             request_class=request_class,
-            validator=_compile(input_schema),
+            validator=validators[id(input_schema)],
             pool=pool,
         )
         tools.append(
