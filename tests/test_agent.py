@@ -541,3 +541,16 @@ async def test_upstream_down_at_start_is_reported(tmp_path: Path) -> None:
         await daemon.stop(grace=0)
         await calculator.stop(None)
         await llm.stop()
+
+
+async def test_agentd_serves_reflection_so_toolgen_can_preview_it(stack: Stack) -> None:
+    import toolgen
+
+    async with await toolgen.discover(
+        stack.daemon.address, ["agentd.v1.AgentService/*"]
+    ) as catalog:
+        names = {t.name for t in catalog.tools}
+        assert {"AgentService_Run", "AgentService_ListTools", "AgentService_GetRun"} <= names
+        assert any(s.method.endswith("RunStream") for s in catalog.skipped)  # streaming
+        listed = await catalog["AgentService_ListTools"].invoke({})
+    assert "LedgerService_GetVendor" in {t["name"] for t in listed["tools"]}
