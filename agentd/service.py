@@ -303,6 +303,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 finally:
                     if task:
                         self.running.discard(task)
+                    # gRPC cancels the handler when the caller's deadline passes, which can
+                    # beat the run's own timer: that is still a deadline, not a cancellation.
+                    left = context.time_remaining()
+                    if run.status == "cancelled" and left is not None and left <= 0.05:
+                        run.finish("deadline_exceeded", "the caller's deadline passed")
                     # Persist even when the caller cancelled: an acknowledged run is never lost.
                     record = run_message(run)
                     await asyncio.shield(self.store.save(record, request_record(run, tools)))
