@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import httpx2  # the openai SDK's HTTP client
 import jsonschema
 import openai
 from jsonschema.validators import validator_for
@@ -67,6 +68,9 @@ class ModelConfig:
     max_tokens: int = 1024
     timeout_s: float = 60.0
     max_retries: int = 3
+    # Open connections to the endpoint; more concurrent calls wait for one. The HTTP pool
+    # scans its connections on every request, so thousands of them cost CPU on each call.
+    max_connections: int = 128
 
 
 @dataclass(frozen=True)
@@ -451,11 +455,16 @@ def build_models(
         assert config.base_url is not None
         key = (config.base_url.rstrip("/"), config.api_key_env)
         if key not in clients:
+            limits = httpx2.Limits(
+                max_connections=config.max_connections,
+                max_keepalive_connections=config.max_connections,
+            )
             clients[key] = openai.AsyncOpenAI(
                 base_url=config.base_url,
                 api_key=env.get(config.api_key_env) or _NO_KEY,
                 max_retries=config.max_retries,
                 timeout=config.timeout_s,
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits),
             )
         models[role] = ChatModel(role, config, clients[key])
     return models

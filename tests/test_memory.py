@@ -1,0 +1,145 @@
+"""Memory tools across runs, isolation between users, conversation history, ListTools."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+
+from agentd.store import SqliteRunStore
+from agentd.v1 import agent_pb2
+from tests.support.scripted_llm import schema_name
+from tests.test_agent import Stack, answer, plan, start_stack
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async for s in start_stack(tmp_path):
+        yield s
+
+
+async def call_tool(s: Stack, tool: str, arguments: dict[str, Any], **fields: Any) -> Any:
+    """One run whose plan is a single call of ``tool``; returns that step's result."""
+    s.llm.reply(when="plan", content=plan({"id": "s1", "tool": tool, "arguments": arguments}))
+    s.llm.reply(when="answer", content=answer("ok"))
+    response = await s.run(f"use {tool}", **fields)
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    step = response.steps[0]
+    assert step.status == agent_pb2.STEP_STATUS_SUCCEEDED, step.error.message
+    assert step.method.startswith("agentd.builtin/memory.")
+    return json_format.MessageToDict(step.result)
+
+
+async def test_remember_then_recall_in_a_later_run(stack: Stack) -> None:
+    s = stack
+    saved = await call_tool(
+        s, "memory_remember", {"text": "Alice prefers vendor ven_002 for coffee"}, user_id="alice"
+    )
+    assert saved["remembered"].startswith("Alice prefers")
+    found = await call_tool(s, "memory_recall", {"query": "coffee vendor"}, user_id="alice")
+    assert [m["text"] for m in found["memories"]] == ["Alice prefers vendor ven_002 for coffee"]
+    assert found["memories"][0]["id"] == saved["id"]
+
+    forgotten = await call_tool(s, "memory_forget", {"id": saved["id"]}, user_id="alice")
+    assert forgotten == {"forgotten": True}
+    again = await call_tool(s, "memory_recall", {"query": "coffee"}, user_id="alice")
+    assert again.get("memories", []) == []
+
+
+async def test_one_users_memories_are_invisible_to_another(stack: Stack) -> None:
+    s = stack
+    saved = await call_tool(
+        s, "memory_remember", {"text": "Alice's door code is 4711"}, user_id="alice"
+    )
+    s.llm.requests.clear()
+    for query in ("door code", ""):
+        found = await call_tool(s, "memory_recall", {"query": query}, user_id="bob")
+        assert found.get("memories", []) == []
+    assert "4711" not in json.dumps(s.llm.requests)  # nothing of Alice's reached Bob's prompts
+    # Bob cannot forget Alice's memory even with its id.
+    assert await call_tool(s, "memory_forget", {"id": saved["id"]}, user_id="bob") == {
+        "forgotten": False
+    }
+    found = await call_tool(s, "memory_recall", {"query": "door"}, user_id="alice")
+    assert len(found["memories"]) == 1
+
+
+async def test_user_from_the_configured_header(stack: Stack) -> None:
+    s = stack
+    metadata = (("x-user-id", "carol"),)
+    await call_tool(s, "memory_remember", {"text": "Carol likes tea"}, metadata=metadata)
+    found = await call_tool(s, "memory_recall", {"query": "tea"}, user_id="carol")
+    assert found["memories"][0]["text"] == "Carol likes tea"
+
+
+async def test_no_user_no_memory_tools(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(when="plan", content=plan(answer="hi"))
+    await s.run("hello")
+    schema = json.dumps(next(r for r in s.llm.requests if schema_name(r) == "plan"))
+    assert "memory_recall" not in schema and "LedgerService_GetVendor" in schema
+
+
+async def test_tool_patterns_select_builtins(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(when="plan", content=plan(answer="hi"))
+    await s.run("hello", user_id="alice", tools=["memory_*"])
+    schema = json.dumps(next(r for r in s.llm.requests if schema_name(r) == "plan"))
+    assert "memory_recall" in schema and "LedgerService_GetVendor" not in schema
+
+
+async def test_conversation_history_reaches_planner_and_responder(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(when="plan", content=plan(answer="Spreeblick is ven_001"))
+    first = await s.run("Which id has Spreeblick?", user_id="alice", conversation_id="c1")
+    assert first.status == agent_pb2.RUN_STATUS_SUCCEEDED
+    s.llm.requests.clear()
+    s.llm.reply(when="plan", content=plan())
+    s.llm.reply(when="answer", content=answer("its id was ven_001"))
+    await s.run("And what was its id again?", user_id="alice", conversation_id="c1")
+    planner = json.dumps(next(r for r in s.llm.requests if schema_name(r) == "plan"))
+    responder = json.dumps(next(r for r in s.llm.requests if schema_name(r) == "answer"))
+    for sent in (planner, responder):
+        assert "Earlier in this conversation" in sent
+        assert "Which id has Spreeblick?" in sent and "Spreeblick is ven_001" in sent
+    # Another user with the same conversation id sees nothing of it.
+    s.llm.requests.clear()
+    s.llm.reply(when="plan", content=plan(answer="?"))
+    await s.run("What was the id?", user_id="bob", conversation_id="c1")
+    assert "Spreeblick" not in json.dumps(s.llm.requests)
+
+
+async def test_list_tools_shows_builtins(stack: Stack) -> None:
+    response = await stack.stub.ListTools(agent_pb2.ListToolsRequest())
+    builtins = {t.name: t for t in response.tools if t.upstream == "builtin"}
+    assert set(builtins) == {"memory_remember", "memory_recall", "memory_forget"}
+    assert builtins["memory_recall"].method == "agentd.builtin/memory.recall"
+    assert json.loads(builtins["memory_remember"].input_schema)["required"] == ["text"]
+
+
+@pytest.mark.parametrize("fts", [True, False])
+async def test_store_recall_keywords_and_recency(tmp_path: Path, fts: bool) -> None:
+    store = SqliteRunStore(tmp_path / "m.db")
+    store.fts = store.fts and fts  # False exercises the LIKE fallback
+    try:
+        await store.remember("u", "", "the coffee vendor is Bohnen GmbH")
+        await store.remember("u", "c1", "invoice 42 is disputed")
+        await store.remember("u", "c2", "coffee order pending")
+        newest = await store.recall("u", "c1", "", 10)
+        assert [m.text for m in newest] == [
+            "invoice 42 is disputed",
+            "the coffee vendor is Bohnen GmbH",
+        ]  # c2's memory stays in c2; most recent first
+        coffee = await store.recall("u", "c2", "Coffee", 10)
+        assert {m.text for m in coffee} == {
+            "the coffee vendor is Bohnen GmbH",
+            "coffee order pending",
+        }
+        assert await store.recall("someone-else", "c1", "coffee", 10) == []
+        assert await store.recall("u", "", 'coffee" OR "x', 10)  # quotes are not syntax
+    finally:
+        await store.close()
