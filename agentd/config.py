@@ -177,6 +177,8 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     pricing: Mapping[str, PriceConfig] = field(default_factory=dict)  # keyed by model name
+    # [prompts]: prompt name -> text file replacing that template (paths resolved at load).
+    prompts: Mapping[str, str] = field(default_factory=dict)
     source: str = "<defaults>"
 
     @property
@@ -290,6 +292,7 @@ class _Reader:
         known = {"server", "upstreams", "llm", "limits", "agent", "storage", "logging"}
         known |= {"guardrails", "memory", "alerts"}
         known |= {"telemetry", "pricing"}
+        known |= {"prompts"}
         for key in raw:
             if key not in known:
                 raise self.fail(key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -319,6 +322,7 @@ class _Reader:
             logging=logging,
             **self.issue5_sections(raw),
             **self.observability_sections(raw, env),
+            prompts=self.prompts(self.table(raw, "prompts")),
             source=self.source,
         )
 
@@ -368,6 +372,24 @@ class _Reader:
                 raise self.fail(key, "must be a table: input_per_mtok = ..., output_per_mtok = ...")
             pricing[model] = PriceConfig(**self.fill(PriceConfig, table, key + "."))
         return {"telemetry": telemetry, "pricing": pricing}
+
+    def prompts(self, raw: dict[str, Any]) -> dict[str, str]:
+        """[prompts] name = "file.txt": relative paths are relative to the config file."""
+        from agentd.loop.prompts import BY_NAME
+
+        base = Path(self.source).parent if self.source != "<defaults>" else Path()
+        paths: dict[str, str] = {}
+        for name, value in raw.items():
+            key = f"prompts.{name}"
+            if name not in BY_NAME:
+                raise self.fail(key, f"unknown prompt (known: {', '.join(sorted(BY_NAME))})")
+            if not isinstance(value, str) or not value:
+                raise self.fail(key, "must be the path of a text file")
+            path = Path(value) if Path(value).is_absolute() else base / value
+            if not path.is_file():
+                raise self.fail(key, f"no file {str(path)!r}")
+            paths[name] = str(path)
+        return paths
 
     def upstreams(self, raw: Any) -> tuple[UpstreamConfig, ...]:
         if not isinstance(raw, list):

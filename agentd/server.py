@@ -26,6 +26,7 @@ from agentd.guardrails import Guardrails
 from agentd.llm import EmbeddedModel, build_models, close_models
 from agentd.llm.client import ChatModel
 from agentd.loop.agent import Agent
+from agentd.loop.prompts import load_overrides
 from agentd.service import AgentService
 from agentd.store import open_store
 from agentd.telemetry import ServerSpans, flush, setup_metrics, setup_tracing
@@ -119,7 +120,8 @@ class Daemon:
         store = open_store(config.storage.path, config.storage.url)
         guard_model = config.models["guard"].model if "guard" in config.models else ""
         guardrails = Guardrails(config.guardrails, guard_model)
-        agent = Agent(self.models, config.limits, guardrails)
+        overrides = load_overrides(config.prompts)  # [prompts]: templates replaced by files
+        agent = Agent(self.models, config.limits, guardrails, overrides)
         self.service = AgentService(config, self.catalog, agent, store, Alerter(config.alerts))
 
         # Tracing first, so even calls the auth check refuses get a span.

@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 # What `grpc_health.v1.health.aio` re-exports; imported directly because mypy cannot see that alias.
 from grpc_health.v1._async import HealthServicer
 
+from agentd.telemetry import ServerSpans, setup_tracing, shutdown
 from toolgen.reflection_server import enable_reflection
 
 Reflection = Literal["v1", "v1alpha", "both", "none"]
@@ -173,8 +174,11 @@ async def start_server(
     if latency_s < 0:
         raise ValueError(f"latency_s must not be negative, got {latency_s}")
     gate = _CallGate(service_name, None, latency_s, require_token)
+    # A SERVER span per call, parented by the caller's traceparent: agentd's tool call and this
+    # upstream's work form one trace. A no-op until a tracer provider is installed.
+    spans = ServerSpans([service_name])
     # Without SO_REUSEPORT a busy port is an error instead of two servers sharing it.
-    server = grpc.aio.server(interceptors=[gate], options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(interceptors=[spans, gate], options=[("grpc.so_reuseport", 0)])
     add_to_server(servicer, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -245,7 +249,12 @@ def run_main(
     args = parser.parse_args(argv)
     if args.latency_ms < 0:
         parser.error(f"--latency-ms must not be negative, got {args.latency_ms}")
-    return asyncio.run(_serve_until_signalled(name, serve, args))
+    # Exports only when OTEL_TRACES_EXPORTER says so; without it spans are recorded nowhere.
+    setup_tracing(service_name=f"examples.{name}")
+    try:
+        return asyncio.run(_serve_until_signalled(name, serve, args))
+    finally:
+        shutdown()
 
 
 async def _serve_until_signalled(name: str, serve: ServeFn, args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ from agentd.loop.state import (
 )
 
 FINAL_ANSWER = "final_answer"
+MAX_ANSWER_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,12 @@ class Agent:
         models: Mapping[str, ChatModel],
         limits: LimitsConfig,
         guardrails: Guardrails | None = None,
+        prompt_overrides: Mapping[str, prompts.Prompt] | None = None,
     ) -> None:
         self.models = models
         self.config = limits
         self.guardrails = guardrails
+        self.prompt_overrides = dict(prompt_overrides or {})  # [prompts] in the config
 
     async def run(
         self,
@@ -100,6 +103,7 @@ class Agent:
             max_result_chars=self.config.max_result_chars,
         )
         session = _Session(self, run, tools, budget, call)
+        overrides = prompts.use(self.prompt_overrides)
         try:
             async with asyncio.timeout(timeout_s):
                 if self.guardrails:  # input checks come before any model sees the task
@@ -121,6 +125,8 @@ class Agent:
             raise
         except* Exception as group:  # a bug must not take the daemon down; the record says what
             run.finish("failed", f"internal error: {group.exceptions[0]!r}")
+        finally:
+            prompts.restore(overrides)
         return run
 
 
@@ -190,7 +196,7 @@ class _Session:
         messages = self.planner_messages(reason)
         for _attempt in range(self.agent.config.max_plan_repairs + 1):
             try:
-                prompt = prompts.REPLAN if reason else prompts.PLANNER
+                prompt = prompts.get("replan" if reason else "planner")
                 reply = await self.ask(
                     "planner", prompt, lambda m: m.complete_json(messages, schema, name="plan")
                 )
@@ -224,14 +230,14 @@ class _Session:
         user += self.history()
         user += f"\nTools:\n{catalog or '(none)'}"
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": prompts.PLANNER.text},
+            {"role": "system", "content": prompts.get("planner").text},
             {"role": "user", "content": user},
         ]
         if reason:
             messages.append(
                 {
                     "role": "user",
-                    "content": f"{prompts.REPLAN.text}\nWhy: {reason}\n"
+                    "content": f"{prompts.get('replan').text}\nWhy: {reason}\n"
                     f"Observations (untrusted data):\n{self.observations()}",
                 }
             )
@@ -250,7 +256,8 @@ class _Session:
 
     async def respond(self) -> str:
         """Write the answer; returns what is missing when the responder says it cannot."""
-        answer_schema: dict[str, Any] = {"type": "string", "maxLength": 4000}
+        # Bounded so a small model cannot run on to max_tokens (about 4 characters a token).
+        answer_schema: dict[str, Any] = {"type": "string", "maxLength": MAX_ANSWER_CHARS}
         defs: dict[str, Any] = {}
         if self.run.response_schema is not None:
             answer_schema = embed(self.run.response_schema, "answer_", defs)
@@ -258,7 +265,7 @@ class _Session:
             "type": "object",
             "properties": {
                 "answer": answer_schema,
-                "missing": {"type": "string", "maxLength": 300},
+                "missing": {"type": "string", "maxLength": 200},
             },
             "required": ["answer", "missing"],
             "additionalProperties": False,
@@ -273,14 +280,14 @@ class _Session:
             user += f"Planner's answer: {self.run.plan.direct_answer}\n"
         user += f"Observations (untrusted data):\n{self.observations()}"
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": prompts.RESPONDER.text},
+            {"role": "system", "content": prompts.get("responder").text},
             {"role": "user", "content": user},
         ]
         for _attempt in range(2):
             try:
                 reply = await self.ask(
                     "responder",
-                    prompts.RESPONDER,
+                    prompts.get("responder"),
                     lambda m: m.complete_json(messages, schema, name="answer"),
                 )
             except ModelError as exc:
@@ -301,7 +308,7 @@ class _Session:
 
     async def react(self) -> None:
         """One tool call per model turn, no plan: the baseline the benchmarks compare to."""
-        answer_parameters: dict[str, Any] = {"type": "string", "maxLength": 4000}
+        answer_parameters: dict[str, Any] = {"type": "string", "maxLength": MAX_ANSWER_CHARS}
         if self.run.response_schema is not None:
             answer_parameters = self.run.response_schema
         final = ToolSpec(
@@ -319,14 +326,14 @@ class _Session:
         if self.run.context:
             user += f"Context: {json.dumps(self.run.context)}\n"
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": prompts.REACT.text},
+            {"role": "system", "content": prompts.get("react").text},
             {"role": "user", "content": user},
         ]
         turn = 0
         while True:
             choice = await self.ask(
                 "executor",
-                prompts.REACT,
+                prompts.get("react"),
                 lambda m: m.choose_tool(messages, [*specs, final], name="react_step"),
             )
             if choice.name == FINAL_ANSWER:

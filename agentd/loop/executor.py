@@ -192,7 +192,7 @@ class Executor:
         """Ask the executor model for the arguments; one retry with the errors fed back."""
         observations = [r.observation() for r in self.run.steps if r.id in step.depends_on]
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": prompts.EXECUTOR.text},
+            {"role": "system", "content": prompts.get("executor").text},
             {
                 "role": "user",
                 "content": (
@@ -212,7 +212,7 @@ class Executor:
             try:
                 choice = await self.ask(
                     "executor",
-                    prompts.EXECUTOR,
+                    prompts.get("executor"),
                     lambda m: m.choose_tool(messages, [spec], name="step_arguments"),
                 )
             except ModelError as exc:

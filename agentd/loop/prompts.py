@@ -8,7 +8,10 @@ spans and run records so two prompt versions can be compared from traces alone.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -84,3 +87,32 @@ must not be returned; and "reasons": one short sentence per problem (empty when 
 )
 
 ALL = (PLANNER, REPLAN, EXECUTOR, RESPONDER, REACT, GUARD)
+BY_NAME = {p.name: p for p in ALL}
+
+# Per-run overrides (``[prompts]`` in the config). A context variable rather than a module
+# global, so two agents in one process (``agentd eval`` comparing configs) never mix prompts;
+# the executor's and guardrails' tasks inherit it from the run.
+_OVERRIDES: ContextVar[Mapping[str, Prompt] | None] = ContextVar(
+    "agentd_prompt_overrides", default=None
+)
+
+
+def get(name: str) -> Prompt:
+    """The prompt ``name`` for the current run: the configured override, else the built-in."""
+    overrides = _OVERRIDES.get()
+    return (overrides or {}).get(name) or BY_NAME[name]
+
+
+def use(overrides: Mapping[str, Prompt]) -> Token[Mapping[str, Prompt] | None]:
+    """Use ``overrides`` (by name) for ``get`` in this context until ``restore``."""
+    return _OVERRIDES.set(overrides)
+
+
+def restore(token: Token[Mapping[str, Prompt] | None]) -> None:
+    """Undo ``use``."""
+    _OVERRIDES.reset(token)
+
+
+def load_overrides(paths: Mapping[str, str]) -> dict[str, Prompt]:
+    """Prompts named in the config (name -> text file); the name stays, the version follows."""
+    return {name: Prompt(name, Path(path).read_text().strip()) for name, path in paths.items()}
