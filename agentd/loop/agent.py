@@ -257,7 +257,11 @@ class _Session:
     async def respond(self) -> str:
         """Write the answer; returns what is missing when the responder says it cannot."""
         # Bounded so a small model cannot run on to max_tokens (about 4 characters a token).
-        answer_schema: dict[str, Any] = {"type": "string", "maxLength": MAX_ANSWER_CHARS}
+        answer_schema: dict[str, Any] = {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_ANSWER_CHARS,
+        }
         defs: dict[str, Any] = {}
         if self.run.response_schema is not None:
             answer_schema = embed(self.run.response_schema, "answer_", defs)
