@@ -382,9 +382,16 @@ def _metadata(pairs: Any) -> list[tuple[str, str]]:
 
 
 def forward(caller: Sequence[tuple[str, str]], names: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """The caller's metadata entries that an upstream is configured to receive."""
-    wanted = {n.lower() for n in names}
-    return tuple((k, v) for k, v in caller if k in wanted)
+    """The caller's metadata entries that an upstream is configured to receive.
+
+    An entry ``"from=to"`` renames on the way, e.g. ``"x-upstream-authorization=authorization"``
+    when the caller's ``authorization`` is agentd's own bearer token.
+    """
+    wanted = {}
+    for name in names:
+        source, _, target = name.lower().partition("=")
+        wanted[source.strip()] = target.strip() or source.strip()
+    return tuple((wanted[k], v) for k, v in caller if k in wanted)
 
 
 # --- records to messages ------------------------------------------------------------------

@@ -554,3 +554,17 @@ async def test_agentd_serves_reflection_so_toolgen_can_preview_it(stack: Stack) 
         assert any(s.method.endswith("RunStream") for s in catalog.skipped)  # streaming
         listed = await catalog["AgentService_ListTools"].invoke({})
     assert "LedgerService_GetVendor" in {t["name"] for t in listed["tools"]}
+
+
+def test_forwarded_metadata_can_be_renamed() -> None:
+    from agentd.service import forward
+
+    caller = [
+        ("authorization", "Bearer agentd"),
+        ("x-upstream-authorization", "Bearer up"),
+        ("x", "1"),
+    ]
+    assert forward(caller, ["x-upstream-authorization=authorization"]) == (
+        ("authorization", "Bearer up"),
+    )
+    assert forward(caller, ["Authorization"]) == (("authorization", "Bearer agentd"),)
