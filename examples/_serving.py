@@ -185,7 +185,11 @@ async def start_server(
     versions = _VERSIONS[reflection]
     if versions:
         enable_reflection(server, [service_name, HEALTH_SERVICE_NAME], versions)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        await server.stop(None)  # an unstarted server must still be shut down, or it leaks
+        raise
     running = cls(server=server, port=bound, host=host, servicer=servicer, health=health_servicer)
     gate.record = running
     await server.start()

@@ -101,13 +101,17 @@ async def start_stack(
     daemon = Daemon(config, env={"OPENAI_API_KEY": "sk-test-key"})
     await daemon.start()
     channel = grpc.aio.insecure_channel(daemon.address)
+    stack = Stack(llm, ledger, calculator, daemon, agent_pb2_grpc.AgentServiceStub(channel))
     try:
-        yield Stack(llm, ledger, calculator, daemon, agent_pb2_grpc.AgentServiceStub(channel))
+        yield stack
     finally:
         await channel.close()
         await daemon.stop(grace=0)
-        await ledger.stop(None)
-        await calculator.stop(None)
+        # Tests may have replaced the upstreams (restarts, flapping): stop the current ones.
+        for server in {
+            id(x): x for x in (ledger, stack.ledger, calculator, stack.calculator)
+        }.values():
+            await server.stop(None)
         await llm.stop()
 
 

@@ -344,3 +344,40 @@ async def test_too_many_concurrent_runs_get_resource_exhausted(tmp_path: Path) -
             await s.run("second")
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert (await first).status == agent_pb2.RUN_STATUS_SUCCEEDED
+
+
+async def test_messages_over_the_size_limit_are_refused(stack: Stack) -> None:
+    request = agent_pb2.RunRequest(task="t")
+    request.context.update({"blob": "z" * (17 * 1024 * 1024)})  # over server.max_message_bytes
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stack.stub.Run(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (await stack.stub.ListTools(agent_pb2.ListToolsRequest())).tools
+
+
+@pytest.mark.soak
+async def test_soak_2000_runs_while_upstreams_flap(tmp_path: Path) -> None:
+    """The long variant of the flapping test (run with ``pytest -m soak``)."""
+    env = {"AGENTD_SERVER_MAX_CONCURRENT_RUNS": "4096", "AGENTD_LIMITS_MAX_REPLANS": "0"}
+    async with stack_with(tmp_path, env=env) as s:
+        s.llm.reply(when="plan", content=plan(GET_VENDOR), times=None)
+        s.llm.reply(when="answer", content=answer("ok"), times=None)
+        port = s.ledger.port
+        stop = asyncio.Event()
+
+        async def flap() -> None:
+            while not stop.is_set():
+                await s.ledger.stop(None)
+                await asyncio.sleep(0.1)  # the outage
+                s.ledger = await serve_ledger(port, reflection="v1")
+                await asyncio.sleep(0.2)
+
+        flapper = asyncio.create_task(flap())
+        try:
+            for _ in range(4):
+                responses = await asyncio.gather(*(s.run(f"run {i}") for i in range(500)))
+                assert {r.status for r in responses} == {agent_pb2.RUN_STATUS_SUCCEEDED}
+        finally:
+            stop.set()
+            await flapper
+        assert len(stored_status(s)) == 2000
