@@ -28,7 +28,7 @@ log = structlog.get_logger("agentd.catalog")
 
 # Model-facing schemas are bounded: small models run away inside unbounded strings
 # and arrays until max_tokens (DESIGN.md, "Embedded default model").
-MODEL_BOUNDS = Bounds(max_string_length=500, max_items=20, max_recursion_depth=3)
+MODEL_BOUNDS = Bounds(max_string_length=200, max_items=20, max_recursion_depth=3)
 
 
 @dataclass(eq=False)

@@ -24,7 +24,7 @@ _REFERENCE = re.compile(r"^\$([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)$")
 # Inside longer text a reference is braced: "${s1.totalMinor} ${s2.totalMinor} +".
 _EMBEDDED = re.compile(r"\$\{([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)\}")
 _MAX_RATIONALE = 200
-_MAX_ANSWER = 1500
+_MAX_ANSWER = 800
 
 
 class LoopTool(Protocol):
