@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     add_feedback_commands(commands, target_help)
     add_trace_command(commands, target_help)
+    add_eval_command(commands)
     return parser
 
 
@@ -111,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return feedback_main(args)
         if args.command == "trace":
             return asyncio.run(trace_run(args))
+        if args.command == "eval":
+            return eval_main(args)
     except KeyboardInterrupt:
         return 130
     return 2
@@ -260,6 +263,8 @@ def show_event(event: agent_pb2.RunEvent) -> None:
             print(f"  {step.id}. {step.tool} {args}{deps}")
         if plan.direct_answer and not plan.steps:
             print("  (answered without tools)")
+    elif kind == "verdict":
+        print(f"⚑ {_verdict_line(event.verdict)}")
     elif kind == "replan_reason":
         print(f"↻ replanning: {event.replan_reason}")
     elif kind == "step_started":
@@ -278,6 +283,11 @@ def show_event(event: agent_pb2.RunEvent) -> None:
             detail = f"{done.error.code}: {done.error.message}" if done.error.code else ""
             print(f"✗ {done.id} {status} {detail}".rstrip())
     sys.stdout.flush()
+
+
+def _verdict_line(verdict: agent_pb2.GuardrailVerdict) -> str:
+    name = agent_pb2.Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
+    return f"guardrail {verdict.stage} {name} ({verdict.guard}): {'; '.join(verdict.reasons)}"
 
 
 def show_final(final: agent_pb2.RunResponse) -> None:
@@ -339,6 +349,18 @@ def add_feedback_commands(commands: Any, target_help: str) -> None:
     feedback.add_argument("--target", default=None, help=target_help)
     feedback.add_argument("--format", choices=["jsonl"], default="jsonl", help="export format")
     feedback.add_argument("--db", metavar="PATH", help="export: read this SQLite run store")
+    feedback.add_argument(
+        "--with-reward",
+        action="store_true",
+        help="export: add each run's reward and its terms (see agentd eval)",
+    )
+    feedback.add_argument(
+        "--weight",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="export: a reward weight (checks, feedback, guardrail, cost, latency)",
+    )
 
 
 def feedback_main(args: argparse.Namespace) -> int:
@@ -369,8 +391,7 @@ async def get_run(args: argparse.Namespace) -> int:
         print(f"  {step.id} {step.tool} {status}{flags}")
     show_final(run)
     for verdict in run.verdicts:
-        name = agent_pb2.Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
-        print(f"guardrail {verdict.stage} {name} ({verdict.guard}): {'; '.join(verdict.reasons)}")
+        print(_verdict_line(verdict))
     for item in run.feedback:
         print(f"feedback {item.rating:+d} {list(item.labels) or ''} {item.comment}".rstrip())
     return 0
@@ -416,7 +437,16 @@ async def export_feedback(args: argparse.Namespace) -> int:
             except grpc.aio.AioRpcError as exc:
                 return _rpc_failure(exc, target)
         runs = list(response.runs)
-    for line in export_jsonl(runs):
+    if args.with_reward:
+        from agentd.evals.reward import with_rewards
+
+        try:
+            lines = list(with_rewards(export_jsonl(runs), runs, args.weight))
+        except ValueError as exc:
+            return fail(f"--weight: {exc}", 2)
+    else:
+        lines = list(export_jsonl(runs))
+    for line in lines:
         print(line)
     return 0
 
@@ -445,6 +475,47 @@ async def trace_run(args: argparse.Namespace) -> int:
             return _rpc_failure(exc, target)
     print(render(run))
     return 0
+
+
+# --- eval (issue 8) ---------------------------------------------------------------------------
+
+
+def add_eval_command(commands: Any) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="run a task suite against configs or daemons and compare them "
+        "(eval SUITE --config A.toml --config B.toml; eval compare A.json B.json)",
+    )
+    evaluate.add_argument("suite", metavar="SUITE|compare", help="suite file (.yaml or .jsonl)")
+    evaluate.add_argument("files", nargs="*", help="compare: evaluation JSON files")
+    evaluate.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        default=[],
+        help="config to start in-process (repeatable)",
+    )
+    evaluate.add_argument(
+        "--target", action="append", default=[], help="address of a running agentd (repeatable)"
+    )
+    evaluate.add_argument("--repeat", "-k", type=int, default=1, help="runs per case (pass^k)")
+    evaluate.add_argument("--concurrency", "-j", type=int, default=4, help="cases at once")
+    evaluate.add_argument("--cases", action="append", default=[], help="case ids, globs or tags")
+    evaluate.add_argument("--limit", type=int, help="only the first N (selected) cases")
+    evaluate.add_argument("--timeout", type=float, default=300.0, help="deadline per run (s)")
+    evaluate.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    evaluate.add_argument(
+        "--keep-runs", metavar="DIR", help="in-process: keep each config's run store in DIR"
+    )
+    evaluate.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+
+def eval_main(args: argparse.Namespace) -> int:
+    from agentd.evals.cli import compare_files, run_eval
+
+    if args.suite == "compare":
+        return compare_files(args.files)
+    return run_eval(args)
 
 
 if __name__ == "__main__":

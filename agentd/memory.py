@@ -63,7 +63,7 @@ SPECS = {
             "memory_recall",
             "agentd.builtin/memory.recall",
             "Recall remembered facts about the user by keywords (best matches, newest"
-            " first); an empty query gives the most recent ones.",
+            " first); an empty query, or one that matches nothing, gives the most recent ones.",
             "none",
             _object(
                 {
@@ -118,14 +118,18 @@ class MemoryTool:
                 return {"id": memory.id, "remembered": memory.text}
             if self.name == "memory_recall":
                 limit = min(int(arguments.get("limit") or self.config.recall_limit), 20)
-                found = await self.store.recall(
-                    user, self.run.conversation_id, str(arguments.get("query", "")), limit
-                )
-                return {
-                    "memories": [
-                        {"id": m.id, "text": m.text, "when": _iso(m.created_at)} for m in found
-                    ]
-                }
+                query = str(arguments.get("query", ""))
+                found = await self.store.recall(user, self.run.conversation_id, query, limit)
+                result: dict[str, Any] = {}
+                if not found and query.strip():
+                    # Nothing matched the keywords: recency is still an answer, said as such.
+                    found = await self.store.recall(user, self.run.conversation_id, "", limit)
+                    if found:
+                        result["note"] = f"nothing matched {query!r}; these are the newest"
+                result["memories"] = [
+                    {"id": m.id, "text": m.text, "when": _iso(m.created_at)} for m in found
+                ]
+                return result
             return {"forgotten": await self.store.forget(user, str(arguments["id"]))}
 
 

@@ -143,3 +143,12 @@ async def test_store_recall_keywords_and_recency(tmp_path: Path, fts: bool) -> N
         assert await store.recall("u", "", 'coffee" OR "x', 10)  # quotes are not syntax
     finally:
         await store.close()
+
+
+async def test_recall_without_a_keyword_match_falls_back_to_the_newest(stack: Stack) -> None:
+    s = stack
+    await call_tool(s, "memory_remember", {"text": "favourite vendor: ven_001"}, user_id="carol")
+    await call_tool(s, "memory_remember", {"text": "Dave's secret"}, user_id="dave")
+    found = await call_tool(s, "memory_recall", {"query": "s1.vendors.0.id"}, user_id="carol")
+    assert [m["text"] for m in found["memories"]] == ["favourite vendor: ven_001"]
+    assert "nothing matched" in found["note"]
