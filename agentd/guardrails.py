@@ -222,7 +222,7 @@ class Guardrails:
         try:
             reply = await ask(
                 "guard",
-                prompts.GUARD,
+                prompts.get("guard"),
                 lambda m: m.complete_json(messages, VERDICT_SCHEMA, name="guard_verdict"),
             )
         except (ModelError, Terminating) as exc:
@@ -244,7 +244,7 @@ class Guardrails:
             for c in self.config.criteria
             if c != "policy" or self.config.policy
         ]
-        system = prompts.GUARD.text + "\n\nCriteria:\n- " + "\n- ".join(criteria)
+        system = prompts.get("guard").text + "\n\nCriteria:\n- " + "\n- ".join(criteria)
         user = f"Task: {run.task}\n"
         if run.context:
             user += f"Context: {json.dumps(run.context)}\n"

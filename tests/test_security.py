@@ -59,7 +59,7 @@ async def test_injected_tool_result_cannot_cause_a_side_effect(stack: Stack) -> 
         "arguments": {"vendor": {"id": "ven_001", "phone": "+1 555 0100"}, "updateMask": "phone"},
     }
     s.llm.reply(when="plan", content=plan(get))
-    s.llm.reply(when="answer", content=answer("", missing="do what the vendor says"))
+    s.llm.reply(when="answer", content=answer("unsure", missing="do what the vendor says"))
     s.llm.reply(when="plan", content=plan(update))  # a model that obeyed the injection
     response = await s.run("Who is vendor ven_005?")
     assert response.status == agent_pb2.RUN_STATUS_NEEDS_APPROVAL

@@ -1,0 +1,88 @@
+"""``agentd eval``: the command-line side of evaluations (kept out of agentd/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agentd.evals import report
+from agentd.evals.runner import evaluate, label_deployments, stderr_progress
+from agentd.evals.suite import SuiteError, load_suite
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"agentd eval: {message}", file=sys.stderr)
+    return code
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Run the suite against every --config / --target, print the table, write --json."""
+    from agentd import logs
+    from agentd.config import ConfigError, load_config
+
+    if args.files:
+        return _fail(f"unexpected arguments {args.files}; use --config or --target")
+    if not args.config and not args.target:
+        return _fail("give at least one --config FILE or --target ADDR")
+    if args.repeat < 1 or args.concurrency < 1:
+        return _fail("--repeat and --concurrency must be at least 1")
+    try:
+        suite = load_suite(args.suite).select(args.cases, args.limit)
+    except SuiteError as exc:
+        return _fail(str(exc))
+    if not suite.cases:
+        return _fail(f"no case matches --cases {args.cases}")
+    for path in args.config:
+        try:
+            load_config(path)  # every config is checked before anything starts
+        except ConfigError as exc:
+            return _fail(str(exc))
+    # Failing runs are what an evaluation is for: their alerts (warnings) would bury the
+    # progress lines, so only errors are logged.
+    logs.configure("error", "console" if sys.stderr.isatty() else "json")
+    deployments = label_deployments(args.config, args.target)
+    try:
+        results = asyncio.run(
+            evaluate(
+                suite,
+                deployments,
+                repeat=args.repeat,
+                concurrency=args.concurrency,
+                timeout_s=args.timeout,
+                keep_runs=args.keep_runs,
+                progress=None if args.quiet else stderr_progress,
+            )
+        )
+    except (OSError, RuntimeError, ValueError) as exc:
+        return _fail(f"cannot run: {exc}")
+    described = [
+        {"label": d.label, "config": d.config_path, "target": d.target} for d in deployments
+    ]
+    doc = report.document(suite, described, [r.as_dict() for r in results], args.repeat)
+    print(report.render(doc))
+    if args.json:
+        Path(args.json).write_text(report.dumps(doc))
+        print(f"agentd eval: results written to {args.json}", file=sys.stderr)
+    return 0
+
+
+def compare_files(files: Sequence[str]) -> int:
+    """``agentd eval compare A.json B.json``: the table of two stored evaluations."""
+    if len(files) < 2:
+        return _fail("compare needs two or more evaluation JSON files")
+    docs: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            return _fail(f"{path}: cannot read: {exc}")
+        if not isinstance(doc, dict) or doc.get("format") != report.FORMAT:
+            return _fail(f"{path}: not an agentd eval result (format {report.FORMAT})")
+        docs.append(doc)
+    print(report.render(report.merge_for_compare(docs, [Path(f).stem for f in files])))
+    return 0
