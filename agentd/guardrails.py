@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 from opentelemetry import trace
 
+from agentd import telemetry
 from agentd.config import GuardrailsConfig
 from agentd.llm.client import ChatModel, ModelError
 from agentd.loop import prompts
@@ -152,8 +153,13 @@ class Guardrails:
 
     def guard_input(self, run: RunState) -> None:
         """Record the input findings; raises BlockedByGuardrail on a block."""
-        for verdict in self.check_input(run.task, run.context):
-            record_verdict(run, verdict)
+        with telemetry.guardrail_span("rules", "input") as span:
+            verdicts = self.check_input(run.task, run.context)
+            for verdict in verdicts:
+                record_verdict(run, verdict)
+                span.verdict(verdict.verdict, "; ".join(verdict.reasons))
+            if not verdicts:
+                span.verdict("pass")
         self._raise_if_blocked(run, "input")
 
     # --- tool results ---------------------------------------------------------------------
@@ -183,11 +189,14 @@ class Guardrails:
         """Run the output guards in order; a block (or a flag with on_flag=block) withholds
         the answer and ends the run as blocked_by_guardrail."""
         for name in self.config.output:
-            if name == "rules":
-                verdict = self.rules_verdict(run)
-            else:
-                verdict = await self.model_verdict(run, ask)
-            record_verdict(run, verdict)
+            # One `apply_guardrail` span per guard; a guard model's chat span nests inside.
+            with telemetry.guardrail_span(name, "output") as span:
+                if name == "rules":
+                    verdict = self.rules_verdict(run)
+                else:
+                    verdict = await self.model_verdict(run, ask)
+                record_verdict(run, verdict)
+                span.verdict(verdict.verdict, "; ".join(verdict.reasons))
             if self._blocks(verdict):
                 break
         self._raise_if_blocked(run, "output")
