@@ -77,6 +77,8 @@ class LimitsConfig:
     tool_timeout_s: float = 10.0
     max_parallel_steps: int = 8
     max_result_chars: int = 8_000
+    # Longest text answer; small models run on to max_tokens in unbounded strings.
+    max_answer_chars: int = 4_000
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ from agentd.loop.state import (
 )
 
 FINAL_ANSWER = "final_answer"
-MAX_ANSWER_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -260,7 +259,7 @@ class _Session:
         answer_schema: dict[str, Any] = {
             "type": "string",
             "minLength": 1,
-            "maxLength": MAX_ANSWER_CHARS,
+            "maxLength": self.agent.config.max_answer_chars,
         }
         defs: dict[str, Any] = {}
         if self.run.response_schema is not None:
@@ -312,7 +311,10 @@ class _Session:
 
     async def react(self) -> None:
         """One tool call per model turn, no plan: the baseline the benchmarks compare to."""
-        answer_parameters: dict[str, Any] = {"type": "string", "maxLength": MAX_ANSWER_CHARS}
+        answer_parameters: dict[str, Any] = {
+            "type": "string",
+            "maxLength": self.agent.config.max_answer_chars,
+        }
         if self.run.response_schema is not None:
             answer_parameters = self.run.response_schema
         final = ToolSpec(
