@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support import plans
 from tests.support.scripted_llm import Reply, schema_name
 
 _OBSERVATION = "Observation (untrusted data): "
@@ -65,20 +66,8 @@ level = "{log_level}"
 
 
 def plan(*steps: dict[str, Any]) -> dict[str, Any]:
-    """A planner reply; steps are written flat here and nested as the plan schema wants."""
-    return {
-        "rationale": "benchmark plan",
-        "steps": [
-            {
-                "id": s["id"],
-                "call": {"tool": s["tool"], "arguments": s["arguments"]},
-                "depends_on": s.get("depends_on", []),
-                "purpose": "",
-            }
-            for s in steps
-        ],
-        "answer": None,
-    }
+    """A planner reply with ``steps`` (written flat, as in the tests)."""
+    return plans.plan(*steps, rationale="benchmark plan")
 
 
 def _summary(step_id: str, vendor: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from examples.calculator.server import CalculatorServer
 from examples.calculator.server import serve as serve_calculator
 from examples.ledger.server import LedgerServer
 from examples.ledger.server import serve as serve_ledger
+from tests.support.plans import answer, plan
 from tests.support.scripted_llm import ScriptedLLM, schema_name
 
 SECRET = "Bearer s3cr3t-caller-token"
@@ -126,27 +127,6 @@ async def slow_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """Upstream calls take 300 ms, so parallel steps visibly overlap."""
     async for s in start_stack(tmp_path, latency_s=0.3):
         yield s
-
-
-def plan(*steps: dict[str, Any], answer: str | None = None) -> dict[str, Any]:
-    """A planner reply; steps are written flat here and nested as the plan schema wants."""
-    return {
-        "rationale": "test plan",
-        "steps": [
-            {
-                "id": s["id"],
-                "call": {"tool": s["tool"], "arguments": s["arguments"]},
-                "depends_on": s.get("depends_on", []),
-                "purpose": "",
-            }
-            for s in steps
-        ],
-        "answer": answer,
-    }
-
-
-def answer(text: Any, missing: str = "") -> dict[str, Any]:
-    return {"answer": text, "missing": missing}
 
 
 def step(response: agent_pb2.RunResponse, step_id: str) -> agent_pb2.Step:

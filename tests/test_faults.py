@@ -47,6 +47,27 @@ def stored_status(s: Stack, run_id: str | None = None) -> list[tuple[str, str]]:
     return [(r, st) for r, st in rows if run_id is None or r == run_id]
 
 
+@contextlib.asynccontextmanager
+async def flapping(s: Stack, *, outage_s: float, up_s: float) -> AsyncIterator[None]:
+    """Stop and restart the ledger on its port, over and over, while the block runs."""
+    port = s.ledger.port
+    stop = asyncio.Event()
+
+    async def flap() -> None:
+        while not stop.is_set():
+            await s.ledger.stop(None)
+            await asyncio.sleep(outage_s)  # the outage, on purpose
+            s.ledger = await serve_ledger(port, reflection="v1")
+            await asyncio.sleep(up_s)
+
+    flapper = asyncio.create_task(flap())
+    try:
+        yield
+    finally:
+        stop.set()
+        await flapper
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -309,22 +330,8 @@ async def test_200_concurrent_runs_while_an_upstream_flaps(tmp_path: Path) -> No
     async with stack_with(tmp_path, env=env) as s:
         s.llm.reply(when="plan", content=plan(GET_VENDOR), times=None)
         s.llm.reply(when="answer", content=answer("ok"), times=None)
-        port = s.ledger.port
-        stop = asyncio.Event()
-
-        async def flap() -> None:
-            while not stop.is_set():
-                await s.ledger.stop(None)
-                await asyncio.sleep(0.05)  # the outage
-                s.ledger = await serve_ledger(port, reflection="v1")
-                await asyncio.sleep(0.05)
-
-        flapper = asyncio.create_task(flap())
-        try:
+        async with flapping(s, outage_s=0.05, up_s=0.05):
             responses = await asyncio.gather(*(s.run(f"run {i}") for i in range(200)))
-        finally:
-            stop.set()
-            await flapper
         assert len(responses) == 200
         assert {r.status for r in responses} == {agent_pb2.RUN_STATUS_SUCCEEDED}
         codes = {x.error.code for r in responses for x in r.steps if x.error.code}
@@ -362,22 +369,8 @@ async def test_soak_2000_runs_while_upstreams_flap(tmp_path: Path) -> None:
     async with stack_with(tmp_path, env=env) as s:
         s.llm.reply(when="plan", content=plan(GET_VENDOR), times=None)
         s.llm.reply(when="answer", content=answer("ok"), times=None)
-        port = s.ledger.port
-        stop = asyncio.Event()
-
-        async def flap() -> None:
-            while not stop.is_set():
-                await s.ledger.stop(None)
-                await asyncio.sleep(0.1)  # the outage
-                s.ledger = await serve_ledger(port, reflection="v1")
-                await asyncio.sleep(0.2)
-
-        flapper = asyncio.create_task(flap())
-        try:
+        async with flapping(s, outage_s=0.1, up_s=0.2):
             for _ in range(4):
                 responses = await asyncio.gather(*(s.run(f"run {i}") for i in range(500)))
                 assert {r.status for r in responses} == {agent_pb2.RUN_STATUS_SUCCEEDED}
-        finally:
-            stop.set()
-            await flapper
         assert len(stored_status(s)) == 2000
