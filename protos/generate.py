@@ -20,6 +20,7 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
+DESCRIPTOR_SET = Path("examples/descriptors.binpb")
 
 
 def _include_dirs() -> list[str]:
@@ -40,8 +41,18 @@ def generate(out: Path) -> list[Path]:
     args += [str(s) for s in sources]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed; see the messages above")
+    # The example services' descriptors with their comments: Python servers send none over
+    # reflection, so examples/agentd.toml names this file to give the tools descriptions.
+    examples = [str(s) for s in sources if s.parts[0] == "examples"]
+    descriptor_set = out / DESCRIPTOR_SET
+    descriptor_set.parent.mkdir(parents=True, exist_ok=True)
+    set_args = ["grpc_tools.protoc", *(f"-I{d}" for d in _include_dirs())]
+    set_args += ["--include_imports", "--include_source_info"]
+    set_args += [f"--descriptor_set_out={descriptor_set}", *examples]
+    if protoc.main(set_args) != 0:
+        raise SystemExit("protoc failed on the examples' descriptor set")
     generated = sorted(p.relative_to(out) for p in out.rglob("*_pb2*.py*"))
-    return generated
+    return [*generated, DESCRIPTOR_SET]
 
 
 def main() -> int:
@@ -68,7 +79,7 @@ def main() -> int:
             (ROOT / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(tmp) / f, ROOT / f)
             init = (ROOT / f).parent / "__init__.py"
-            if not init.exists():
+            if f.suffix != ".binpb" and not init.exists():
                 init.touch()
         print(f"wrote {len(files)} files ({len(stale)} changed)")
     return 0
