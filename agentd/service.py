@@ -18,7 +18,6 @@ import grpc
 import jsonschema
 import structlog
 from google.protobuf import json_format, struct_pb2
-from opentelemetry import trace
 
 from agentd import feedback as feedback_
 from agentd import memory, telemetry
@@ -31,7 +30,6 @@ from agentd.store import RunStore
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 
 log = structlog.get_logger("agentd.service")
-tracer = trace.get_tracer("agentd")
 
 MAX_TASK_CHARS = 32_000
 MAX_CONTEXT_BYTES = 256 * 1024
@@ -63,7 +61,6 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self.store = store
         self.alerter = alerter or Alerter(config.alerts)
         self.slots = asyncio.Semaphore(config.server.max_concurrent_runs)
-        self.running: set[asyncio.Task[Any]] = set()
 
     # --- RPCs -----------------------------------------------------------------------------
 
@@ -293,16 +290,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 provider=self._provider(),
             ):
                 bound.info("run started", mode=run.mode, tools=len(tools))
-                task = asyncio.current_task()
-                if task:
-                    self.running.add(task)
                 try:
                     await self.agent.run(
                         run, tools, metadata=forwarded, timeout_s=timeout, limits=limits
                     )
                 finally:
-                    if task:
-                        self.running.discard(task)
                     # gRPC cancels the handler when the caller's deadline passes, which can
                     # beat the run's own timer: that is still a deadline, not a cancellation.
                     left = context.time_remaining()
