@@ -17,7 +17,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import structlog
 
 import toolgen
@@ -65,10 +64,6 @@ class AgentTool:
     def model_schema(self) -> dict[str, Any]:
         return message_schema(self.tool.input_descriptor, bounds=MODEL_BOUNDS)
 
-    @cached_property
-    def validator(self) -> jsonschema.protocols.Validator:
-        return jsonschema.Draft202012Validator(self.tool.input_schema)
-
     async def invoke(
         self, arguments: dict[str, Any], *, metadata: Sequence[tuple[str, str]], timeout: float
     ) -> dict[str, Any]:
@@ -93,7 +88,6 @@ class _Upstream:
     config: UpstreamConfig
     catalog: toolgen.Catalog | None = None
     error: str = ""
-    fingerprint: str = ""
 
 
 @dataclass
@@ -136,7 +130,7 @@ class ToolCatalog:
             return
         if state.catalog is not None:
             await state.catalog.close()
-        state.catalog, state.error, state.fingerprint = catalog, "", catalog.fingerprint
+        state.catalog, state.error = catalog, ""
         log.info(
             "upstream discovered",
             upstream=up.name,

@@ -233,7 +233,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         except LookupError as exc:
             raise BadRequest(f"tools: {exc.args[0]!r} matches no tool; see ListTools") from None
         limits = request.limits
-        for field in ("max_steps", "max_replans", "max_model_calls", "max_tokens"):
+        for field in _LIMIT_FIELDS:
             if limits.HasField(field) and getattr(limits, field) < 0:
                 raise BadRequest(f"limits.{field}: must not be negative")
         run_limits = RunLimits.of(

@@ -45,7 +45,12 @@ class Stack:
 
 
 def write_config(
-    tmp_path: Path, llm: ScriptedLLM, ledger: str, calculator: str, extra: str = ""
+    tmp_path: Path,
+    llm: ScriptedLLM,
+    ledger: str,
+    calculator: str,
+    extra: str = "",
+    ledger_side_effects: str = "approve",
 ) -> Path:
     path = tmp_path / "agentd.toml"
     path.write_text(
@@ -58,7 +63,7 @@ name = "ledger"
 target = "{ledger}"
 allow = ["examples.ledger.v1.LedgerService/*"]
 deny = ["examples.ledger.v1.LedgerService/ListTransactions"]
-side_effects = "approve"
+side_effects = "{ledger_side_effects}"
 
 [[upstreams]]
 name = "calculator"
@@ -90,6 +95,7 @@ async def start_stack(
     latency_s: float = 0.0,
     extra: str = "",
     env: dict[str, str] | None = None,
+    ledger_side_effects: str = "approve",
 ) -> AsyncIterator[Stack]:
     """Scripted model, both example upstreams and a daemon; ``env`` overrides config keys."""
     llm = ScriptedLLM()
@@ -97,7 +103,8 @@ async def start_stack(
     ledger = await serve_ledger(reflection="v1", latency_s=latency_s)
     calculator = await serve_calculator(reflection="v1alpha")
     config = load_config(
-        write_config(tmp_path, llm, ledger.address, calculator.address, extra), env=env or {}
+        write_config(tmp_path, llm, ledger.address, calculator.address, extra, ledger_side_effects),
+        env=env or {},
     )
     daemon = Daemon(config, env={"OPENAI_API_KEY": "sk-test-key"})
     await daemon.start()
@@ -440,9 +447,10 @@ async def test_react_baseline(stack: Stack) -> None:
     assert response.mode == agent_pb2.LOOP_MODE_REACT
     assert step(response, "r1").result["value"] == 8
     # The observation of the call was fed back before the final answer.
-    assert '\\"value\\": 8' in json.dumps(s.llm.requests[-1]["messages"]) or "8.0" in json.dumps(
-        s.llm.requests[-1]["messages"]
-    )
+    prefix = "Observation (untrusted data): "
+    fed_back = s.llm.requests[-1]["messages"][-1]["content"]
+    assert fed_back.startswith(prefix)
+    assert json.loads(fed_back.removeprefix(prefix))["result"]["value"] == 8
 
 
 # --- the service ----------------------------------------------------------------------------

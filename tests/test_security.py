@@ -73,10 +73,9 @@ async def test_injected_tool_result_cannot_cause_a_side_effect(stack: Stack) -> 
 
 async def test_denied_side_effects_never_run(tmp_path: Path) -> None:
     env = {"AGENTD_LIMITS_MAX_REPLANS": "0"}
-    async for s in start_stack(tmp_path, env=env, extra=""):
-        # Per-method deny through config would need another file; the policy is in the tool.
+    async for s in start_stack(tmp_path, env=env, ledger_side_effects="deny"):
         tool = s.daemon.catalog.tools["LedgerService_UpdateVendor"]  # type: ignore[union-attr]
-        tool.policy = "deny"
+        assert tool.policy == "deny"
         update = {
             "id": "s1",
             "tool": "LedgerService_UpdateVendor",

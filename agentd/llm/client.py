@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx2  # the openai SDK's HTTP client
 import jsonschema
 import openai
-from jsonschema.validators import validator_for
 from openai.types.chat import ChatCompletion
 
 from agentd import telemetry
+from agentd.validation import validator
 
 if TYPE_CHECKING:
     from agentd.llm.embedded import EmbeddedModel
@@ -362,10 +362,10 @@ class ChatModel:
     def _validate(
         self, value: Any, schema: dict[str, Any], reply: ModelReply, *, what: str
     ) -> None:
-        validator = _validator(schema)
-        if validator.is_valid(value):  # the common case; finding the best error is slower
+        compiled = validator(schema)
+        if compiled.is_valid(value):  # the common case; finding the best error is slower
             return
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        error = jsonschema.exceptions.best_match(compiled.iter_errors(value))
         if error is not None:
             path = "/".join(str(p) for p in error.absolute_path) or "(root)"
             raise self._error(
@@ -571,26 +571,6 @@ def _ref_under(ref: str, base: str) -> bool:
 
 
 # Validators are built once per distinct schema: a loop re-sends the same few schemas.
-_VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.protocols.Validator]] = {}
-_VALIDATOR_CACHE_SIZE = 256
-
-
-def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
-    """A validator per schema object; callers reuse their schema objects (e.g. cached plans).
-
-    Keyed by identity, with the schema kept alive in the entry so the id cannot be reused.
-    """
-    entry = _VALIDATORS.get(id(schema))
-    if entry is not None and entry[0] is schema:
-        return entry[1]
-    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    validator = cls(schema)
-    if len(_VALIDATORS) >= _VALIDATOR_CACHE_SIZE:
-        _VALIDATORS.pop(next(iter(_VALIDATORS)))
-    _VALIDATORS[id(schema)] = (schema, validator)
-    return validator
-
-
 def _error_text(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict):

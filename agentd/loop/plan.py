@@ -15,9 +15,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-import jsonschema
-
 from agentd.loop.state import Plan, PlanStep, StepRecord
+from agentd.validation import validator
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,15}$"
 _REFERENCE = re.compile(r"^\$([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)$")
@@ -252,9 +251,11 @@ def check_plan(plan: Plan, tools: Mapping[str, LoopTool], done: Sequence[StepRec
 
 def validate(tool: LoopTool, arguments: Any) -> list[str]:
     """Schema violations of ``arguments`` for ``tool``, each with its JSON pointer."""
-    validator = jsonschema.Draft202012Validator(tool.input_schema)
+    compiled = validator(tool.input_schema)
+    if compiled.is_valid(arguments):
+        return []
     problems = []
-    for error in sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path)):
+    for error in sorted(compiled.iter_errors(arguments), key=lambda e: list(e.absolute_path)):
         pointer = "/" + "/".join(str(p) for p in error.absolute_path)
         problems.append(f"arguments{pointer if pointer != '/' else ''}: {error.message}")
     return problems
