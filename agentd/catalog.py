@@ -26,7 +26,7 @@ from toolgen.schema import Bounds, message_schema
 log = structlog.get_logger("agentd.catalog")
 
 # Model-facing schemas are bounded: small models run away inside unbounded strings
-# and arrays until max_tokens (DESIGN.md, "Embedded default model").
+# and arrays until max_tokens.
 MODEL_BOUNDS = Bounds(max_string_length=200, max_items=20, max_recursion_depth=3)
 
 
@@ -62,7 +62,13 @@ class AgentTool:
 
     @cached_property
     def model_schema(self) -> dict[str, Any]:
-        return message_schema(self.tool.input_descriptor, bounds=MODEL_BOUNDS)
+        """What a model writes: bounded, and only keywords constrained decoders enforce."""
+        return message_schema(
+            self.tool.input_descriptor,
+            dialect="grammar",
+            bounds=MODEL_BOUNDS,
+            comments=self.tool.comments,
+        )
 
     async def invoke(
         self, arguments: dict[str, Any], *, metadata: Sequence[tuple[str, str]], timeout: float

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agentd.llm.bundled import DEFAULT_MODEL, ModelFileError, model_alias
 from agentd.llm.client import ModelConfig
 
 ROLES = ("planner", "executor", "responder", "guard")
 Policy = Literal["allow", "approve", "deny"]
 POLICIES = ("allow", "approve", "deny")
-EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+EMBEDDED_MODEL_NAME = model_alias(DEFAULT_MODEL)
 
 
 class ConfigError(ValueError):
@@ -85,6 +86,16 @@ class LimitsConfig:
 class AgentConfig:
     mode: Literal["plan_execute", "react"] = "plan_execute"
     discovery_retry_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    """The llama.cpp model agentd runs when a role has no ``llm.base_url``."""
+
+    model: str = DEFAULT_MODEL  # a bundled model's name (agentd models) or a .gguf path
+    threads: int = 0  # 0: one per core, leaving a core to the event loop
+    context: int = 4096  # tokens of context per slot
+    slots: int = 3  # one per role, so each keeps its own prompt cache
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,7 @@ class Config:
     models: Mapping[str, ModelConfig] = field(default_factory=dict)  # one per role
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     guardrails: GuardrailsConfig = field(default_factory=GuardrailsConfig)
@@ -209,7 +221,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     """Fold AGENTD_SECTION_KEY variables into the raw TOML dict (values parsed as TOML)."""
-    sections = {"server", "limits", "agent", "storage", "logging", "llm"}
+    sections = {"server", "limits", "agent", "storage", "logging", "llm", "embedded"}
     sections |= {"guardrails", "memory", "alerts"}
     sections |= {"telemetry"}
     for name, value in env.items():
@@ -291,7 +303,8 @@ class _Reader:
         return value
 
     def config(self, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
-        known = {"server", "upstreams", "llm", "limits", "agent", "storage", "logging"}
+        known = {"server", "upstreams", "llm", "embedded", "limits", "agent", "storage"}
+        known |= {"logging"}
         known |= {"guardrails", "memory", "alerts"}
         known |= {"telemetry", "pricing"}
         known |= {"prompts"}
@@ -308,6 +321,15 @@ class _Reader:
         agent = AgentConfig(**self.fill(AgentConfig, self.table(raw, "agent"), "agent."))
         if agent.mode not in ("plan_execute", "react"):
             raise self.fail("agent.mode", f"must be plan_execute or react, got {agent.mode!r}")
+        embedded = EmbeddedConfig(
+            **self.fill(EmbeddedConfig, self.table(raw, "embedded"), "embedded.")
+        )
+        try:
+            alias = model_alias(embedded.model)
+        except ModelFileError as exc:
+            raise self.fail("embedded.model", str(exc).removeprefix("embedded.model: ")) from None
+        if embedded.slots < 1 or embedded.context < 512:
+            raise self.fail("embedded", "slots must be at least 1 and context at least 512")
         storage = StorageConfig(**self.fill(StorageConfig, self.table(raw, "storage"), "storage."))
         logging = LoggingConfig(**self.fill(LoggingConfig, self.table(raw, "logging"), "logging."))
         if logging.format not in ("auto", "json", "console"):
@@ -317,9 +339,13 @@ class _Reader:
         return Config(
             server=server,
             upstreams=self.upstreams(raw.get("upstreams", [])),
-            models=self.models(self.table(raw, "llm"), env),
+            models={
+                role: model if model.base_url else dataclasses.replace(model, model=alias)
+                for role, model in self.models(self.table(raw, "llm"), env).items()
+            },
             limits=limits,
             agent=agent,
+            embedded=embedded,
             storage=storage,
             logging=logging,
             **self.issue5_sections(raw),

@@ -111,7 +111,12 @@ class Daemon:
         setup_tracing(self.env)
         setup_metrics(self.env)
         if config.uses_embedded_model:
-            self.embedded = EmbeddedModel()
+            self.embedded = EmbeddedModel(
+                config.embedded.model,
+                threads=config.embedded.threads,
+                n_ctx=config.embedded.context,
+                parallel=config.embedded.slots,
+            )
             await self.embedded.start()
             log.info("embedded model ready", base_url=self.embedded.base_url)
         self.models = build_models(config.models, embedded=self.embedded, env=self.env)

@@ -416,10 +416,8 @@ def planning(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
 
 def provider_name(model: ChatModel) -> str:
     """``gen_ai.provider.name`` from the endpoint; OpenAI-compatible servers report ``openai``."""
-    from agentd.llm.embedded import EMBEDDED_MODEL
-
     host = urlsplit(model.endpoint).hostname or ""
-    if model.model == EMBEDDED_MODEL and host in ("127.0.0.1", "localhost"):
+    if model.embedded:
         return "llama.cpp"
     if host.endswith(".openai.azure.com"):
         return "azure.ai.openai"
@@ -522,16 +520,25 @@ def capture_request(messages: list[dict[str, Any]], *, temperature: float, max_t
     settings = current()
     if not settings.capture_content:
         return
+    # System instructions get their own attribute (as the GenAI conventions have it): they
+    # hold the whole tool catalog, and would otherwise push the task past the size cap.
+    system = [
+        {"type": "text", "content": str(m.get("content") or "")}
+        for m in messages
+        if m.get("role") == "system"
+    ]
     shaped = [
         {
             "role": m.get("role", ""),
             "parts": [{"type": "text", "content": str(m.get("content") or "")}],
         }
         for m in messages
+        if m.get("role") != "system"
     ]
-    text = settings.content(shaped)
-    if text is not None:
-        span.set_attribute("gen_ai.input.messages", text)
+    for key, value in (("gen_ai.system_instructions", system), ("gen_ai.input.messages", shaped)):
+        text = settings.content(value) if value else None
+        if text is not None:
+            span.set_attribute(key, text)
 
 
 def capture_response(reply: ModelReply, response_id: str | None) -> None:

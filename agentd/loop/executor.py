@@ -18,7 +18,7 @@ from typing import Any
 from agentd import telemetry
 from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.loop import prompts
-from agentd.loop.plan import LoopTool, Unresolved, references, resolve, validate
+from agentd.loop.plan import LoopTool, Unresolved, resolve, validate
 from agentd.loop.state import (
     Budget,
     Event,
@@ -173,10 +173,9 @@ class Executor:
 
     async def _arguments(self, step: PlanStep, tool: LoopTool) -> dict[str, Any]:
         """The step's complete arguments: references resolved, else the executor model asked."""
-        results = {r.id: r.result for r in self.run.steps if r.status == "succeeded"}
         problems: list[str] = []
         try:
-            arguments = resolve(step.arguments, results)
+            arguments = resolve(step.arguments, self._results())
             problems = validate(tool, arguments)
         except Unresolved as exc:
             arguments, problems = step.arguments, [str(exc)]
@@ -185,6 +184,9 @@ class Executor:
         if not step.depends_on:
             raise ArgumentsUnavailable("; ".join(problems))
         return await self._complete(step, tool, arguments, problems)
+
+    def _results(self) -> dict[str, Any]:
+        return {r.id: r.result for r in self.run.steps if r.status == "succeeded"}
 
     async def _complete(
         self, step: PlanStep, tool: LoopTool, partial: Any, problems: list[str]
@@ -219,8 +221,12 @@ class Executor:
                 problems = [str(exc)]
                 continue
             arguments = choice.arguments
-            if references(arguments):
-                arguments = resolve(arguments, {r.id: r.result for r in self.run.steps})
+            try:
+                arguments = resolve(arguments, self._results())
+            except Unresolved as exc:  # the model's mistake: tell it, never pass it on
+                problems = [str(exc)]
+                messages.append({"role": "assistant", "content": json.dumps(arguments)})
+                continue
             problems = validate(tool, arguments)
             if not problems:
                 return dict(arguments)

@@ -9,20 +9,25 @@ decoding, because a schema cannot express "depends_on names an existing step" or
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from agentd.loop.describe import deref
 from agentd.loop.state import Plan, PlanStep, StepRecord
 from agentd.validation import validator
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,15}$"
 _REFERENCE = re.compile(r"^\$([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)$")
-# Inside longer text a reference is braced: "${s1.totalMinor} ${s2.totalMinor} +".
-_EMBEDDED = re.compile(r"\$\{([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)\}")
-_MAX_RATIONALE = 200
+# Inside longer text a reference is braced: "${s1.totalMinor} ${s2.totalMinor} +". Models
+# also write it bare ("$s2.totalMinor 100 *"); a bare one must name a generated id (s<n>)
+# and a path, so ordinary text with a dollar sign is left alone.
+_EMBEDDED = re.compile(
+    r"\$\{([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)\}"
+    r"|\$(s[0-9]{1,3})((?:\.[A-Za-z0-9_@-]+)+)(?![A-Za-z0-9_@-])"
+)
+_MAX_RATIONALE = 100
 _MAX_ANSWER = 800
 
 
@@ -57,38 +62,63 @@ def embed(schema: Mapping[str, Any], prefix: str, defs: dict[str, Any]) -> dict[
 
     A tool schema is self-contained (its ``$defs`` at its root, ``$ref: #/$defs/X``);
     nested inside a plan its refs would point at the plan's root, so its defs move to
-    ``defs`` under prefixed names and the refs are rewritten to match.
+    ``defs`` under prefixed names and the refs are rewritten to match. The result is a new
+    tree: schemas may share subtrees (a oneof's branches do), so nothing is edited in place.
     """
-    body = copy.deepcopy(dict(schema))
-    for name, definition in body.pop("$defs", {}).items():
-        defs[prefix + name] = definition
-    body.pop("$schema", None)
-    body.pop("$id", None)
 
-    def rewrite(node: Any) -> None:
-        if isinstance(node, dict):
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            out = {key: rewrite(value) for key, value in node.items()}
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                node["$ref"] = "#/$defs/" + prefix + ref[len("#/$defs/") :]
+                out["$ref"] = "#/$defs/" + prefix + ref[len("#/$defs/") :]
             elif ref == "#":
                 raise ValueError("a schema that refers to its own root cannot be embedded")
-            for value in node.values():
-                rewrite(value)
-        elif isinstance(node, list):
-            for value in node:
-                rewrite(value)
+            return out
+        if isinstance(node, list):
+            return [rewrite(value) for value in node]
+        return node
 
-    rewrite(body)
-    for name in list(defs):
-        if name.startswith(prefix):
-            rewrite(defs[name])
-    return body
+    body = {k: v for k, v in schema.items() if k not in ("$defs", "$schema", "$id")}
+    for name, definition in (schema.get("$defs") or {}).items():
+        defs[prefix + name] = rewrite(definition)
+    return dict(rewrite(body))
+
+
+def bounded(schema: Any, max_chars: int, max_items: int = 50) -> Any:
+    """``schema`` with a bound on every string, array and integer that has none.
+
+    A caller's response schema is decoded under a grammar too, and an unbounded string,
+    array or integer lets a small model write until ``max_tokens``.
+    """
+    if isinstance(schema, list):
+        return [bounded(s, max_chars, max_items) for s in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out = {k: bounded(v, max_chars, max_items) for k, v in schema.items()}
+    kinds = schema.get("type")
+    kinds = set(kinds) if isinstance(kinds, list) else {kinds}
+    if "string" in kinds and "enum" not in schema and "pattern" not in schema:
+        out.setdefault("maxLength", max_chars)
+    if "array" in kinds:
+        out.setdefault("maxItems", max_items)
+    if "integer" in kinds:
+        out.setdefault("minimum", -(10**15))
+        out.setdefault("maximum", 10**15)
+    for keyword in ("properties", "$defs"):  # maps of names to schemas, not schemas
+        if isinstance(schema.get(keyword), Mapping):
+            out[keyword] = {
+                name: bounded(sub, max_chars, max_items) for name, sub in schema[keyword].items()
+            }
+    return out
 
 
 def _partial(schema: dict[str, Any]) -> dict[str, Any]:
     """Arguments in a plan may be incomplete (filled after the steps they depend on)."""
     relaxed = dict(schema)
     relaxed.pop("required", None)
+    if "anyOf" in relaxed:  # a message with oneofs: one complete object per branch
+        relaxed["anyOf"] = [_partial(branch) for branch in relaxed["anyOf"]]
     return relaxed
 
 
@@ -99,13 +129,16 @@ def plan_schema(
     done: Sequence[str] = (),
     taken: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The schema of a plan over ``tools``, so that a decoded plan is well formed by construction.
+    """The schema of a plan over ``tools``, written only with what constrained decoders enforce.
 
-    Step ``i`` has the fixed id ``s<n>`` (numbering continues after the ids ``taken`` by
-    earlier revisions) and may depend only on earlier ids (and the ``done`` steps), so ids are unique and the
-    graph is acyclic whatever the model writes. Its ``call`` is one of the tools with that
-    tool's own argument schema (partial: arguments needing earlier results may be left
-    out). The schema grows with steps plus tools, not with their product.
+    ``steps`` is an array of one step schema with ``maxItems``, never ``prefixItems``: grammar
+    engines compile positions into a fixed-length tuple, which would force a model to fill
+    every slot. A step's ``id`` is one of the next free ids (numbering continues after the ids
+    ``taken`` by earlier revisions), ``depends_on`` names only those ids and the ``done``
+    steps, and ``call`` is one of the tools with that tool's own argument schema (partial:
+    arguments needing earlier results may be left out). Uniqueness, order and cycles cannot be
+    expressed in a grammar; ``check_plan`` checks them after decoding. The schema grows with
+    steps plus tools, not with their product.
     """
     ordered = tuple(sorted(tools.values(), key=lambda t: t.name))
     key = (tuple(id(t) for t in ordered), max_steps, tuple(done), tuple(taken))
@@ -134,51 +167,51 @@ def _build_plan_schema(
             {
                 "type": "object",
                 "properties": {
-                    "tool": {"const": tool.name},
+                    # enum, not const: OpenAI strict mode and every grammar engine take it.
+                    "tool": {"type": "string", "enum": [tool.name]},
                     "arguments": _partial(embed(tool.model_schema, f"t{index}_", defs)),
                 },
                 "required": ["tool", "arguments"],
                 "additionalProperties": False,
             }
         )
-    defs["call"] = {"anyOf": calls} if calls else {"not": {}}
     first = _next_number([*taken, *done])
-    positions = []
-    for i in range(max(1, max_steps)):
-        earlier = [*done, *(f"s{first + j}" for j in range(i))]
-        depends: dict[str, Any] = {"type": "array", "maxItems": min(len(earlier), 8)}
-        if earlier:
-            depends.update(items={"enum": earlier}, uniqueItems=True)
-        positions.append(
-            {
-                "type": "object",
-                "properties": {
-                    "id": {"const": f"s{first + i}"},
-                    "call": {"$ref": "#/$defs/call"},
-                    "depends_on": depends,
-                    "purpose": {"type": "string", "maxLength": 120},
-                },
-                "required": ["id", "call", "depends_on"],
-                "additionalProperties": False,
-            }
-        )
-    return {
+    new_ids = [f"s{first + i}" for i in range(max(0, max_steps))]
+    earlier = [*done, *new_ids]
+    depends: dict[str, Any] = {"type": "array", "maxItems": min(len(earlier), 8)}
+    if earlier:
+        depends["items"] = {"type": "string", "enum": earlier}
+    steps: dict[str, Any] = {"type": "array", "maxItems": len(new_ids) if calls else 0}
+    if calls and new_ids:
+        defs["call"] = {"anyOf": calls}
+        steps["items"] = {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "enum": new_ids},
+                "call": {"$ref": "#/$defs/call"},
+                "depends_on": depends,
+                "purpose": {"type": "string", "maxLength": 60},
+            },
+            "required": ["id", "call", "depends_on"],
+            "additionalProperties": False,
+        }
+    else:
+        steps["maxItems"] = 0
+    schema: dict[str, Any] = {
         "type": "object",
         # Steps come first and texts are short: small models given an unbounded leading
         # string repeat themselves until max_tokens and never reach the steps.
         "properties": {
-            "steps": {
-                "type": "array",
-                "prefixItems": positions,
-                "maxItems": len(positions),  # (llama.cpp rejects "items": false)
-            },
+            "steps": steps,
             "answer": {"anyOf": [{"type": "string", "maxLength": _MAX_ANSWER}, {"type": "null"}]},
             "rationale": {"type": "string", "maxLength": _MAX_RATIONALE},
         },
         "required": ["steps", "answer", "rationale"],
         "additionalProperties": False,
-        "$defs": defs,
     }
+    if defs:
+        schema["$defs"] = defs
+    return schema
 
 
 def _next_number(ids: Sequence[str]) -> int:
@@ -192,7 +225,8 @@ def decode_plan(value: Mapping[str, Any], revision: int) -> Plan:
             id=str(raw.get("id", "")),
             tool=str(_call(raw).get("tool", "")),
             arguments=dict(_call(raw).get("arguments") or {}),
-            depends_on=[str(d) for d in raw.get("depends_on") or []],
+            # dict.fromkeys: a repeated id is harmless; no grammar can forbid it
+            depends_on=list(dict.fromkeys(str(d) for d in raw.get("depends_on") or [])),
             purpose=str(raw.get("purpose") or ""),
         )
         for raw in value.get("steps") or []
@@ -243,6 +277,7 @@ def check_plan(plan: Plan, tools: Mapping[str, LoopTool], done: Sequence[StepRec
         tool = tools.get(step.tool)
         if tool and not step.depends_on and not references(step.arguments):
             errors.extend(f"{where}: {problem}" for problem in validate(tool, step.arguments))
+        errors.extend(f"{where}: {p}" for p in _reference_problems(step, plan, tools, done))
     cycle = find_cycle(plan.steps)
     if cycle:
         errors.append("steps depend on each other in a cycle: " + " -> ".join(cycle))
@@ -256,9 +291,67 @@ def validate(tool: LoopTool, arguments: Any) -> list[str]:
         return []
     problems = []
     for error in sorted(compiled.iter_errors(arguments), key=lambda e: list(e.absolute_path)):
-        pointer = "/" + "/".join(str(p) for p in error.absolute_path)
-        problems.append(f"arguments{pointer if pointer != '/' else ''}: {error.message}")
+        pointer = "/".join(str(p) for p in error.absolute_path)
+        where = f"arguments/{pointer}" if pointer else "arguments"
+        schema_path = list(error.schema_path)
+        if "dependentSchemas" in schema_path:  # a proto oneof: say it in the model's terms
+            at = schema_path.index("dependentSchemas")
+            member = schema_path[at + 1]
+            other = error.path[-1] if error.path else "another member"
+            problems.append(
+                f"{where}: {member!r} and {other!r} are alternatives (one oneof); keep only one"
+            )
+            continue
+        problems.append(f"{where}: {error.message}")
     return problems
+
+
+def _reference_problems(
+    step: PlanStep, plan: Plan, tools: Mapping[str, LoopTool], done: Sequence[StepRecord]
+) -> list[str]:
+    """References whose path cannot exist: checked against finished results, or else against
+    the output schema of the referenced step's tool, so the planner can fix them now."""
+    planned = {s.id: s for s in plan.steps}
+    finished = {r.id: r for r in done if r.status == "succeeded"}
+    problems = []
+    for step_id, path, written in reference_paths(step.arguments):
+        if step_id in finished:
+            try:
+                _lookup({step_id: finished[step_id].result}, step_id, path, written)
+            except Unresolved as exc:
+                problems.append(str(exc))
+        elif step_id in planned:
+            tool = tools.get(planned[step_id].tool)
+            output = getattr(tool, "output_schema", None)
+            if tool is not None and isinstance(output, dict):
+                problem = _path_problem(output, [p for p in path.split(".") if p])
+                if problem:
+                    problems.append(f"{written}: {problem} in the result of {tool.name}")
+    return problems
+
+
+def _path_problem(root: Mapping[str, Any], parts: Sequence[str]) -> str:
+    """Why ``parts`` cannot be a path into instances of ``root`` ("" when it can)."""
+    node: Any = root
+    for part in parts:
+        node = deref(root, node)
+        if not isinstance(node, Mapping):
+            return ""
+        branches = [deref(root, b) for b in node.get("anyOf", [])] or [node]
+        if any(b.get("type") == "array" or "items" in b for b in branches):
+            if not part.isdigit():
+                return f"{part!r} follows a list; index it first, e.g. .0.{part}"
+            node = next((b["items"] for b in branches if "items" in b), {})
+            continue
+        fields: dict[str, Any] = {}
+        for branch in branches:
+            fields.update(branch.get("properties") or {})
+        if not fields:
+            return ""  # an open object or a scalar: nothing to check against
+        if part not in fields:
+            return f"no {part!r} (fields: {', '.join(fields)})"
+        node = fields[part]
+    return ""
 
 
 def find_cycle(steps: Sequence[PlanStep]) -> list[str]:
@@ -295,19 +388,20 @@ def find_cycle(steps: Sequence[PlanStep]) -> list[str]:
 
 def references(arguments: Any) -> set[str]:
     """Step ids referenced as ``$id.path`` anywhere in ``arguments``."""
-    found: set[str] = set()
+    return {step_id for step_id, _, _ in reference_paths(arguments)}
+
+
+def reference_paths(arguments: Any) -> list[tuple[str, str, str]]:
+    """Every reference in ``arguments`` as (step id, ".path", the text as written)."""
     if isinstance(arguments, str):
         match = _REFERENCE.match(arguments)
         if match:
-            found.add(match.group(1))
-        found.update(m.group(1) for m in _EMBEDDED.finditer(arguments))
-    elif isinstance(arguments, dict):
-        for value in arguments.values():
-            found |= references(value)
-    elif isinstance(arguments, list):
-        for value in arguments:
-            found |= references(value)
-    return found
+            return [(match.group(1), match.group(2), arguments)]
+        return [(*_embedded(m), m.group(0)) for m in _EMBEDDED.finditer(arguments)]
+    values = arguments.values() if isinstance(arguments, dict) else arguments
+    if isinstance(arguments, dict | list):
+        return [found for value in values for found in reference_paths(value)]
+    return []
 
 
 class Unresolved(Exception):
@@ -322,10 +416,10 @@ def resolve(arguments: Any, results: Mapping[str, Any]) -> Any:
     """
     if isinstance(arguments, str):
         match = _REFERENCE.match(arguments)
-        if match and match.group(1) in results:
+        if match:  # never passed on as a literal: a reference without a result is an error
             return _lookup(results, match.group(1), match.group(2), arguments)
         return _EMBEDDED.sub(
-            lambda m: _text(_lookup(results, m.group(1), m.group(2), m.group(0))), arguments
+            lambda m: _text(_lookup(results, *_embedded(m), m.group(0))), arguments
         )
     if isinstance(arguments, dict):
         return {key: resolve(value, results) for key, value in arguments.items()}
@@ -334,17 +428,30 @@ def resolve(arguments: Any, results: Mapping[str, Any]) -> Any:
     return arguments
 
 
+def _embedded(match: re.Match[str]) -> tuple[str, str]:
+    """(step id, path) of a braced or bare reference inside text."""
+    if match.group(1) is not None:
+        return match.group(1), match.group(2)
+    return match.group(3), match.group(4)
+
+
 def _lookup(results: Mapping[str, Any], step_id: str, path: str, written: str) -> Any:
     if step_id not in results:
-        raise Unresolved(f"{written}: step {step_id} has no result")
+        raise Unresolved(f"{written}: step {step_id} has no result (it failed or never ran)")
     value = results[step_id]
     for part in filter(None, path.split(".")):
         if isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         elif isinstance(value, dict) and part in value:
             value = value[part]
+        elif isinstance(value, list):
+            raise Unresolved(
+                f"{written}: {part!r} follows a list of {len(value)} in the result of step "
+                f"{step_id}; index it, e.g. .0.{part}"
+            )
         else:
-            raise Unresolved(f"{written}: no {part!r} in the result of step {step_id}")
+            has = f" (it has: {', '.join(value)})" if isinstance(value, dict) else ""
+            raise Unresolved(f"{written}: no {part!r} in the result of step {step_id}{has}")
     return value
 
 
