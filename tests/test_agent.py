@@ -564,3 +564,88 @@ def test_forwarded_metadata_can_be_renamed() -> None:
         ("authorization", "Bearer up"),
     )
     assert forward(caller, ["Authorization"]) == (("authorization", "Bearer agentd"),)
+
+
+# --- what grammars cannot hold is repaired by the model, never an internal error --------------
+
+
+async def test_oneof_conflict_goes_back_to_the_planner_and_is_repaired(stack: Stack) -> None:
+    s = stack
+    both = {"vendorId": "ven_001", "category": "CATEGORY_RENT"}  # one oneof, two members
+    s.llm.reply(
+        when="plan",
+        content=plan({"id": "s1", "tool": "LedgerService_SummarizeTransactions", "arguments": both}),
+    )
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {
+                "id": "s1",
+                "tool": "LedgerService_SummarizeTransactions",
+                "arguments": {"vendorId": "ven_001"},
+            }
+        ),
+    )
+    s.llm.reply(when="answer", content=answer("done"))
+    response = await s.run("How much did we spend at ven_001?")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    plans = [r for r in s.llm.requests if schema_name(r) == "plan"]
+    assert len(plans) == 2
+    assert "does not match its schema" in json.dumps(plans[1]["messages"][-1])
+    assert s.ledger.calls == ["SummarizeTransactions"]  # the conflicting plan never ran
+
+
+async def test_reference_to_a_field_the_result_lacks_is_repaired_before_anything_runs(
+    stack: Stack,
+) -> None:
+    s = stack
+
+    def two_steps(reference: str) -> dict[str, Any]:
+        return plan(
+            {"id": "s1", "tool": "LedgerService_SearchVendors", "arguments": {"query": "spree"}},
+            {
+                "id": "s2",
+                "tool": "LedgerService_GetVendor",
+                "arguments": {"vendorId": reference},
+                "depends_on": ["s1"],
+            },
+        )
+
+    s.llm.reply(when="plan", content=two_steps("$s1.vendor.id"))  # the field is "vendors"
+    s.llm.reply(when="plan", content=two_steps("$s1.vendors.0.id"))
+    s.llm.reply(when="answer", content=answer("Spreeblick"))
+    response = await s.run("Find Spreeblick and get its record")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    repair = [r for r in s.llm.requests if schema_name(r) == "plan"][1]["messages"][-1]
+    assert "$s1.vendor.id: no 'vendor' (fields: vendors) in the result of" in repair["content"]
+    assert s.ledger.calls == ["SearchVendors", "GetVendor"]  # only the repaired plan ran
+    assert json_format.MessageToDict(step(response, "s2").arguments) == {"vendorId": "ven_001"}
+
+
+async def test_unresolvable_reference_from_the_executor_becomes_an_observation(
+    stack: Stack,
+) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "LedgerService_SearchVendors", "arguments": {"query": "spree"}},
+            {"id": "s2", "tool": "LedgerService_GetVendor", "arguments": {}, "depends_on": ["s1"]},
+        ),
+    )
+    s.llm.reply(
+        when="step_arguments",
+        content={"tool": "LedgerService_GetVendor", "arguments": {"vendorId": "$s1.phone_number"}},
+        times=2,
+    )
+    s.llm.reply(when="plan", content=plan())  # replan: nothing more to do
+    s.llm.reply(when="answer", content=answer("Its id could not be found."))
+    response = await s.run("Find Spreeblick and get its record")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    s2 = step(response, "s2")
+    assert s2.status == agent_pb2.STEP_STATUS_FAILED
+    assert s2.error.code == "INVALID_ARGUMENTS"
+    assert "$s1.phone_number: no 'phone_number' in the result of step s1" in s2.error.message
+    assert "GetVendor" not in s.ledger.calls  # the literal "$s1..." never reached the upstream
+    executor = [r for r in s.llm.requests if schema_name(r) == "step_arguments"]
+    assert "no 'phone_number'" in json.dumps(executor[1]["messages"])  # the model was told

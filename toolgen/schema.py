@@ -408,9 +408,11 @@ class _Walk:
         elif self.strict:
             body["required"] = []
         body["additionalProperties"] = False
-        if self.grammar:
+        if self.grammar and message.full_name not in self.cyclic:
+            # (A recursive message is inlined once per level; branching it at every level
+            # would multiply the schema, so its oneofs are described, not enforced.)
             return _oneof_branches(body, [m for m in oneofs.values() if len(m) > 1])
-        if not self.strict:
+        if not self.strict and not self.grammar:
             dependent = {
                 member: {"properties": {other: False for other in members if other != member}}
                 for members in oneofs.values()

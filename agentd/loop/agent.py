@@ -198,7 +198,11 @@ class _Session:
         left = self.budget.max_steps - self.budget.steps
         done = [r.id for r in self.run.steps if r.status == "succeeded"]
         taken = [r.id for r in self.run.steps]
-        schema = plan_schema(self.tools, max_steps=left, done=done, taken=taken)
+        # Empty and answerless is a way out only when something ran or was said before.
+        allow_empty = bool(self.run.steps or self.run.history)
+        schema = plan_schema(
+            self.tools, max_steps=left, done=done, taken=taken, allow_empty=allow_empty
+        )
         messages = self.planner_messages(reason)
         for _attempt in range(self.agent.config.max_plan_repairs + 1):
             try:
@@ -211,13 +215,7 @@ class _Session:
                 continue
             plan = decode_plan(reply.value, revision)
             errors = check_plan(plan, self.tools, self.run.steps)
-            if not (plan.steps or plan.direct_answer or self.run.steps or self.run.history):
-                # Nothing ran and nothing was said before: the responder would have nothing
-                # to answer from. (Small models take this way out of a hard task.)
-                errors.append(
-                    "the plan has no steps and no answer: list the tool calls the task "
-                    "needs, or give the answer when no tool can help"
-                )
+
             if not errors:
                 self.run.plans.append(plan)
                 self.run.emit(Event("plan", plan))

@@ -128,8 +128,14 @@ def plan_schema(
     max_steps: int,
     done: Sequence[str] = (),
     taken: Sequence[str] = (),
+    allow_empty: bool = True,
 ) -> dict[str, Any]:
     """The schema of a plan over ``tools``, written only with what constrained decoders enforce.
+
+    A plan either has steps (and a null answer) or has none and answers directly; with
+    ``allow_empty`` (a replan, or a conversation to answer from) it may also have neither,
+    leaving the answer to the responder. The root is a union of those object branches, so a
+    model cannot take the empty way out of a task that needs tools.
 
     ``steps`` is an array of one step schema with ``maxItems``, never ``prefixItems``: grammar
     engines compile positions into a fixed-length tuple, which would force a model to fill
@@ -141,11 +147,11 @@ def plan_schema(
     steps plus tools, not with their product.
     """
     ordered = tuple(sorted(tools.values(), key=lambda t: t.name))
-    key = (tuple(id(t) for t in ordered), max_steps, tuple(done), tuple(taken))
+    key = (tuple(id(t) for t in ordered), max_steps, tuple(done), tuple(taken), allow_empty)
     cached = _PLAN_SCHEMAS.get(key)
     if cached is not None and all(a is b for a, b in zip(cached[0], ordered, strict=True)):
         return cached[1]
-    schema = _build_plan_schema(ordered, max_steps, done, taken)
+    schema = _build_plan_schema(ordered, max_steps, done, taken, allow_empty)
     if len(_PLAN_SCHEMAS) >= 64:
         _PLAN_SCHEMAS.pop(next(iter(_PLAN_SCHEMAS)))
     _PLAN_SCHEMAS[key] = (ordered, schema)  # the tools are kept alive, so ids stay theirs
@@ -158,7 +164,11 @@ _PLAN_SCHEMAS: dict[tuple[Any, ...], tuple[tuple[LoopTool, ...], dict[str, Any]]
 
 
 def _build_plan_schema(
-    ordered: Sequence[LoopTool], max_steps: int, done: Sequence[str], taken: Sequence[str]
+    ordered: Sequence[LoopTool],
+    max_steps: int,
+    done: Sequence[str],
+    taken: Sequence[str],
+    allow_empty: bool,
 ) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     calls = []
@@ -197,18 +207,26 @@ def _build_plan_schema(
         }
     else:
         steps["maxItems"] = 0
-    schema: dict[str, Any] = {
-        "type": "object",
-        # Steps come first and texts are short: small models given an unbounded leading
-        # string repeat themselves until max_tokens and never reach the steps.
-        "properties": {
-            "steps": steps,
-            "answer": {"anyOf": [{"type": "string", "maxLength": _MAX_ANSWER}, {"type": "null"}]},
-            "rationale": {"type": "string", "maxLength": _MAX_RATIONALE},
-        },
-        "required": ["steps", "answer", "rationale"],
-        "additionalProperties": False,
-    }
+    answer = {"type": "string", "minLength": 1, "maxLength": _MAX_ANSWER}
+    rationale = {"type": "string", "maxLength": _MAX_RATIONALE}
+    shapes = []  # (steps, answer) of each branch
+    if steps.get("maxItems"):
+        shapes.append(({**steps, "minItems": 1}, {"type": "null"}))
+    shapes.append(({"type": "array", "maxItems": 0}, answer))
+    if allow_empty:
+        shapes.append(({"type": "array", "maxItems": 0}, {"type": "null"}))
+    branches = [
+        {
+            "type": "object",
+            # Steps come first and texts are short: small models given an unbounded leading
+            # string repeat themselves until max_tokens and never reach the steps.
+            "properties": {"steps": shape, "answer": said, "rationale": rationale},
+            "required": ["steps", "answer", "rationale"],
+            "additionalProperties": False,
+        }
+        for shape, said in shapes
+    ]
+    schema: dict[str, Any] = {"anyOf": branches} if len(branches) > 1 else branches[0]
     if defs:
         schema["$defs"] = defs
     return schema

@@ -31,7 +31,7 @@ PLANNER = Prompt(
 Tools are real company APIs; only the tools listed below exist.
 
 Write a plan as JSON:
-- "steps": the tool calls to make, as few as the task needs (often one). Each step has an
+- "steps": every tool call the task needs, and no more. Each step has an
   "id" (s1, s2, ... in order), a "call" with the "tool" and its "arguments", "depends_on"
   (ids of earlier steps whose results it needs) and a short "purpose".
 - Steps that do not depend on each other run in parallel, so only list real dependencies.
