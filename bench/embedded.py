@@ -1,143 +1,190 @@
-"""``embedded_model``: the bundled SmolLM2-135M through llama.cpp on this machine.
+"""``embedded_model`` and ``tool_tokens``: the bundled default model through llama.cpp here.
 
-Reports load time, the latency of one planner-like structured call and decode
-speed. llama.cpp with 2 threads slows down sharply when other processes compete
-for the cores, so the load average is recorded next to the figures.
+``embedded_model`` sends the real planner request for the example catalog (the plan schema as
+``response_format``) several times per layout, with different tasks, and reports the prompt tokens
+llama.cpp had to process on the second call: with the static prefix first (instructions and
+catalog in the system message, as agentd sends it) and with the catalog after the task (the
+old layout, which the prompt cache cannot reuse). ``tool_tokens`` counts the example tools in
+each schema dialect and as the planner's catalog text, with the model's own tokenizer.
+llama.cpp slows down sharply when other processes compete for the cores, so the load average
+is recorded next to the figures.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from agentd.llm import EmbeddedModel, ModelConfig, ModelError, build_models, close_models
-from agentd.loop import prompts
-from bench._common import Result, load, median
+import httpx2
+import openai
 
-_TOOLS = ("CalculatorService_Evaluate", "LedgerService_GetVendor", "LedgerService_SearchVendors")
-# A plan schema bounded the way agentd bounds what a model may write (DESIGN.md).
-PLAN_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "rationale": {"type": "string", "maxLength": 200},
-        "steps": {
-            "type": "array",
-            "maxItems": 3,
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string", "enum": ["s1", "s2", "s3"]},
-                    "tool": {"type": "string", "enum": list(_TOOLS)},
-                    "arguments": {
-                        "type": "object",
-                        "properties": {"expression": {"type": "string", "maxLength": 40}},
-                        "required": ["expression"],
-                        "additionalProperties": False,
-                    },
-                    "depends_on": {
-                        "type": "array",
-                        "maxItems": 2,
-                        "items": {"type": "string", "enum": ["s1", "s2", "s3"]},
-                    },
-                },
-                "required": ["id", "tool", "arguments", "depends_on"],
-                "additionalProperties": False,
-            },
-        },
-        "answer": {"type": ["string", "null"], "maxLength": 200},
-    },
-    "required": ["rationale", "steps", "answer"],
-    "additionalProperties": False,
-}
-_MESSAGES = [
-    {"role": "system", "content": prompts.PLANNER.text},
-    {
-        "role": "user",
-        "content": "Task: What is (3 + 4) * 5?\n\nTools:\n"
-        "- CalculatorService_Evaluate(expression*: string): Evaluate an RPN expression.\n"
-        "- LedgerService_GetVendor(vendorId*: string): Get one vendor.\n"
-        "- LedgerService_SearchVendors(query*: string): Search vendors by name.",
-    },
-]
+from agentd.catalog import AgentTool, policy_for
+from agentd.config import UpstreamConfig
+from agentd.llm import DEFAULT_MODEL, EmbeddedModel
+from agentd.loop import prompts
+from agentd.loop.describe import describe_catalog
+from agentd.loop.plan import plan_schema
+from bench._common import Result, load, median
+from examples.calculator.server import serve as serve_calculator
+from examples.ledger.server import serve as serve_ledger
+from toolgen import Target, discover
+
+_TASKS = (
+    "What is the phone number of vendor ven_001?",
+    "Evaluate the RPN expression 3 4 + 5 * with the calculator.",
+    "How much did we spend on travel in 2025?",
+)
+_DESCRIPTORS = Path(__file__).resolve().parent.parent / "examples" / "descriptors.binpb"
 
 
 async def run(quick: bool, only: Sequence[str] = ()) -> list[Result]:
-    # Bounded: llama.cpp must not be able to stall the whole suite.
-    async with asyncio.timeout(120 if quick else 300):
-        return await _run(quick)
-
-
-async def _run(quick: bool) -> list[Result]:
     if importlib.util.find_spec("xllamacpp") is None:
-        return [_unavailable(quick, "xllamacpp is not installed")]
-    # One load per process: a second in-process EmbeddedModel start was seen to hang.
-    loads, calls = 1, (2 if quick else 5)
-    load_before = load()
-    load_times: list[float] = []
-    for _ in range(loads - 1):  # extra loads only to get a median of the load time
-        async with EmbeddedModel() as embedded:
-            assert embedded.load_time_s is not None
-            load_times.append(embedded.load_time_s)
-    latencies: list[float] = []
-    rates: list[float] = []
-    tokens: list[int] = []
-    failures: list[str] = []
-    async with EmbeddedModel() as embedded:
-        assert embedded.load_time_s is not None
-        load_times.append(embedded.load_time_s)
-        config = ModelConfig(base_url=None, model="", max_tokens=256, timeout_s=120)
-        models = build_models({"planner": config}, embedded=embedded, env={})
-        try:
-            planner = models["planner"]
-            for i in range(calls + 1):
-                started = time.perf_counter()
-                try:
-                    reply = await planner.complete_json(_MESSAGES, PLAN_SCHEMA, name="plan")
-                except ModelError as exc:  # a small model may still fail; count, do not crash
-                    failures.append(f"{exc.kind}: {exc}"[:200])
-                    continue
-                took = time.perf_counter() - started
-                if i == 0:
-                    continue  # warm-up: the first call also fills llama.cpp's prompt cache
-                latencies.append(took)
-                tokens.append(reply.output_tokens)
-                if reply.output_tokens and reply.latency_s:
-                    rates.append(reply.output_tokens / reply.latency_s)
-        finally:
-            await close_models(models)
-    latency = median(latencies)
-    return [
-        Result(
-            name="embedded_model",
-            value=latency,
-            unit="s/plan call",
-            goal="report",
-            met=True,
-            quick=quick,
-            details={
-                "model": embedded.model,
-                "load_time_s": round(median(load_times), 3),
-                "load_times_s": [round(x, 3) for x in load_times],
-                "plan_call_latency_s": round(latency, 3),
-                "plan_call_latencies_s": [round(x, 3) for x in latencies],
-                "tokens_per_s": round(median(rates), 1),
-                "completion_tokens": tokens,
-                "failed_calls": failures,
-                "load_before": load_before,
-                "load_after": load(),
-            },
-        )
+        return [_unavailable(quick, name, "xllamacpp is not installed") for name in _NAMES]
+    # Bounded: llama.cpp must not be able to stall the whole suite.
+    async with asyncio.timeout(300 if quick else 900):
+        tools = await _example_tools()
+        async with EmbeddedModel(DEFAULT_MODEL, threads=2) as embedded:
+            async with openai.AsyncOpenAI(
+                base_url=embedded.base_url, api_key="none", timeout=300
+            ) as client:
+                rows = [await _tool_tokens(embedded, tools, quick)]
+                rows.append(await _planner_calls(embedded, client, tools, quick))
+    return rows
+
+
+_NAMES = ("tool_tokens", "embedded_model")
+
+
+async def _example_tools() -> dict[str, AgentTool]:
+    ledger = await serve_ledger(0, reflection="v1")
+    calculator = await serve_calculator(0, reflection="v1alpha")
+    tools: dict[str, AgentTool] = {}
+    try:
+        for name, server, allow in (
+            ("ledger", ledger, "examples.ledger.v1.LedgerService/*"),
+            ("calculator", calculator, "examples.calculator.v1.CalculatorService/*"),
+        ):
+            up = UpstreamConfig(name=name, target=server.address, allow=(allow,))
+            catalog = await discover(Target(server.address), [allow], descriptor_set=_DESCRIPTORS)
+            for tool in catalog.tools:
+                tools[tool.name] = AgentTool(tool.name, tool, up, policy_for(tool, up), None)
+            await catalog.close()
+    finally:
+        await ledger.stop(None)
+        await calculator.stop(None)
+    return tools
+
+
+async def _count(embedded: EmbeddedModel, text: str) -> int:
+    url = embedded.base_url.removesuffix("/v1") + "/tokenize"
+    async with httpx2.AsyncClient(timeout=60) as http:
+        reply = await http.post(url, json={"content": text})
+        return len(reply.json()["tokens"])
+
+
+async def _tool_tokens(
+    embedded: EmbeddedModel, tools: dict[str, AgentTool], quick: bool
+) -> Result:
+    texts = {
+        "jsonschema": [t.input_schema for t in tools.values()],
+        "grammar": [t.model_schema for t in tools.values()],
+        "openai": [t.tool.openai_parameters for t in tools.values()],
+    }
+    counts = {k: await _count(embedded, json.dumps(v)) for k, v in texts.items()}
+    counts["catalog_text"] = await _count(embedded, describe_catalog(tools))
+    return Result(
+        name="tool_tokens",
+        value=counts["catalog_text"],
+        unit="tokens (planner catalog)",
+        goal="report",
+        met=True,
+        quick=quick,
+        details={"model": embedded.model, "tools": len(tools), "tokens_by_dialect": counts},
+    )
+
+
+def _messages(layout: str, task: str, catalog: str) -> list[dict[str, Any]]:
+    if layout == "static_prefix":  # what agentd sends
+        return [
+            {"role": "system", "content": f"{prompts.PLANNER.text}\n\nTools:\n{catalog}"},
+            {"role": "user", "content": f"Task: {task}"},
+        ]
+    return [  # the earlier layout: the catalog after the task, so no reusable prefix
+        {"role": "system", "content": prompts.PLANNER.text},
+        {"role": "user", "content": f"Task: {task}\n\nTools:\n{catalog}"},
     ]
 
 
-def _unavailable(quick: bool, why: str) -> Result:
+async def _planner_calls(
+    embedded: EmbeddedModel,
+    client: openai.AsyncOpenAI,
+    tools: dict[str, AgentTool],
+    quick: bool,
+) -> Result:
+    catalog = describe_catalog(tools)
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "plan", "schema": plan_schema(tools, max_steps=4, allow_empty=False)},
+    }
+    load_before = load()
+    layouts: dict[str, dict[str, Any]] = {}
+    for layout in ("catch_all", "static_prefix"):
+        processed, latencies, outputs = [], [], []
+        for task in _TASKS[: 2 if quick else 3]:
+            started = time.perf_counter()
+            completion = await client.chat.completions.create(
+                model=embedded.model,
+                messages=_messages(layout, task, catalog),  # type: ignore[arg-type]
+                max_tokens=600,
+                temperature=0,
+                response_format=response_format,  # type: ignore[arg-type]
+            )
+            latencies.append(time.perf_counter() - started)
+            usage = completion.usage
+            assert usage is not None
+            details = usage.prompt_tokens_details
+            cached = (details.cached_tokens or 0) if details else 0
+            processed.append(usage.prompt_tokens - cached)
+            outputs.append(usage.completion_tokens)
+        layouts[layout] = {
+            # the first call of each layout fills the cache; the later ones show its effect
+            "prompt_tokens_processed": processed,
+            "latencies_s": [round(x, 2) for x in latencies],
+            "completion_tokens": outputs,
+        }
+    warm = layouts["static_prefix"]
     return Result(
         name="embedded_model",
+        value=median(warm["latencies_s"][1:]),
+        unit="s/plan call (warm)",
+        goal="report",
+        met=True,
+        quick=quick,
+        details={
+            "model": embedded.model,
+            "threads": embedded.threads,
+            "load_time_s": round(embedded.load_time_s or 0.0, 2),
+            "prompt_tokens_per_planner_call": {
+                "with_cached_prefix": warm["prompt_tokens_processed"][1:],
+                "catalog_after_task": layouts["catch_all"]["prompt_tokens_processed"][1:],
+            },
+            "layouts": layouts,
+            "load_before": load_before,
+            "load_after": load(),
+        },
+    )
+
+
+def _unavailable(quick: bool, name: str, why: str) -> Result:
+    return Result(
+        name=name,
         value=0.0,
-        unit="s/plan call",
+        unit="",
         goal="report",
         met=True,
         quick=quick,

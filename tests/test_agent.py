@@ -328,6 +328,8 @@ async def test_budget_exhaustion_ends_with_partial_results(stack: Stack) -> None
             {"id": "s3", "tool": "LedgerService_SearchVendors", "arguments": {"query": "x"}}
         ),
     )
+    # The responder sees the partial results and says what is missing; no budget is left.
+    s.llm.reply(when="answer", content=answer("ven_002 only", missing="vendor ven_999"))
     response = await s.run("Get two vendors", limits=agent_pb2.Limits(max_steps=2))
     assert response.status == agent_pb2.RUN_STATUS_LIMITS_EXCEEDED
     assert "step budget" in response.error
@@ -649,3 +651,19 @@ async def test_unresolvable_reference_from_the_executor_becomes_an_observation(
     assert "GetVendor" not in s.ledger.calls  # the literal "$s1..." never reached the upstream
     executor = [r for r in s.llm.requests if schema_name(r) == "step_arguments"]
     assert "no 'phone_number'" in json.dumps(executor[1]["messages"])  # the model was told
+
+
+async def test_a_failed_extra_step_costs_no_replan_when_the_answer_is_there(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}},
+            {"id": "s2", "tool": "CalculatorService_Evaluate", "arguments": {"expression": "4 +"}},
+        ),
+    )
+    s.llm.reply(when="answer", content=answer("+49 61 254 7468"))
+    response = await s.run("What is the phone number of vendor ven_001?")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert step(response, "s2").status == agent_pb2.STEP_STATUS_FAILED
+    assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]  # no replan

@@ -1,7 +1,7 @@
-"""One whole run on the embedded model: the offline path from task to real upstream call.
+"""One whole run on the embedded default model: the offline path from task to right answer.
 
-The 135M model is not smart, so this checks validity (a plan that passed the schema
-and the checks, a real call on the example service, a finished run), not the answer.
+The plan is decoded under the grammar, checked, run against the real calculator service,
+and the answer written from its result.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from agentd.config import load_config
+from agentd.llm import DEFAULT_MODEL
 from agentd.server import Daemon
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from examples.calculator.server import serve as serve_calculator
@@ -51,18 +52,10 @@ async def test_embedded_model_plans_and_calls_a_real_tool(tmp_path: Path) -> Non
         await ledger.stop(None)
         await calculator.stop(None)
 
-    assert response.status in (
-        agent_pb2.RUN_STATUS_SUCCEEDED,
-        agent_pb2.RUN_STATUS_LIMITS_EXCEEDED,
-    ), response.error
-    # The plan passed the schema and the checks: it exists and names the allowed tool.
-    assert response.plan.steps
-    assert {s.tool for s in response.plan.steps} == {"CalculatorService_Evaluate"}
-    # At least one real call reached the calculator and came back with a value.
-    assert calculator.calls
-    assert any(s.status == agent_pb2.STEP_STATUS_SUCCEEDED for s in response.steps) or any(
-        s.error.code == "INVALID_ARGUMENT" for s in response.steps
-    )
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert [s.tool for s in response.plan.steps] == ["CalculatorService_Evaluate"]
+    assert calculator.calls  # a real call reached the example service
+    assert "35" in response.output
     usage = {u.role: u for u in response.usage}
-    assert usage["planner"].model == "smollm2-135m-instruct"
+    assert usage["planner"].model == DEFAULT_MODEL
     assert usage["planner"].output_tokens > 0

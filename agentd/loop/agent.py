@@ -163,25 +163,35 @@ class _Session:
                 pending = self.run.pending_call
                 raise NeedsApproval(f"{pending.tool} has side effects and needs approval")
             failed = [s for s in plan.steps if (r := self.run.step(s.id)) and r.status == "failed"]
-            if failed and self.budget.steps >= self.budget.max_steps:
-                raise LimitsExceeded(
-                    f"step budget of {self.budget.max_steps} tool calls used up, "
-                    f"and {len(failed)} failed"
-                )
-            if failed and self.can_replan():
-                reason = "steps failed: " + ", ".join(f"{s.id} ({s.tool})" for s in failed)
-                plan = await self.plan(reason=reason)
-                continue
+            failures = "steps failed: " + ", ".join(f"{s.id} ({s.tool})" for s in failed)
+            if failed and not any(r.status == "succeeded" for r in self.run.steps):
+                # Nothing to answer from: plan again straight away.
+                self.check_step_budget(failed)
+                if self.can_replan():
+                    plan = await self.plan(reason=failures)
+                    continue
             if plan.direct_answer and not plan.steps and not self.run.response_schema:
                 self.run.output = plan.direct_answer
                 self.run.finish("succeeded")
                 return
+            # Like a joiner: the responder judges whether the results so far answer the task
+            # (a failed extra step need not cost a replan); it names what is missing if not.
             missing = await self.respond()
+            if missing and failed:
+                self.check_step_budget(failed)
             if missing and self.budget.steps < self.budget.max_steps and self.can_replan():
-                plan = await self.plan(reason=f"the answer needs more: {missing}")
+                why = f"{failures}; " if failed else ""
+                plan = await self.plan(reason=f"{why}the answer needs more: {missing}")
                 continue
             self.run.finish("succeeded")
             return
+
+    def check_step_budget(self, failed: Sequence[PlanStep]) -> None:
+        if self.budget.steps >= self.budget.max_steps:
+            raise LimitsExceeded(
+                f"step budget of {self.budget.max_steps} tool calls used up, "
+                f"and {len(failed)} failed"
+            )
 
     def can_replan(self) -> bool:
         if self.budget.replans >= self.budget.max_replans:

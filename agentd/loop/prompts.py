@@ -39,8 +39,8 @@ Write a plan as JSON:
   "$<step id>.<field>" using the field names after "returns", e.g. "$s1.vendors.0.id",
   and list that step in depends_on. Inside longer text use braces: "${s1.value} 2 *".
   If the value needs judgement, leave the argument out: it is filled in after that step ran.
-- Do not add steps to restate, format or convert a result: the answer is written from the
-  results after the plan ran.
+- Call a tool only when the task needs its result. Do not add steps to restate, format or
+  convert a result: the answer is written from the results after the plan ran.
 - "answer": null when tools are needed. When the task needs no tool, or no listed tool
   can do it, give the answer here and no steps.
 - "rationale": one short sentence.
