@@ -87,9 +87,7 @@ async def _count(embedded: EmbeddedModel, text: str) -> int:
         return len(reply.json()["tokens"])
 
 
-async def _tool_tokens(
-    embedded: EmbeddedModel, tools: dict[str, AgentTool], quick: bool
-) -> Result:
+async def _tool_tokens(embedded: EmbeddedModel, tools: dict[str, AgentTool], quick: bool) -> Result:
     texts = {
         "jsonschema": [t.input_schema for t in tools.values()],
         "grammar": [t.model_schema for t in tools.values()],
@@ -129,7 +127,10 @@ async def _planner_calls(
     catalog = describe_catalog(tools)
     response_format = {
         "type": "json_schema",
-        "json_schema": {"name": "plan", "schema": plan_schema(tools, max_steps=4, allow_empty=False)},
+        "json_schema": {
+            "name": "plan",
+            "schema": plan_schema(tools, max_steps=4, allow_empty=False),
+        },
     }
     load_before = load()
     layouts: dict[str, dict[str, Any]] = {}

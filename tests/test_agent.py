@@ -576,7 +576,9 @@ async def test_oneof_conflict_goes_back_to_the_planner_and_is_repaired(stack: St
     both = {"vendorId": "ven_001", "category": "CATEGORY_RENT"}  # one oneof, two members
     s.llm.reply(
         when="plan",
-        content=plan({"id": "s1", "tool": "LedgerService_SummarizeTransactions", "arguments": both}),
+        content=plan(
+            {"id": "s1", "tool": "LedgerService_SummarizeTransactions", "arguments": both}
+        ),
     )
     s.llm.reply(
         when="plan",

@@ -205,3 +205,22 @@ def test_references_resolve_whole_values_and_text() -> None:
     }
     with pytest.raises(Unresolved, match="no 'missing'"):
         resolve({"x": "$s2.missing"}, results)
+
+
+def test_root_union_only_for_grammar_planners() -> None:
+    one = {"rationale": "", "answer": None, "steps": [step("s1", "Get", {"id": "x"})]}
+    empty = {"rationale": "", "answer": None, "steps": []}
+    direct = {"rationale": "", "answer": "42", "steps": []}
+    union = plan_schema(TOOLS, max_steps=2, allow_empty=False)
+    assert "anyOf" in union and "type" not in union
+    jsonschema.validate(one, union)
+    jsonschema.validate(direct, union)
+    with pytest.raises(jsonschema.ValidationError):  # no steps and no answer: the lazy way out
+        jsonschema.validate(empty, union)
+    with pytest.raises(jsonschema.ValidationError):  # steps and an answer made up beside them
+        jsonschema.validate({**one, "answer": "42"}, union)
+    jsonschema.validate(empty, plan_schema(TOOLS, max_steps=2, allow_empty=True))
+    flat = plan_schema(TOOLS, max_steps=2, union=False)  # an object root, as OpenAI wants
+    assert flat["type"] == "object"
+    for plan in (one, empty, direct):
+        jsonschema.validate(plan, flat)

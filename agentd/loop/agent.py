@@ -211,7 +211,13 @@ class _Session:
         # Empty and answerless is a way out only when something ran or was said before.
         allow_empty = bool(self.run.steps or self.run.history)
         schema = plan_schema(
-            self.tools, max_steps=left, done=done, taken=taken, allow_empty=allow_empty
+            self.tools,
+            max_steps=left,
+            done=done,
+            taken=taken,
+            allow_empty=allow_empty,
+            # a root union for grammar-constrained (structured) planners only
+            union=self.agent.models["planner"].tool_call_mode == "structured",
         )
         messages = self.planner_messages(reason)
         for _attempt in range(self.agent.config.max_plan_repairs + 1):

@@ -129,13 +129,16 @@ def plan_schema(
     done: Sequence[str] = (),
     taken: Sequence[str] = (),
     allow_empty: bool = True,
+    union: bool = True,
 ) -> dict[str, Any]:
     """The schema of a plan over ``tools``, written only with what constrained decoders enforce.
 
     A plan either has steps (and a null answer) or has none and answers directly; with
     ``allow_empty`` (a replan, or a conversation to answer from) it may also have neither,
-    leaving the answer to the responder. The root is a union of those object branches, so a
-    model cannot take the empty way out of a task that needs tools.
+    leaving the answer to the responder. With ``union`` the root is a union of those object
+    branches, so a grammar-constrained model cannot take the empty way out of a task that needs
+    tools; without it (endpoints that want an object root, like OpenAI's) one object allows
+    every combination and ``check_plan`` is all there is.
 
     ``steps`` is an array of one step schema with ``maxItems``, never ``prefixItems``: grammar
     engines compile positions into a fixed-length tuple, which would force a model to fill
@@ -147,11 +150,11 @@ def plan_schema(
     steps plus tools, not with their product.
     """
     ordered = tuple(sorted(tools.values(), key=lambda t: t.name))
-    key = (tuple(id(t) for t in ordered), max_steps, tuple(done), tuple(taken), allow_empty)
+    key = (tuple(id(t) for t in ordered), max_steps, tuple(done), tuple(taken), allow_empty, union)
     cached = _PLAN_SCHEMAS.get(key)
     if cached is not None and all(a is b for a, b in zip(cached[0], ordered, strict=True)):
         return cached[1]
-    schema = _build_plan_schema(ordered, max_steps, done, taken, allow_empty)
+    schema = _build_plan_schema(ordered, max_steps, done, taken, allow_empty, union)
     if len(_PLAN_SCHEMAS) >= 64:
         _PLAN_SCHEMAS.pop(next(iter(_PLAN_SCHEMAS)))
     _PLAN_SCHEMAS[key] = (ordered, schema)  # the tools are kept alive, so ids stay theirs
@@ -169,6 +172,7 @@ def _build_plan_schema(
     done: Sequence[str],
     taken: Sequence[str],
     allow_empty: bool,
+    union: bool,
 ) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     calls = []
@@ -209,11 +213,14 @@ def _build_plan_schema(
         steps["maxItems"] = 0
     answer = {"type": "string", "minLength": 1, "maxLength": _MAX_ANSWER}
     rationale = {"type": "string", "maxLength": _MAX_RATIONALE}
-    shapes = []  # (steps, answer) of each branch
-    if steps.get("maxItems"):
+    shapes: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (steps, answer) per branch
+    if not union:
+        shapes.append((steps, {"anyOf": [answer, {"type": "null"}]}))
+    elif steps.get("maxItems"):
         shapes.append(({**steps, "minItems": 1}, {"type": "null"}))
-    shapes.append(({"type": "array", "maxItems": 0}, answer))
-    if allow_empty:
+    if union:
+        shapes.append(({"type": "array", "maxItems": 0}, answer))
+    if union and allow_empty:
         shapes.append(({"type": "array", "maxItems": 0}, {"type": "null"}))
     branches = [
         {
