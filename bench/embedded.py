@@ -48,12 +48,12 @@ async def run(quick: bool, only: Sequence[str] = ()) -> list[Result]:
     # Bounded: llama.cpp must not be able to stall the whole suite.
     async with asyncio.timeout(300 if quick else 900):
         tools = await _example_tools()
-        async with EmbeddedModel(DEFAULT_MODEL, threads=2) as embedded:
-            async with openai.AsyncOpenAI(
-                base_url=embedded.base_url, api_key="none", timeout=300
-            ) as client:
-                rows = [await _tool_tokens(embedded, tools, quick)]
-                rows.append(await _planner_calls(embedded, client, tools, quick))
+        async with (
+            EmbeddedModel(DEFAULT_MODEL, threads=2) as embedded,
+            openai.AsyncOpenAI(base_url=embedded.base_url, api_key="none", timeout=300) as client,
+        ):
+            rows = [await _tool_tokens(embedded, tools, quick)]
+            rows.append(await _planner_calls(embedded, client, tools, quick))
     return rows
 
 
