@@ -143,7 +143,7 @@ async def _planner_calls(
                 messages=_messages(layout, task, catalog),  # type: ignore[arg-type]
                 max_tokens=600,
                 temperature=0,
-                response_format=response_format,  # type: ignore[arg-type]
+                extra_body={"response_format": response_format},
             )
             latencies.append(time.perf_counter() - started)
             usage = completion.usage

@@ -224,3 +224,23 @@ def test_root_union_only_for_grammar_planners() -> None:
     assert flat["type"] == "object"
     for plan in (one, empty, direct):
         jsonschema.validate(plan, flat)
+
+
+def test_references_as_models_write_them() -> None:
+    results = {"s1": {"groups": [{"totalMinor": "-3217200"}]}}
+    assert resolve("$s1.groups[0].totalMinor", results) == "-3217200"
+    assert resolve("$s1.groups.0.totalMinor 100 /", results) == "-3217200 100 /"
+    plan = decode_plan(
+        {
+            "steps": [
+                step("s1", "Get", {"id": "x"}),
+                step("s2", "Sum", {"expression": "s1.totalMinor 100 /"}, ["s1"]),
+            ]
+        },
+        revision=0,
+    )
+    errors = check_plan(plan, TOOLS, [])
+    assert errors == [
+        "step 's2': 's1.totalMinor' is not a reference; write $s1.totalMinor "
+        "(or ${s1.totalMinor} inside text)"
+    ]

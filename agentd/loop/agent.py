@@ -42,6 +42,7 @@ from agentd.loop.state import (
 
 FINAL_ANSWER = "final_answer"
 _NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
+_PLACEHOLDERS = {"missing", "unknown", "null", "none", "n/a", "answer"}
 
 
 @dataclass(frozen=True)
@@ -332,8 +333,21 @@ class _Session:
             except ModelError as exc:
                 messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
                 continue
-            self.set_answer(reply.value["answer"])
+            answer = reply.value["answer"]
             missing = str(reply.value.get("missing") or "").strip()
+            if isinstance(answer, str) and answer.strip().lower().strip(".") in _PLACEHOLDERS:
+                # A small model sometimes writes the field's name instead of an answer.
+                messages.append({"role": "assistant", "content": reply.text})
+                messages.append(
+                    {
+                        "role": "user",
+                        "content": f'"{answer}" is not an answer: write the answer to the task '
+                        'from the observations in "answer", and what is missing (if anything) '
+                        'in "missing".',
+                    }
+                )
+                continue
+            self.set_answer(answer)
             return "" if missing.lower().strip(".") in _NOTHING_MISSING else missing
         raise RunFailed("the responder gave no valid answer in 2 attempts")
 

@@ -19,14 +19,18 @@ from agentd.loop.state import Plan, PlanStep, StepRecord
 from agentd.validation import validator
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,15}$"
-_REFERENCE = re.compile(r"^\$([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)$")
+# A path is ".field" and ".0" parts; "[0]" is accepted too, since models write it.
+_PATH = r"((?:\.[A-Za-z0-9_@-]+|\[[0-9]+\])*)"
+_REFERENCE = re.compile(rf"^\$([a-z][a-z0-9_]{{0,15}}){_PATH}$")
 # Inside longer text a reference is braced: "${s1.totalMinor} ${s2.totalMinor} +". Models
 # also write it bare ("$s2.totalMinor 100 *"); a bare one must name a generated id (s<n>)
 # and a path, so ordinary text with a dollar sign is left alone.
 _EMBEDDED = re.compile(
-    r"\$\{([a-z][a-z0-9_]{0,15})((?:\.[A-Za-z0-9_@-]+)*)\}"
-    r"|\$(s[0-9]{1,3})((?:\.[A-Za-z0-9_@-]+)+)(?![A-Za-z0-9_@-])"
+    rf"\$\{{([a-z][a-z0-9_]{{0,15}}){_PATH}\}}"
+    r"|\$(s[0-9]{1,3})((?:\.[A-Za-z0-9_@-]+|\[[0-9]+\])+)(?![A-Za-z0-9_@-])"
 )
+# "s1.totalMinor" without its "$": a reference the model meant but did not mark.
+_UNMARKED = re.compile(r"(?<![$\w{])(s[0-9]{1,3})((?:\.[A-Za-z][A-Za-z0-9_@-]*)+)")
 _MAX_RATIONALE = 100
 _MAX_ANSWER = 800
 
@@ -303,6 +307,10 @@ def check_plan(plan: Plan, tools: Mapping[str, LoopTool], done: Sequence[StepRec
         if tool and not step.depends_on and not references(step.arguments):
             errors.extend(f"{where}: {problem}" for problem in validate(tool, step.arguments))
         errors.extend(f"{where}: {p}" for p in _reference_problems(step, plan, tools, done))
+        errors.extend(
+            f"{where}: {text!r} is not a reference; write ${text} (or ${{{text}}} inside text)"
+            for text in _unmarked(step.arguments, known)
+        )
     cycle = find_cycle(plan.steps)
     if cycle:
         errors.append("steps depend on each other in a cycle: " + " -> ".join(cycle))
@@ -349,7 +357,7 @@ def _reference_problems(
             tool = tools.get(planned[step_id].tool)
             output = getattr(tool, "output_schema", None)
             if tool is not None and isinstance(output, dict):
-                problem = _path_problem(output, [p for p in path.split(".") if p])
+                problem = _path_problem(output, _parts(path))
                 if problem:
                     problems.append(f"{written}: {problem} in the result of {tool.name}")
     return problems
@@ -453,6 +461,21 @@ def resolve(arguments: Any, results: Mapping[str, Any]) -> Any:
     return arguments
 
 
+def _parts(path: str) -> list[str]:
+    """".vendors[0].id" -> ["vendors", "0", "id"]."""
+    return [p for p in re.sub(r"\[([0-9]+)\]", r".\1", path).split(".") if p]
+
+
+def _unmarked(arguments: Any, ids: set[str]) -> list[str]:
+    """Texts like "s1.totalMinor" naming a step of the plan without the "$" of a reference."""
+    if isinstance(arguments, str):
+        return [m.group(0) for m in _UNMARKED.finditer(arguments) if m.group(1) in ids]
+    values = arguments.values() if isinstance(arguments, dict) else arguments
+    if isinstance(arguments, dict | list):
+        return [found for value in values for found in _unmarked(value, ids)]
+    return []
+
+
 def _embedded(match: re.Match[str]) -> tuple[str, str]:
     """(step id, path) of a braced or bare reference inside text."""
     if match.group(1) is not None:
@@ -464,7 +487,7 @@ def _lookup(results: Mapping[str, Any], step_id: str, path: str, written: str) -
     if step_id not in results:
         raise Unresolved(f"{written}: step {step_id} has no result (it failed or never ran)")
     value = results[step_id]
-    for part in filter(None, path.split(".")):
+    for part in _parts(path):
         if isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         elif isinstance(value, dict) and part in value:
