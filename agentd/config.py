@@ -70,6 +70,9 @@ class UpstreamConfig:
 @dataclass(frozen=True)
 class LimitsConfig:
     max_steps: int = 12
+    # Steps in one plan (0: max_steps). Small models repeat a pattern until the array is
+    # full, so a short plan array keeps their plans short; a replan can add more.
+    max_plan_steps: int = 0
     max_replans: int = 2
     max_model_calls: int = 24
     max_tokens: int = 200_000

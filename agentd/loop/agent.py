@@ -207,6 +207,8 @@ class _Session:
         if reason:
             self.run.emit(Event("replan_reason", reason))
         left = self.budget.max_steps - self.budget.steps
+        if self.agent.config.max_plan_steps:
+            left = min(left, self.agent.config.max_plan_steps)
         done = [r.id for r in self.run.steps if r.status == "succeeded"]
         taken = [r.id for r in self.run.steps]
         # Empty and answerless is a way out only when something ran or was said before.
