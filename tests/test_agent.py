@@ -669,3 +669,14 @@ async def test_a_failed_extra_step_costs_no_replan_when_the_answer_is_there(stac
     assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
     assert step(response, "s2").status == agent_pb2.STEP_STATUS_FAILED
     assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]  # no replan
+
+
+async def test_max_plan_steps_bounds_each_plan_not_the_run(tmp_path: Path) -> None:
+    env = {"AGENTD_LIMITS_MAX_PLAN_STEPS": "2", "AGENTD_LIMITS_MAX_STEPS": "5"}
+    async for s in start_stack(tmp_path, env=env):
+        s.llm.reply(when="plan", content=plan(answer="no tool needed"))
+        await s.run("Say hello")
+        sent = next(r for r in s.llm.requests if schema_name(r) == "plan")
+        schema = sent["response_format"]["json_schema"]["schema"]
+        steps = [b["properties"]["steps"] for b in schema.get("anyOf", [schema])]
+        assert max(s.get("maxItems", 0) for s in steps) == 2

@@ -244,3 +244,37 @@ def test_references_as_models_write_them() -> None:
         "step 's2': 's1.totalMinor' is not a reference; write $s1.totalMinor "
         "(or ${s1.totalMinor} inside text)"
     ]
+
+
+def test_a_path_past_a_single_value_is_caught_at_plan_time() -> None:
+    @dataclass
+    class Search(FakeTool):
+        output_schema: dict[str, Any] = field(default_factory=dict)
+
+    search = Search(
+        "Search",
+        {"type": "object", "properties": {}},
+        output_schema={
+            "type": "object",
+            "properties": {
+                "vendors": {
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+                }
+            },
+        },
+    )
+    tools = {**TOOLS, "Search": search}
+    plan = decode_plan(
+        {
+            "steps": [
+                step("s1", "Search", {}),
+                step("s2", "Sum", {"expression": "$s1.vendors.0.name.length"}, ["s1"]),
+            ]
+        },
+        revision=0,
+    )
+    assert check_plan(plan, tools, []) == [
+        "step 's2': $s1.vendors.0.name.length: 'length' follows a single value (string) "
+        "in the result of Search"
+    ]

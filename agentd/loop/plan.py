@@ -379,8 +379,11 @@ def _path_problem(root: Mapping[str, Any], parts: Sequence[str]) -> str:
         fields: dict[str, Any] = {}
         for branch in branches:
             fields.update(branch.get("properties") or {})
+        kinds = {b.get("type") for b in branches if isinstance(b.get("type"), str)}
+        if not fields and kinds and kinds <= {"string", "integer", "number", "boolean"}:
+            return f"{part!r} follows a single value ({' or '.join(sorted(kinds))})"
         if not fields:
-            return ""  # an open object or a scalar: nothing to check against
+            return ""  # an open object: nothing to check against
         if part not in fields:
             return f"no {part!r} (fields: {', '.join(fields)})"
         node = fields[part]
