@@ -309,7 +309,7 @@ def check_plan(plan: Plan, tools: Mapping[str, LoopTool], done: Sequence[StepRec
         errors.extend(f"{where}: {p}" for p in _reference_problems(step, plan, tools, done))
         errors.extend(
             f"{where}: {text!r} is not a reference; write ${text} (or ${{{text}}} inside text)"
-            for text in _unmarked(step.arguments, known)
+            for text in _unmarked(step.arguments, set(step.depends_on))
         )
     cycle = find_cycle(plan.steps)
     if cycle:
@@ -470,7 +470,10 @@ def _parts(path: str) -> list[str]:
 
 
 def _unmarked(arguments: Any, ids: set[str]) -> list[str]:
-    """Texts like "s1.totalMinor" naming a step of the plan without the "$" of a reference."""
+    """Texts like "s1.totalMinor" naming a step in ``ids`` without the "$" of a reference.
+
+    Only the steps a step depends on count: in free text "s1.x" may well mean something else.
+    """
     if isinstance(arguments, str):
         return [m.group(0) for m in _UNMARKED.finditer(arguments) if m.group(1) in ids]
     values = arguments.values() if isinstance(arguments, dict) else arguments
