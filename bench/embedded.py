@@ -134,7 +134,7 @@ async def _planner_calls(
     }
     load_before = load()
     layouts: dict[str, dict[str, Any]] = {}
-    for layout in ("catch_all", "static_prefix"):
+    for layout in ("catalog_after_task", "static_prefix"):
         processed, latencies, outputs = [], [], []
         for task in _TASKS[: 2 if quick else 3]:
             started = time.perf_counter()
@@ -172,7 +172,7 @@ async def _planner_calls(
             "load_time_s": round(embedded.load_time_s or 0.0, 2),
             "prompt_tokens_per_planner_call": {
                 "with_cached_prefix": warm["prompt_tokens_processed"][1:],
-                "catalog_after_task": layouts["catch_all"]["prompt_tokens_processed"][1:],
+                "catalog_after_task": layouts["catalog_after_task"]["prompt_tokens_processed"][1:],
             },
             "layouts": layouts,
             "load_before": load_before,
