@@ -465,7 +465,7 @@ def resolve(arguments: Any, results: Mapping[str, Any]) -> Any:
 
 
 def _parts(path: str) -> list[str]:
-    """".vendors[0].id" -> ["vendors", "0", "id"]."""
+    """A path's parts: ``.vendors[0].id`` -> ``["vendors", "0", "id"]``."""
     return [p for p in re.sub(r"\[([0-9]+)\]", r".\1", path).split(".") if p]
 
 
