@@ -15,6 +15,7 @@ from agentd.loop.plan import (
     decode_plan,
     embed,
     find_cycle,
+    merge_repeats,
     plan_schema,
     references,
     resolve,
@@ -278,3 +279,26 @@ def test_a_path_past_a_single_value_is_caught_at_plan_time() -> None:
         "step 's2': $s1.vendors.0.name.length: 'length' follows a single value (string) "
         "in the result of Search"
     ]
+
+
+def test_repeated_read_only_steps_are_made_once() -> None:
+    plan = decode_plan(
+        {
+            "steps": [
+                step("s1", "Get", {"id": "ven_001"}),
+                step("s2", "Get", {"id": "ven_001"}),
+                step("s3", "Sum", {"expression": "${s2.n} 1 +"}, ["s2", "s1"]),
+                step("s4", "Get", {"id": "$s2.id"}, ["s2"]),
+            ]
+        },
+        revision=0,
+    )
+    merged = merge_repeats(plan, TOOLS)
+    assert [s.id for s in merged.steps] == ["s1", "s3", "s4"]
+    assert merged.steps[1].depends_on == ["s1"]
+    assert merged.steps[1].arguments == {"expression": "${s1.n} 1 +"}
+    assert merged.steps[2].arguments == {"id": "$s1.id"}
+    assert check_plan(merged, TOOLS, []) == []
+    writes = {**TOOLS, "Get": FakeTool("Get", NODE, side_effects="idempotent")}
+    twice = decode_plan({"steps": [step("s1", "Get", {}), step("s2", "Get", {})]}, revision=0)
+    assert len(merge_repeats(twice, writes).steps) == 2  # side effects: left as written

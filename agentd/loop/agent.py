@@ -25,7 +25,15 @@ from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.loop import prompts
 from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
-from agentd.loop.plan import LoopTool, bounded, check_plan, decode_plan, embed, plan_schema
+from agentd.loop.plan import (
+    LoopTool,
+    bounded,
+    check_plan,
+    decode_plan,
+    embed,
+    merge_repeats,
+    plan_schema,
+)
 from agentd.loop.state import (
     Budget,
     Event,
@@ -232,7 +240,7 @@ class _Session:
             except ModelError as exc:
                 messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
                 continue
-            plan = decode_plan(reply.value, revision)
+            plan = merge_repeats(decode_plan(reply.value, revision), self.tools)
             errors = check_plan(plan, self.tools, self.run.steps)
 
             if not errors:

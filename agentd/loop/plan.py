@@ -270,6 +270,45 @@ def decode_plan(value: Mapping[str, Any], revision: int) -> Plan:
     )
 
 
+def merge_repeats(plan: Plan, tools: Mapping[str, LoopTool]) -> Plan:
+    """``plan`` with repeated read-only calls (same tool, same arguments) made once.
+
+    Small models repeat a step until the plan array is full; a repeated read returns the same
+    result, so the repeats are dropped and what depended on or referred to them points at the
+    first. Calls with side effects are left alone: repeating them may be meant.
+    """
+    first: dict[str, str] = {}  # repeat id -> the id of the first identical step
+    seen: dict[str, str] = {}
+    kept: list[PlanStep] = []
+    for step in plan.steps:
+        tool = tools.get(step.tool)
+        key = json.dumps([step.tool, step.arguments, step.depends_on], sort_keys=True)
+        if tool is not None and tool.side_effects == "none" and key in seen:
+            first[step.id] = seen[key]
+            continue
+        seen.setdefault(key, step.id)
+        kept.append(step)
+    if not first:
+        return plan
+    for step in kept:
+        step.depends_on = list(dict.fromkeys(first.get(d, d) for d in step.depends_on))
+        step.arguments = _renamed(step.arguments, first)
+    plan.steps = kept
+    return plan
+
+
+def _renamed(arguments: Any, ids: Mapping[str, str]) -> Any:
+    if isinstance(arguments, str):
+        for old, new in ids.items():
+            arguments = re.sub(rf"(\$\{{?){old}(?=[.\[}}]|$)", rf"\g<1>{new}", arguments)
+        return arguments
+    if isinstance(arguments, dict):
+        return {k: _renamed(v, ids) for k, v in arguments.items()}
+    if isinstance(arguments, list):
+        return [_renamed(v, ids) for v in arguments]
+    return arguments
+
+
 def _call(step: Mapping[str, Any]) -> Mapping[str, Any]:
     call = step.get("call")
     return call if isinstance(call, Mapping) else {}
