@@ -231,6 +231,7 @@ class _Session:
             union=self.agent.models["planner"].tool_call_mode == "structured",
         )
         messages = self.planner_messages(reason)
+        errors: list[str] = []
         for _attempt in range(self.agent.config.max_plan_repairs + 1):
             try:
                 prompt = prompts.get("replan" if reason else "planner")
@@ -238,11 +239,11 @@ class _Session:
                     "planner", prompt, lambda m: m.complete_json(messages, schema, name="plan")
                 )
             except ModelError as exc:
+                errors = [str(exc)]
                 messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
                 continue
             plan = merge_repeats(decode_plan(reply.value, revision), self.tools)
             errors = check_plan(plan, self.tools, self.run.steps)
-
             if not errors:
                 self.run.plans.append(plan)
                 self.run.emit(Event("plan", plan))
@@ -254,8 +255,10 @@ class _Session:
                     "content": "The plan has errors; fix them:\n- " + "\n- ".join(errors),
                 }
             )
+        # The last problems go into the record, so a failed run says what the model got wrong.
         raise RunFailed(
-            f"the planner gave no valid plan in {self.agent.config.max_plan_repairs + 1} attempts"
+            f"the planner gave no valid plan in {self.agent.config.max_plan_repairs + 1} "
+            f"attempts; last problems: {'; '.join(errors)[:500]}"
         )
 
     def planner_messages(self, reason: str | None) -> list[dict[str, Any]]:
