@@ -680,3 +680,22 @@ async def test_max_plan_steps_bounds_each_plan_not_the_run(tmp_path: Path) -> No
         schema = sent["response_format"]["json_schema"]["schema"]
         steps = [b["properties"]["steps"] for b in schema.get("anyOf", [schema])]
         assert max(s.get("maxItems", 0) for s in steps) == 2
+
+
+async def test_a_step_the_planner_cannot_repair_is_dropped_and_the_rest_runs(stack: Stack) -> None:
+    s = stack
+    bad = plan(
+        {"id": "s1", "tool": "LedgerService_SearchVendors", "arguments": {"query": "coffee"}},
+        {
+            "id": "s2",
+            "tool": "CalculatorService_Evaluate",
+            "arguments": {"expression": "$s1.vendors.length"},
+            "depends_on": ["s1"],
+        },
+    )
+    s.llm.reply(when="plan", content=bad, times=3)
+    s.llm.reply(when="answer", content=answer("Northwind Coffee"))
+    response = await s.run("Which vendors match 'coffee'?")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert [p.tool for p in response.plan.steps] == ["LedgerService_SearchVendors"]
+    assert s.ledger.calls == ["SearchVendors"] and not s.calculator.calls

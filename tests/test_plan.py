@@ -19,6 +19,7 @@ from agentd.loop.plan import (
     plan_schema,
     references,
     resolve,
+    without_bad_steps,
 )
 from agentd.loop.state import PlanStep, StepRecord
 
@@ -302,3 +303,20 @@ def test_repeated_read_only_steps_are_made_once() -> None:
     writes = {**TOOLS, "Get": FakeTool("Get", NODE, side_effects="idempotent")}
     twice = decode_plan({"steps": [step("s1", "Get", {}), step("s2", "Get", {})]}, revision=0)
     assert len(merge_repeats(twice, writes).steps) == 2  # side effects: left as written
+
+
+def test_steps_named_by_errors_and_their_dependents_can_be_dropped() -> None:
+    plan = decode_plan(
+        {
+            "steps": [
+                step("s1", "Get", {"id": "x"}),
+                step("s2", "Sum", {"expression": "$s1.id.length"}, ["s1"]),
+                step("s3", "Get", {"id": "$s2.value"}, ["s2"]),
+            ]
+        },
+        revision=0,
+    )
+    pruned = without_bad_steps(plan, ["step 's2': $s1.id.length: bad"])
+    assert pruned is not None and [s.id for s in pruned.steps] == ["s1"]
+    assert without_bad_steps(plan, ["steps depend on each other in a cycle: a -> a"]) is None
+    assert without_bad_steps(plan, ["step 's1': bad"]) is None  # nothing would be left

@@ -33,6 +33,7 @@ from agentd.loop.plan import (
     embed,
     merge_repeats,
     plan_schema,
+    without_bad_steps,
 )
 from agentd.loop.state import (
     Budget,
@@ -232,6 +233,7 @@ class _Session:
         )
         messages = self.planner_messages(reason)
         errors: list[str] = []
+        latest: Plan | None = None  # the last plan that decoded
         for _attempt in range(self.agent.config.max_plan_repairs + 1):
             try:
                 prompt = prompts.get("replan" if reason else "planner")
@@ -242,7 +244,7 @@ class _Session:
                 errors = [str(exc)]
                 messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
                 continue
-            plan = merge_repeats(decode_plan(reply.value, revision), self.tools)
+            plan = latest = merge_repeats(decode_plan(reply.value, revision), self.tools)
             errors = check_plan(plan, self.tools, self.run.steps)
             if not errors:
                 self.run.plans.append(plan)
@@ -255,6 +257,15 @@ class _Session:
                     "content": "The plan has errors; fix them:\n- " + "\n- ".join(errors),
                 }
             )
+        pruned = without_bad_steps(latest, errors) if latest is not None else None
+        if pruned is not None and not check_plan(pruned, self.tools, self.run.steps):
+            # The repairs failed, but the valid steps stand on their own: run those, and let
+            # the responder say what is missing. (Small models keep an extra step they cannot
+            # write correctly, e.g. a calculator on a string's "length".)
+            self.run.emit(Event("replan_reason", "dropped steps: " + "; ".join(errors)[:300]))
+            self.run.plans.append(pruned)
+            self.run.emit(Event("plan", pruned))
+            return pruned
         # The last problems go into the record, so a failed run says what the model got wrong.
         raise RunFailed(
             f"the planner gave no valid plan in {self.agent.config.max_plan_repairs + 1} "

@@ -297,6 +297,30 @@ def merge_repeats(plan: Plan, tools: Mapping[str, LoopTool]) -> Plan:
     return plan
 
 
+def without_bad_steps(plan: Plan, errors: Sequence[str]) -> Plan | None:
+    """``plan`` without the steps ``errors`` name and the steps that depend on them.
+
+    None when an error concerns the plan as a whole, or when no step would be left.
+    """
+    bad = set()
+    for error in errors:
+        match = re.match(r"step '([^']+)': ", error)
+        if match is None:
+            return None
+        bad.add(match.group(1))
+    changed = True
+    while changed:  # dependents of dropped steps go too
+        changed = False
+        for step in plan.steps:
+            if step.id not in bad and (set(step.depends_on) | references(step.arguments)) & bad:
+                bad.add(step.id)
+                changed = True
+    kept = [step for step in plan.steps if step.id not in bad]
+    if not kept:
+        return None
+    return Plan(plan.revision, kept, plan.direct_answer, plan.rationale)
+
+
 def _renamed(arguments: Any, ids: Mapping[str, str]) -> Any:
     if isinstance(arguments, str):
         for old, new in ids.items():
