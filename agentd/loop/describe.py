@@ -32,8 +32,24 @@ class DescribedTool(Protocol):
 
 def describe_catalog(tools: Mapping[str, DescribedTool]) -> str:
     """Every tool, sorted by name, or ``(none)``."""
-    blocks = [describe_tool(tools[name]) for name in sorted(tools)]
+    blocks = [_described(tools[name]) for name in sorted(tools)]
     return "\n".join(blocks) or "(none)"
+
+
+# Every planner call needs the catalog text, and a catalog snapshot's tools do not change:
+# each tool's block is written once (keyed by identity; the tool is kept alive with it).
+_DESCRIBED: dict[int, tuple[DescribedTool, str]] = {}
+
+
+def _described(tool: DescribedTool) -> str:
+    cached = _DESCRIBED.get(id(tool))
+    if cached is not None and cached[0] is tool:
+        return cached[1]
+    text = describe_tool(tool)
+    if len(_DESCRIBED) >= 4096:
+        _DESCRIBED.pop(next(iter(_DESCRIBED)))
+    _DESCRIBED[id(tool)] = (tool, text)
+    return text
 
 
 def describe_tool(tool: DescribedTool) -> str:
