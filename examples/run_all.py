@@ -43,8 +43,9 @@ async def main(config_path: str) -> int:
             f"ledger on {ledger.address}, calculator on {calculator.address}.\n\n"
             "In another terminal:\n"
             "  .venv/bin/agentd tools\n"
-            '  .venv/bin/agentd run "What is 3 4 + 5 * in RPN?"\n'
-            '  .venv/bin/agentd run "Look up vendor ven_001" -H "authorization: Bearer demo"\n\n'
+            '  .venv/bin/agentd run "Evaluate the RPN expression 3 4 + 5 * with the calculator."\n'
+            '  .venv/bin/agentd run "What is the phone number of vendor ven_001?" '
+            '-H "authorization: Bearer demo"\n\n'
             "Ctrl-C stops everything.",
             flush=True,
         )
