@@ -63,8 +63,10 @@ def describe_tool(tool: DescribedTool) -> str:
         choice = oneofs.get(name)
         if choice:
             note = f"{note} (set at most one of {', '.join(choice)})".strip()
-        mark = " (required)" if name in required else ""
-        lines.append(f"    {name}: {_type(schema, prop, 1)}{mark}{' - ' + note if note else ''}")
+        kind = _type(schema, prop, 1)
+        # Say "optional" out loud: small models otherwise set every argument they see.
+        mark = " (required)" if name in required else _optional(kind)
+        lines.append(f"    {name}: {kind}{mark}{' - ' + note if note else ''}")
     output = getattr(tool, "output_schema", None)
     if isinstance(output, dict):
         lines.append(f"    returns {_type(output, output, 1, values=False)}")
@@ -132,6 +134,11 @@ def _type(root: Mapping[str, Any], node: Any, depth: int, *, values: bool = True
         )
         return "{" + inner + "}"
     return {"integer": "int", "boolean": "bool", None: "any"}.get(kinds, str(kinds))
+
+
+def _optional(kind: str) -> str:
+    # proto3 leaves an unset bool false; naming that default keeps "true" from looking safe
+    return " (optional, default false)" if kind == "bool" else " (optional)"
 
 
 def _note(prop: Any) -> str:
