@@ -18,13 +18,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agentd.llm.bundled import DEFAULT_MODEL, ModelFileError, model_alias
-from agentd.llm.client import ModelConfig
-
 ROLES = ("planner", "executor", "responder", "guard")
 Policy = Literal["allow", "approve", "deny"]
 POLICIES = ("allow", "approve", "deny")
-EMBEDDED_MODEL_NAME = model_alias(DEFAULT_MODEL)
+# The embedded model agentd ships by default (`agentd models` lists the others).
+DEFAULT_EMBEDDED_MODEL = "qwen2.5-coder-1.5b"
+ToolCallMode = Literal["native", "structured"]
+# The prompts a [prompts] table may replace (agentd.loop.prompts holds their texts).
+PROMPT_NAMES = ("planner", "replan", "executor", "responder", "react", "guard")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One role's endpoint. The API key itself is never stored here, only the env var's name."""
+
+    base_url: str | None  # None → the embedded model
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    tool_call_mode: ToolCallMode = "native"
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    # Open connections to the endpoint; more concurrent calls wait for one. The HTTP pool
+    # scans its connections on every request, so thousands of them cost CPU on each call.
+    max_connections: int = 128
+
+
+def embedded_alias(model: str) -> str:
+    """The name llama.cpp answers to: a bundled model's name, or a local ``.gguf`` file's stem.
+
+    Whether a name is a bundled model is checked where the weights are resolved
+    (``agentd.llm.bundled``), which names ``embedded.model`` in its error.
+    """
+    if model.endswith(".gguf") or os.sep in model:
+        return Path(model).stem
+    return model
 
 
 class ConfigError(ValueError):
@@ -95,7 +124,7 @@ class AgentConfig:
 class EmbeddedConfig:
     """The llama.cpp model agentd runs when a role has no ``llm.base_url``."""
 
-    model: str = DEFAULT_MODEL  # a bundled model's name (agentd models) or a .gguf path
+    model: str = DEFAULT_EMBEDDED_MODEL  # a bundled model's name (agentd models) or a .gguf path
     threads: int = 0  # 0: one per core, leaving a core to the event loop
     context: int = 4096  # tokens of context per slot
     slots: int = 3  # one per role, so each keeps its own prompt cache
@@ -108,7 +137,7 @@ class StorageConfig:
     url: str = ""
 
 
-# --- guardrails, memory, alerts (issue 5) -------------------------------------------------
+# --- guardrails, memory, alerts --------------------------------------------------------
 
 GUARDS = ("rules", "model")
 CRITERIA = ("supported", "no_foreign_data", "policy")
@@ -327,10 +356,7 @@ class _Reader:
         embedded = EmbeddedConfig(
             **self.fill(EmbeddedConfig, self.table(raw, "embedded"), "embedded.")
         )
-        try:
-            alias = model_alias(embedded.model)
-        except ModelFileError as exc:
-            raise self.fail("embedded.model", str(exc).removeprefix("embedded.model: ")) from None
+        alias = embedded_alias(embedded.model)
         if embedded.slots < 1 or embedded.context < 512:
             raise self.fail("embedded", "slots must be at least 1 and context at least 512")
         storage = StorageConfig(**self.fill(StorageConfig, self.table(raw, "storage"), "storage."))
@@ -406,14 +432,12 @@ class _Reader:
 
     def prompts(self, raw: dict[str, Any]) -> dict[str, str]:
         """[prompts] name = "file.txt": relative paths are relative to the config file."""
-        from agentd.loop.prompts import BY_NAME
-
         base = Path(self.source).parent if self.source != "<defaults>" else Path()
         paths: dict[str, str] = {}
         for name, value in raw.items():
             key = f"prompts.{name}"
-            if name not in BY_NAME:
-                raise self.fail(key, f"unknown prompt (known: {', '.join(sorted(BY_NAME))})")
+            if name not in PROMPT_NAMES:
+                raise self.fail(key, f"unknown prompt (known: {', '.join(sorted(PROMPT_NAMES))})")
             if not isinstance(value, str) or not value:
                 raise self.fail(key, "must be the path of a text file")
             path = Path(value) if Path(value).is_absolute() else base / value
@@ -487,8 +511,8 @@ class _Reader:
             values[key] = self.check(prefix + key, value, expected)
         base_url = values.get("base_url")
         if base_url is None:
-            # The embedded model only speaks structured output (see DESIGN.md).
-            values["model"] = EMBEDDED_MODEL_NAME
+            # llama.cpp has no tool calling here: the embedded model decodes under a grammar.
+            values["model"] = DEFAULT_EMBEDDED_MODEL
             values["tool_call_mode"] = "structured"
         elif not values.get("model"):
             raise self.fail(prefix + "model", "is required when base_url is set")

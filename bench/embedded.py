@@ -23,12 +23,12 @@ from typing import Any
 import httpx2
 import openai
 
-from agentd.catalog import AgentTool, policy_for
 from agentd.config import UpstreamConfig
 from agentd.llm import DEFAULT_MODEL, EmbeddedModel
 from agentd.loop import prompts
 from agentd.loop.describe import describe_catalog
 from agentd.loop.plan import plan_schema
+from agentd.tools.upstream import AgentTool, policy_for
 from bench._common import Result, load, median
 from examples.calculator.server import serve as serve_calculator
 from examples.ledger.server import serve as serve_ledger

@@ -15,9 +15,9 @@ from typing import Any
 
 import grpc
 
-from agentd import logs
+from agentd.api.server import Daemon
 from agentd.config import load_config
-from agentd.server import Daemon
+from agentd.telemetry import logs
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from bench import _stack
 from bench._common import Result, load, median

@@ -730,6 +730,11 @@ def suite() -> dict[str, Any]:
             "budget": {"max_model_calls": 8},
         },
         "reward": {"checks": 1.0, "feedback": 1.0, "guardrail": 0.5, "cost": 10.0, "latency": 0.01},
+        # started per config for in-process runs (agentd eval -c), in place of the upstreams
+        "services": {
+            "ledger": "examples.ledger.server:serve",
+            "calculator": "examples.calculator.server:serve",
+        },
         "cases": cases(),
     }
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import grpc
 
-from agentd import logs
-from agentd.cli import show_event, show_final
+from agentd.api.server import Daemon
+from agentd.cli.main import show_event, show_final
 from agentd.config import load_config
-from agentd.server import Daemon
+from agentd.telemetry import logs
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from examples.calculator.server import serve as serve_calculator
 from examples.ledger.server import serve as serve_ledger

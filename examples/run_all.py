@@ -12,9 +12,9 @@ import asyncio
 import os
 import sys
 
-from agentd import logs
+from agentd.api.server import Daemon
 from agentd.config import ConfigError, load_config
-from agentd.server import Daemon
+from agentd.telemetry import logs
 from examples.calculator.server import serve as serve_calculator
 from examples.ledger.server import serve as serve_ledger
 

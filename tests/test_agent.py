@@ -12,8 +12,8 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
+from agentd.api.server import Daemon
 from agentd.config import load_config
-from agentd.server import Daemon
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from examples.calculator.server import CalculatorServer
 from examples.calculator.server import serve as serve_calculator
@@ -555,7 +555,7 @@ async def test_agentd_serves_reflection_so_toolgen_can_preview_it(stack: Stack) 
 
 
 def test_forwarded_metadata_can_be_renamed() -> None:
-    from agentd.service import forward
+    from agentd.api.service import forward
 
     caller = [
         ("authorization", "Bearer agentd"),

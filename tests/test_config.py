@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentd.config import EMBEDDED_MODEL_NAME, ConfigError, describe, load_config
+from agentd.config import DEFAULT_EMBEDDED_MODEL, ConfigError, describe, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = """
@@ -68,7 +68,7 @@ def test_no_endpoint_means_the_embedded_model(tmp_path: Path) -> None:
     config = load_config(None, env={})
     assert config.uses_embedded_model
     assert all(
-        m.model == EMBEDDED_MODEL_NAME and m.tool_call_mode == "structured"
+        m.model == DEFAULT_EMBEDDED_MODEL and m.tool_call_mode == "structured"
         for m in config.models.values()
     )
     with_env = load_config(

@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from agentd.api.server import Daemon
 from agentd.config import load_config
 from agentd.llm import DEFAULT_MODEL
-from agentd.server import Daemon
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from examples.calculator.server import serve as serve_calculator
 from examples.ledger.server import serve as serve_ledger

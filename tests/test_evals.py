@@ -327,3 +327,12 @@ def test_percentile_nearest_rank() -> None:
     assert percentile([], 95) == 0.0
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([float(i) for i in range(1, 101)], 95) == 95.0
+
+
+def test_a_suite_names_its_services_as_module_function() -> None:
+    case = {"id": "a", "task": "t"}
+    suite = parse_suite({"services": {"ledger": "examples.ledger.server:serve"}, "cases": [case]})
+    assert suite.services == {"ledger": "examples.ledger.server:serve"}
+    assert suite.select(["a"]).services == suite.services
+    with pytest.raises(SuiteError, match=r"services\.ledger: must be 'module:function'"):
+        parse_suite({"services": {"ledger": "examples/ledger.py"}, "cases": [case]})

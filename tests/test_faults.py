@@ -167,8 +167,8 @@ async def test_result_larger_than_the_budget_is_truncated_with_a_note(stack: Sta
 
 
 async def test_upstream_down_at_start_is_retried_until_it_answers(tmp_path: Path) -> None:
+    from agentd.api.server import Daemon
     from agentd.config import load_config
-    from agentd.server import Daemon
     from agentd.v1 import agent_pb2_grpc
     from tests.support.scripted_llm import ScriptedLLM
     from tests.test_agent import write_config

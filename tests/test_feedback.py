@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentd import cli
-from agentd.server import Daemon
+from agentd.api.server import Daemon
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from tests.test_agent import Stack, plan, start_stack
 

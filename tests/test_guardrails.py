@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentd.config import GuardrailsConfig
-from agentd.guardrails import Guardrails, injection_findings
+from agentd.loop.guardrails import Guardrails, injection_findings
 from agentd.v1 import agent_pb2
 from tests.support.scripted_llm import schema_name
 from tests.test_agent import Stack, answer, plan, start_stack

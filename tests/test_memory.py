@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 
-from agentd.store import SqliteRunStore
+from agentd.store.sqlite import SqliteRunStore
 from agentd.v1 import agent_pb2
 from tests.support.scripted_llm import schema_name
 from tests.test_agent import Stack, answer, plan, start_stack

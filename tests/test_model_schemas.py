@@ -17,9 +17,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from agentd.catalog import MODEL_BOUNDS
 from agentd.llm.client import ToolSpec, tool_choice_schema
 from agentd.loop.plan import bounded, plan_schema
+from agentd.tools.upstream import MODEL_BOUNDS
 from examples.ledger.v1 import ledger_pb2
 from tests.test_schema import schema_for, targets
 from toolgen.schema import message_schema

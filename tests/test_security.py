@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import toolgen
+from agentd.api.server import Daemon
 from agentd.config import load_config
-from agentd.server import Daemon
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from examples.calculator.server import CalculatorServicer
 from examples.calculator.v1 import calculator_pb2_grpc

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from agentd.store import RunStore, SqliteRunStore
+from agentd.store import RunStore
+from agentd.store.sqlite import SqliteRunStore
 from agentd.v1 import agent_pb2
 
 WRITER = """
 import asyncio, sys
-from agentd.store import SqliteRunStore
+from agentd.store.sqlite import SqliteRunStore
 from agentd.v1 import agent_pb2
 
 async def main():
@@ -191,7 +192,7 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 async def pg_store(postgres_url: str) -> AsyncIterator[RunStore]:
-    from agentd.store_postgres import PostgresRunStore
+    from agentd.store.postgres import PostgresRunStore
 
     store = PostgresRunStore(postgres_url)
     db = await store._db()
@@ -207,7 +208,7 @@ async def test_postgres_store_contract(pg_store: RunStore) -> None:
 async def test_postgres_records_shared_between_replicas(
     postgres_url: str, pg_store: RunStore
 ) -> None:
-    from agentd.store_postgres import PostgresRunStore
+    from agentd.store.postgres import PostgresRunStore
 
     await pg_store.save(agent_pb2.RunResponse(run_id="shared", task="x"))
     other = PostgresRunStore(postgres_url)  # a second replica

@@ -28,8 +28,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from agentd import logs, telemetry
+from agentd import telemetry
 from agentd.loop import prompts
+from agentd.telemetry import logs
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from examples.calculator.server import serve as serve_calculator
 from examples.ledger.server import serve as serve_ledger

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agentd.trace_view import render
+from agentd.cli.trace_view import render
 from agentd.v1 import agent_pb2
 from tests.test_agent import Stack, answer, plan, start_stack
 

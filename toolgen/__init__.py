@@ -24,16 +24,19 @@ from toolgen._errors import (
 from toolgen._naming import NAME_PATTERN
 from toolgen._target import Target
 from toolgen._tool import Catalog, SideEffects, Tool, discover
+from toolgen.schema import Bounds, SchemaLimitError, message_schema
 
 __all__ = [
     "NAME_PATTERN",
     "Allowlist",
     "AllowlistError",
     "ArgumentsError",
+    "Bounds",
     "Catalog",
     "DependencyMissing",
     "DiscoveryError",
     "ReflectionUnavailable",
+    "SchemaLimitError",
     "SideEffects",
     "Skipped",
     "SymbolNotFound",
@@ -44,4 +47,5 @@ __all__ = [
     "ToolgenError",
     "Violation",
     "discover",
+    "message_schema",
 ]

@@ -21,7 +21,7 @@ import structlog
 
 from agentd.config import AlertsConfig
 
-log = structlog.get_logger("agentd.alerts")
+log = structlog.get_logger("agentd.api.alerts")
 _MAX_BACKOFF_S = 30.0
 
 

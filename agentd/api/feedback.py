@@ -63,10 +63,10 @@ def record_span(run: agent_pb2.RunResponse, feedback: agent_pb2.Feedback) -> Non
         "gen_ai.evaluation.score.value": score(feedback.rating),
         "gen_ai.evaluation.score.label": label(feedback.rating),
         "agentd.run_id": run.run_id,
-        "agentd.feedback.rating": feedback.rating,
+        "agentd.api.feedback.rating": feedback.rating,
     }
     if feedback.labels:
-        attributes["agentd.feedback.labels"] = list(feedback.labels)
+        attributes["agentd.api.feedback.labels"] = list(feedback.labels)
     with tracer.start_as_current_span(
         "evaluation user_feedback", context=context, attributes=attributes
     ) as span:

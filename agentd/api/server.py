@@ -19,21 +19,21 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # the grpc.aio servicer (health.aio)
 
-from agentd.alerts import Alerter
-from agentd.catalog import ToolCatalog
+from agentd.api.alerts import Alerter
+from agentd.api.service import AgentService
 from agentd.config import AuthConfig, Config
-from agentd.guardrails import Guardrails
 from agentd.llm import EmbeddedModel, build_models, close_models
 from agentd.llm.client import ChatModel
 from agentd.loop.agent import Agent
+from agentd.loop.guardrails import Guardrails
 from agentd.loop.prompts import load_overrides
-from agentd.service import AgentService
 from agentd.store import open_store
 from agentd.telemetry import ServerSpans, flush, setup_metrics, setup_tracing
+from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from toolgen.reflection_server import enable_reflection
 
-log = structlog.get_logger("agentd.server")
+log = structlog.get_logger("agentd.api.server")
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 # Health and reflection stay open so load balancers and `toolgen preview` work.

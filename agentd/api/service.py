@@ -19,17 +19,18 @@ import jsonschema
 import structlog
 from google.protobuf import json_format, struct_pb2
 
-from agentd import feedback as feedback_
-from agentd import memory, telemetry
-from agentd.alerts import Alert, Alerter, run_alerts
-from agentd.catalog import ToolCatalog
-from agentd.config import Config
+from agentd import telemetry
+from agentd.api import feedback as feedback_
+from agentd.api.alerts import Alert, Alerter, run_alerts
+from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent, RunLimits
 from agentd.loop.state import Event, Plan, RunState, StepRecord, VerdictRecord
 from agentd.store import RunStore
+from agentd.tools import memory
+from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 
-log = structlog.get_logger("agentd.service")
+log = structlog.get_logger("agentd.api.service")
 
 MAX_TASK_CHARS = 32_000
 MAX_CONTEXT_BYTES = 256 * 1024
@@ -208,7 +209,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         if not run.user_id:  # memory needs a user scope; without one the tools are not offered
             for name in memory.SPECS:
                 tools.pop(name, None)
-        run.history = await memory.conversation_history(self.store, run, self.config.memory)
+        run.history = await conversation_history(self.store, run, self.config.memory)
         return run, tools, limits
 
     def parse(self, request: agent_pb2.RunRequest) -> tuple[RunState, dict[str, Any], RunLimits]:
@@ -544,3 +545,25 @@ def event_message(run_id: str, sequence: int, event: Event) -> agent_pb2.RunEven
     elif event.kind == "verdict":
         message.verdict.CopyFrom(verdict_message(event.payload))
     return message
+
+
+async def conversation_history(store: RunStore, run: RunState, config: MemoryConfig) -> str:
+    """A bounded summary of the conversation's earlier runs, most recent first."""
+    if not run.conversation_id or config.history_runs <= 0:
+        return ""
+    earlier = await store.conversation(run.user_id, run.conversation_id, config.history_runs)
+    lines: list[str] = []
+    used = 0
+    for record in earlier:
+        answer = record.output or f"(no answer: {record.error or 'status ' + str(record.status)})"
+        line = f"- task: {_clip(record.task, 300)} -> answer: {_clip(answer, 500)}"
+        if used + len(line) > config.history_chars:
+            break
+        lines.append(line)
+        used += len(line) + 1
+    return "\n".join(lines)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

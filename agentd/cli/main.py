@@ -1,18 +1,20 @@
 """The ``agentd`` command: serve the daemon, run a task against it, list its tools.
 
-Exit codes: 0 ok; 2 usage or config error; 3 daemon unreachable; 4 the request
+Exit codes (``Exit``): 0 ok; 2 usage or config error; 3 daemon unreachable; 4 the request
 was rejected (INVALID_ARGUMENT, UNAUTHENTICATED, ...); 5 the run ended without
-succeeding.
+succeeding; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import enum
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -21,6 +23,24 @@ from google.protobuf import json_format
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    USAGE = 2  # a bad argument or config: the message says what to fix
+    UNREACHABLE = 3
+    REJECTED = 4  # the daemon answered with an error status
+    NOT_SUCCEEDED = 5
+    INTERRUPTED = 130
+
+
+class CommandFailed(Exception):
+    """Ends a command with ``code`` after its message went to stderr (see ``fail``)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
 
 EPILOG = """examples:
   agentd serve --config examples/agentd.toml
@@ -125,9 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return eval_main(args)
         if args.command == "models":
             return models_main(args.action, args.name)
+    except CommandFailed as exc:
+        return exc.code
     except KeyboardInterrupt:
-        return 130
-    return 2
+        return Exit.INTERRUPTED
+    return Exit.USAGE
 
 
 def fail(message: str, code: int) -> int:
@@ -146,7 +168,7 @@ def models_main(action: str, name: str | None) -> int:
 
     if action == "install":
         if name not in MODELS:
-            return fail(f"models install: name one of {', '.join(MODELS)}", 2)
+            return fail(f"models install: name one of {', '.join(MODELS)}", Exit.USAGE)
         command = [sys.executable, *install_command(MODELS[name]).split()[1:]]
         print(" ".join(command), file=sys.stderr)
         return subprocess.call(command)
@@ -164,21 +186,20 @@ def models_main(action: str, name: str | None) -> int:
 
 
 def serve(path: str | None) -> int:
-    from agentd import logs
+    from agentd.api.server import Daemon
     from agentd.config import ConfigError, load_config
     from agentd.llm import EmbeddedModelError
-    from agentd.server import Daemon
-    from agentd.telemetry import setup_tracing, shutdown
+    from agentd.telemetry import logs, setup_tracing, shutdown
 
     try:
         config = load_config(path)
     except ConfigError as exc:
-        return fail(str(exc), 2)
+        return fail(str(exc), Exit.USAGE)
     logs.configure(config.logging.level, config.logging.format)
     try:
         setup_tracing()
     except ValueError as exc:  # an unknown OTEL_TRACES_EXPORTER or protocol
-        return fail(str(exc), 2)
+        return fail(str(exc), Exit.USAGE)
     daemon = Daemon(config, env=dict(os.environ))
 
     async def main() -> None:
@@ -189,9 +210,9 @@ def serve(path: str | None) -> int:
     try:
         asyncio.run(main())
     except EmbeddedModelError as exc:
-        return fail(str(exc), 2)
+        return fail(str(exc), Exit.USAGE)
     except (OSError, RuntimeError, ValueError) as exc:
-        return fail(f"cannot start: {exc}", 2)
+        return fail(f"cannot start: {exc}", Exit.USAGE)
     finally:
         shutdown()  # export the last spans before the process ends
     return 0
@@ -199,11 +220,14 @@ def serve(path: str | None) -> int:
 
 def config_check(path: str) -> int:
     from agentd.config import ConfigError, describe, load_config
+    from agentd.llm.bundled import ModelFileError, model_alias
 
     try:
         config = load_config(path)
-    except ConfigError as exc:
-        return fail(str(exc), 2)
+        if config.uses_embedded_model:
+            model_alias(config.embedded.model)  # a bundled model's name or a .gguf path
+    except (ConfigError, ModelFileError) as exc:
+        return fail(str(exc), Exit.USAGE)
     print(json.dumps(describe(config), indent=2, default=str))
     print(f"agentd: {path} is valid", file=sys.stderr)
     return 0
@@ -221,15 +245,30 @@ def _headers(raw: Sequence[str]) -> list[tuple[str, str]]:
     for item in raw:
         key, sep, value = item.partition(":")
         if not sep or not key.strip():
-            raise SystemExit(fail(f"-H {item!r}: expected 'key: value'", 2))
+            raise CommandFailed(fail(f"-H {item!r}: expected 'key: value'", Exit.USAGE))
         pairs.append((key.strip().lower(), value.strip()))
     return pairs
 
 
 def _rpc_failure(exc: grpc.aio.AioRpcError, target: str) -> int:
     if exc.code() == grpc.StatusCode.UNAVAILABLE:
-        return fail(f"{target} is unreachable ({exc.details()}); is `agentd serve` running?", 3)
-    return fail(f"{exc.code().name}: {exc.details()}", 4)
+        return fail(
+            f"{target} is unreachable ({exc.details()}); is `agentd serve` running?",
+            Exit.UNREACHABLE,
+        )
+    return fail(f"{exc.code().name}: {exc.details()}", Exit.REJECTED)
+
+
+@contextlib.asynccontextmanager
+async def agent_stub(args: argparse.Namespace) -> AsyncIterator[agent_pb2_grpc.AgentServiceStub]:
+    """A stub for the daemon at ``--target``; a failed call ends the command with its exit code
+    and one line naming the status (or that the daemon is unreachable)."""
+    target = _target(args)
+    async with grpc.aio.insecure_channel(target) as channel:
+        try:
+            yield agent_pb2_grpc.AgentServiceStub(channel)
+        except grpc.aio.AioRpcError as exc:
+            raise CommandFailed(_rpc_failure(exc, target)) from None
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -239,36 +278,31 @@ async def run(args: argparse.Namespace) -> int:
             with open(args.schema) as handle:
                 request.response_schema = handle.read()
         except OSError as exc:
-            return fail(f"--schema {args.schema}: {exc.strerror}", 2)
+            return fail(f"--schema {args.schema}: {exc.strerror}", Exit.USAGE)
     if args.context:
         try:
             json_format.Parse(args.context, request.context)
         except json_format.ParseError as exc:
-            return fail(f"--context: not a JSON object ({exc})", 2)
+            return fail(f"--context: not a JSON object ({exc})", Exit.USAGE)
     if args.mode:
         request.mode = (
             agent_pb2.LOOP_MODE_REACT if args.mode == "react" else agent_pb2.LOOP_MODE_PLAN_EXECUTE
         )
-    target = _target(args)
     metadata = _headers(args.header)
     final: agent_pb2.RunResponse | None = None
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
-        try:
-            async for event in stub.RunStream(request, metadata=metadata, timeout=args.timeout):
-                if event.HasField("final"):
-                    final = event.final
-                elif not args.json:
-                    show_event(event)
-        except grpc.aio.AioRpcError as exc:
-            return _rpc_failure(exc, target)
+    async with agent_stub(args) as stub:
+        async for event in stub.RunStream(request, metadata=metadata, timeout=args.timeout):
+            if event.HasField("final"):
+                final = event.final
+            elif not args.json:
+                show_event(event)
     if final is None:
-        return fail("the stream ended without a final response", 5)
+        return fail("the stream ended without a final response", Exit.NOT_SUCCEEDED)
     if args.json:
         print(json_format.MessageToJson(final, indent=2))
     else:
         show_final(final)
-    return 0 if final.status == agent_pb2.RUN_STATUS_SUCCEEDED else 5
+    return Exit.OK if final.status == agent_pb2.RUN_STATUS_SUCCEEDED else Exit.NOT_SUCCEEDED
 
 
 def _integral(value: Any) -> Any:
@@ -346,13 +380,8 @@ def show_final(final: agent_pb2.RunResponse) -> None:
 
 
 async def list_tools(args: argparse.Namespace) -> int:
-    target = _target(args)
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
-        try:
-            response = await stub.ListTools(agent_pb2.ListToolsRequest(), timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            return _rpc_failure(exc, target)
+    async with agent_stub(args) as stub:
+        response = await stub.ListTools(agent_pb2.ListToolsRequest(), timeout=30)
     if args.json:
         print(json_format.MessageToJson(response, indent=2))
         return 0
@@ -365,7 +394,7 @@ async def list_tools(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- get / feedback (issue 5) ---------------------------------------------------------------
+# --- get / feedback ----------------------------------------------------------------------
 
 
 def add_feedback_commands(commands: Any, target_help: str) -> None:
@@ -405,18 +434,13 @@ def feedback_main(args: argparse.Namespace) -> int:
     if args.run_id == "export":
         return asyncio.run(export_feedback(args))
     if args.rating is None:
-        return fail("feedback: --rating is required (-1/+1 or 1 to 5)", 2)
+        return fail("feedback: --rating is required (-1/+1 or 1 to 5)", Exit.USAGE)
     return asyncio.run(submit_feedback(args))
 
 
 async def get_run(args: argparse.Namespace) -> int:
-    target = _target(args)
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
-        try:
-            run = await stub.GetRun(agent_pb2.GetRunRequest(run_id=args.run_id), timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            return _rpc_failure(exc, target)
+    async with agent_stub(args) as stub:
+        run = await stub.GetRun(agent_pb2.GetRunRequest(run_id=args.run_id), timeout=30)
     if args.json:
         print(json_format.MessageToJson(run, indent=2))
         return 0
@@ -434,44 +458,34 @@ async def get_run(args: argparse.Namespace) -> int:
 
 
 async def submit_feedback(args: argparse.Namespace) -> int:
-    target = _target(args)
     request = agent_pb2.SubmitFeedbackRequest(
         run_id=args.run_id, rating=args.rating, comment=args.comment, labels=args.label
     )
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
-        try:
-            await stub.SubmitFeedback(request, timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            return _rpc_failure(exc, target)
+    async with agent_stub(args) as stub:
+        await stub.SubmitFeedback(request, timeout=30)
     print(f"feedback stored for run {args.run_id}", file=sys.stderr)
     return 0
 
 
 async def export_feedback(args: argparse.Namespace) -> int:
     """Rated runs as JSONL, read from the store file (--db) or from a daemon (--target)."""
-    from agentd.feedback import export_jsonl
+    from agentd.api.feedback import export_jsonl
 
     if args.db:
-        from agentd.store import SqliteRunStore
+        from agentd.store.sqlite import SqliteRunStore
 
         if not os.path.exists(args.db):
-            return fail(f"--db {args.db}: no such file", 2)
+            return fail(f"--db {args.db}: no such file", Exit.USAGE)
         store = SqliteRunStore(args.db)
         try:
             runs = await store.runs_with_feedback()
         finally:
             await store.close()
     else:
-        target = _target(args)
-        async with grpc.aio.insecure_channel(target) as channel:
-            stub = agent_pb2_grpc.AgentServiceStub(channel)
-            try:
-                response = await stub.ListRuns(
-                    agent_pb2.ListRunsRequest(with_feedback=True), timeout=60
-                )
-            except grpc.aio.AioRpcError as exc:
-                return _rpc_failure(exc, target)
+        async with agent_stub(args) as stub:
+            response = await stub.ListRuns(
+                agent_pb2.ListRunsRequest(with_feedback=True), timeout=60
+            )
         runs = list(response.runs)
     if args.with_reward:
         from agentd.evals.reward import with_rewards
@@ -479,7 +493,7 @@ async def export_feedback(args: argparse.Namespace) -> int:
         try:
             lines = list(with_rewards(export_jsonl(runs), runs, args.weight))
         except ValueError as exc:
-            return fail(f"--weight: {exc}", 2)
+            return fail(f"--weight: {exc}", Exit.USAGE)
     else:
         lines = list(export_jsonl(runs))
     for line in lines:
@@ -500,20 +514,15 @@ def add_trace_command(commands: Any, target_help: str) -> None:
 
 
 async def trace_run(args: argparse.Namespace) -> int:
-    from agentd.trace_view import render
+    from agentd.cli.trace_view import render
 
-    target = _target(args)
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
-        try:
-            run = await stub.GetRun(agent_pb2.GetRunRequest(run_id=args.run_id), timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            return _rpc_failure(exc, target)
+    async with agent_stub(args) as stub:
+        run = await stub.GetRun(agent_pb2.GetRunRequest(run_id=args.run_id), timeout=30)
     print(render(run))
     return 0
 
 
-# --- eval (issue 8) ---------------------------------------------------------------------------
+# --- eval ----------------------------------------------------------------------------------
 
 
 def add_eval_command(commands: Any) -> None:

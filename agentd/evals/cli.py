@@ -1,4 +1,4 @@
-"""``agentd eval``: the command-line side of evaluations (kept out of agentd/cli.py)."""
+"""``agentd eval``: the command-line side of evaluations (parsing lives in agentd/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def _fail(message: str, code: int = 2) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run the suite against every --config / --target, print the table, write --json."""
-    from agentd import logs
     from agentd.config import ConfigError, load_config
+    from agentd.telemetry import logs
 
     if args.files:
         return _fail(f"unexpected arguments {args.files}; use --config or --target")

@@ -3,7 +3,7 @@
 The reward adds what a team cares about, each term with its own weight::
 
     reward = checks    * (checks passed / checks run)        # 0..1, only when the run was checked
-           + feedback  * mean user feedback score            # -1..1 (agentd.feedback.score)
+           + feedback  * mean user feedback score            # -1..1 (agentd.api.feedback.score)
            + guardrail * guardrail term                      # 0, -0.5 for a flag, -1 for a block
            - cost      * cost in US dollars
            - latency   * seconds
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from agentd.feedback import score
+from agentd.api.feedback import score
 from agentd.v1 import agent_pb2
 
 # The worst verdict decides: one block outweighs any number of flags.

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from google.protobuf import json_format
 
 from agentd.evals.checks import CheckResult, check_run, status_name
 from agentd.evals.reward import RewardWeights, terms_of
-from agentd.evals.suite import Case, Suite
+from agentd.evals.suite import Case, Suite, SuiteError
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 
 Progress = Callable[[str], None]
@@ -87,52 +88,66 @@ def label_deployments(configs: Sequence[str], targets: Sequence[str]) -> list[De
 
 
 @contextlib.asynccontextmanager
-async def started(deployment: Deployment, keep_runs: str | None) -> AsyncIterator[str]:
+async def started(
+    deployment: Deployment, keep_runs: str | None, services: Mapping[str, str] | None = None
+) -> AsyncIterator[str]:
     """The address to call: a running daemon's, or an in-process one started from the config.
 
-    In-process, each config gets its own example services (so a side effect allowed by one
-    config cannot change the data another sees), its upstream targets, listen address and
-    run store rewritten like ``examples/demo.py``.
+    In-process, each config gets its own instances of the suite's ``services`` (so a side
+    effect allowed by one config cannot change the data another sees); the upstreams of those
+    names are pointed at them, and the listen address and run store are rewritten.
     """
     if deployment.target:
         yield deployment.target
         return
+    from agentd.api.server import Daemon
     from agentd.config import load_config
-    from agentd.server import Daemon
-    from examples.calculator.server import serve as serve_calculator
-    from examples.ledger.server import serve as serve_ledger
 
     assert deployment.config_path is not None
     config = load_config(deployment.config_path)
-    ledger = await serve_ledger(0, reflection="v1")
-    calculator = await serve_calculator(0, reflection="v1alpha")
-    addresses = {"ledger": ledger.address, "calculator": calculator.address}
-    upstreams = tuple(
-        dataclasses.replace(u, target=addresses.get(u.name, u.target)) for u in config.upstreams
-    )
-    with contextlib.ExitStack() as stack:
-        if keep_runs:
-            Path(keep_runs).mkdir(parents=True, exist_ok=True)
-            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in deployment.label)
-            store = str(Path(keep_runs) / f"{safe}.db")
-        else:
-            import tempfile
-
-            store = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "runs.db")
-        config = dataclasses.replace(
-            config,
-            upstreams=upstreams,
-            server=dataclasses.replace(config.server, listen="127.0.0.1:0"),
-            storage=dataclasses.replace(config.storage, path=store, url=""),
+    running = []
+    try:
+        for name, target in (services or {}).items():
+            running.append((name, await _start_service(name, target)))
+        addresses = {name: server.address for name, server in running}
+        upstreams = tuple(
+            dataclasses.replace(u, target=addresses.get(u.name, u.target)) for u in config.upstreams
         )
-        daemon = Daemon(config, env=dict(os.environ))
-        try:
-            await daemon.start()
-            yield daemon.address
-        finally:
-            await daemon.stop(grace=0)
-            await ledger.stop(None)
-            await calculator.stop(None)
+        with contextlib.ExitStack() as stack:
+            if keep_runs:
+                Path(keep_runs).mkdir(parents=True, exist_ok=True)
+                safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in deployment.label)
+                store = str(Path(keep_runs) / f"{safe}.db")
+            else:
+                import tempfile
+
+                store = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "runs.db")
+            config = dataclasses.replace(
+                config,
+                upstreams=upstreams,
+                server=dataclasses.replace(config.server, listen="127.0.0.1:0"),
+                storage=dataclasses.replace(config.storage, path=store, url=""),
+            )
+            daemon = Daemon(config, env=dict(os.environ))
+            try:
+                await daemon.start()
+                yield daemon.address
+            finally:
+                await daemon.stop(grace=0)
+    finally:
+        for _, server in running:
+            await server.stop(None)
+
+
+async def _start_service(name: str, target: str) -> Any:
+    """Import ``module:function`` and await ``function(0)``: a server with ``address`` and
+    ``stop(grace)``, listening on a free port of 127.0.0.1."""
+    module_name, _, function = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as exc:
+        raise SuiteError(f"services.{name}: cannot import {target!r}: {exc}") from None
+    return await factory(0)
 
 
 def request_of(case: Case) -> agent_pb2.RunRequest:
@@ -217,7 +232,7 @@ async def evaluate(
     results: list[RunResult] = []
     for deployment in deployments:
         async with (
-            started(deployment, keep_runs) as address,
+            started(deployment, keep_runs, suite.services) as address,
             grpc.aio.insecure_channel(address) as channel,
         ):
             stub = agent_pb2_grpc.AgentServiceStub(channel)

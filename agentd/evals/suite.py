@@ -50,7 +50,7 @@ _EXPECT_KEYS = {
     "budget",
 }
 _BUDGET_KEYS = {"max_model_calls", "max_tokens", "max_latency_s", "max_cost_usd"}
-_SUITE_KEYS = {"name", "description", "defaults", "reward", "cases"}
+_SUITE_KEYS = {"name", "description", "defaults", "reward", "services", "cases"}
 _DEFAULT_KEYS = {"metadata", "tools", "budget", "context"}
 
 
@@ -112,6 +112,9 @@ class Suite:
     cases: tuple[Case, ...]
     reward: RewardWeights = field(default_factory=RewardWeights)
     source: str = "<memory>"
+    # upstream name -> "module:function" starting that service for an in-process run: the
+    # suite names its own fixtures, so agentd never imports them
+    services: Mapping[str, str] = field(default_factory=dict)
 
     def select(self, patterns: Sequence[str] = (), limit: int | None = None) -> Suite:
         """The cases whose id or a tag matches one of ``patterns``, at most ``limit`` of them."""
@@ -122,7 +125,7 @@ class Suite:
         ]
         if limit is not None:
             cases = cases[:limit]
-        return Suite(self.name, tuple(cases), self.reward, self.source)
+        return Suite(self.name, tuple(cases), self.reward, self.source, self.services)
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -198,7 +201,20 @@ def parse_suite(raw: Any, source: str = "<memory>") -> Suite:
         seen.add(case.id)
         cases.append(case)
     name = raw.get("name") or Path(source).stem
-    return Suite(str(name), tuple(cases), weights, source)
+    return Suite(str(name), tuple(cases), weights, source, _services(raw.get("services"), source))
+
+
+def _services(raw: Any, source: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{source}: services: must map upstream names to 'module:function'")
+    for name, target in raw.items():
+        if not isinstance(target, str) or not re.fullmatch(r"[\w.]+:\w+", target):
+            raise SuiteError(
+                f"{source}: services.{name}: must be 'module:function', got {target!r}"
+            )
+    return {str(k): v for k, v in raw.items()}
 
 
 # --- one case: each helper raises ValueError("field: what is wrong") ------------------------

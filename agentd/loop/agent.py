@@ -20,11 +20,11 @@ from typing import Any
 
 from agentd import telemetry
 from agentd.config import LimitsConfig
-from agentd.guardrails import Guardrails
 from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.loop import prompts
 from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
+from agentd.loop.guardrails import Guardrails
 from agentd.loop.plan import (
     LoopTool,
     bounded,

@@ -14,9 +14,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from agentd.llm.schemas import validator
 from agentd.loop.describe import deref
 from agentd.loop.state import Plan, PlanStep, StepRecord
-from agentd.validation import validator
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,15}$"
 # A path is ".field" and ".0" parts; "[0]" is accepted too, since models write it.

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from agentd.store import Memory, _without_feedback, keywords
+from agentd.store import Memory, keywords, without_feedback
 from agentd.v1 import agent_pb2
 
 _SCHEMA = """
@@ -78,7 +78,7 @@ class PostgresRunStore:
         self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None
     ) -> None:
         now = time.time()
-        run = _without_feedback(run)
+        run = without_feedback(run)
         async with self._lock:
             db = await self._db()
             async with db.transaction():

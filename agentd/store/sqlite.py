@@ -1,75 +1,20 @@
-"""The run store: every run record, persisted (SQLite in WAL mode by default).
-
-Records are the serialized ``RunResponse`` messages, which by construction carry
-no caller credentials. The interface is two methods so another backend (e.g.
-PostgreSQL for several replicas) can stand in.
-"""
+"""The run store on SQLite (WAL mode): one file, one process's runs, feedback and memory."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import re
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from agentd.store import Memory, keywords, without_feedback
 from agentd.v1 import agent_pb2
-
-
-@dataclass(frozen=True)
-class Memory:
-    """One remembered fact of one user (optionally of one conversation)."""
-
-    id: str
-    text: str
-    conversation_id: str
-    created_at: float
-
-
-class RunStore(Protocol):
-    async def save(
-        self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None
-    ) -> None: ...
-    async def get(self, run_id: str) -> agent_pb2.RunResponse | None: ...
-    async def close(self) -> None: ...
-
-    # Feedback is kept beside the record and merged into RunResponse.feedback by ``get``.
-    async def add_feedback(
-        self, run_id: str, feedback: agent_pb2.Feedback
-    ) -> agent_pb2.RunResponse | None: ...
-    async def runs_with_feedback(self, limit: int = 100_000) -> list[agent_pb2.RunResponse]: ...
-    async def conversation(
-        self, user_id: str, conversation_id: str, limit: int
-    ) -> list[agent_pb2.RunResponse]: ...
-
-    # Memory, always scoped by user.
-    async def remember(self, user_id: str, conversation_id: str, text: str) -> Memory: ...
-    async def recall(
-        self, user_id: str, conversation_id: str, query: str, limit: int
-    ) -> list[Memory]: ...
-    async def forget(self, user_id: str, memory_id: str) -> bool: ...
-
-
-def open_store(path: str, url: str = "") -> RunStore:
-    """The configured store: PostgreSQL when ``url`` is set, else SQLite at ``path``."""
-    if url:
-        from agentd.store_postgres import PostgresRunStore
-
-        return PostgresRunStore(url)
-    return SqliteRunStore(path)
-
-
-def keywords(query: str) -> list[str]:
-    """The words of a recall query (letters and digits), lower-cased, at most 16."""
-    return re.findall(r"\w+", query.lower())[:16]
-
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -158,7 +103,7 @@ class SqliteRunStore:
     def _save(self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None) -> None:
         now = time.time()
         status = agent_pb2.RunStatus.Name(run.status)
-        run = _without_feedback(run)
+        run = without_feedback(run)
         # One transaction: the record and its request are stored together or not at all.
         with self._lock, self._transaction():
             if request is not None:
@@ -321,13 +266,3 @@ class SqliteRunStore:
     async def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def _without_feedback(run: agent_pb2.RunResponse) -> agent_pb2.RunResponse:
-    """Feedback lives in its own table; a record never carries a stale copy."""
-    if not run.feedback:
-        return run
-    copy = agent_pb2.RunResponse()
-    copy.CopyFrom(run)
-    del copy.feedback[:]
-    return copy

@@ -1,8 +1,6 @@
-"""OpenTelemetry for agentd: set-up from the standard OTEL_* variables, and the spans of a run.
+"""The spans of a run, following the OpenTelemetry GenAI semantic conventions.
 
-A real SDK tracer provider is always installed (unless OTEL_SDK_DISABLED=true) so every run has
-a trace id to report, even when nothing is exported. Spans follow the GenAI semantic
-conventions::
+The tree of one run::
 
     agentd.v1.AgentService/Run              SERVER  (ServerSpans, parented by the caller)
     └─ invoke_agent agentd                  run_span(): the run's trace id comes from here
@@ -23,237 +21,36 @@ place and reads like the loop, not like instrumentation.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
 import structlog
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from agentd import metrics
+from agentd.telemetry import metrics
+from agentd.telemetry.setup import AGENT_NAME
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.metrics import MeterProvider
-
     from agentd.config import Config
     from agentd.llm.client import ChatModel, ModelReply
     from agentd.loop.plan import LoopTool
     from agentd.loop.state import ModelCallRecord, RunState, StepRecord
 
-__all__ = [
-    "AGENT_NAME",
-    "GuardrailSpan",
-    "RunTelemetry",
-    "ServerSpans",
-    "capture_request",
-    "capture_response",
-    "chat_span",
-    "flush",
-    "guardrail_span",
-    "planning",
-    "run_span",
-    "setup_metrics",
-    "setup_tracing",
-    "shutdown",
-    "tool_span",
-    "with_trace_context",
-]
 
-AGENT_NAME = "agentd"
 log = structlog.get_logger("agentd.telemetry")
 # A proxy until a provider is installed, so module import order does not matter.
 tracer = trace.get_tracer("agentd")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-# --- set-up ------------------------------------------------------------------------------------
-
-_tracer_provider: TracerProvider | None = None
-_meter_provider: MeterProvider | None = None
-
-
-def _version() -> str:
-    try:
-        return importlib_metadata.version("agentd")
-    except importlib_metadata.PackageNotFoundError:  # running from a source tree
-        return "0.0.0"
-
-
-def _resource(env: Mapping[str, str], service_name: str) -> Resource:
-    return Resource.create(
-        {
-            "service.name": env.get("OTEL_SERVICE_NAME") or service_name,
-            "service.version": _version(),
-        }
-    )
-
-
-def _disabled(env: Mapping[str, str]) -> bool:
-    return env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-
-
-def setup_tracing(
-    env: Mapping[str, str] | None = None,
-    *,
-    service_name: str = AGENT_NAME,
-    processors: Iterable[SpanProcessor] = (),
-) -> TracerProvider | None:
-    """Install the SDK tracer provider once, exporting as OTEL_TRACES_EXPORTER says.
-
-    When an SDK provider is already installed (by an earlier call, by the embedding
-    application or by a test with an in-memory exporter) it is kept: the global provider can
-    be set only once per process. ``processors`` are added to whichever provider is in use.
-    """
-    global _tracer_provider
-    env = os.environ if env is None else env
-    current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        for processor in processors:
-            current.add_span_processor(processor)
-        return current
-    if _disabled(env):
-        return None
-    provider = TracerProvider(resource=_resource(env, service_name))
-    for processor in processors:
-        provider.add_span_processor(processor)
-    for name in _names(env.get("OTEL_TRACES_EXPORTER", "none")):
-        exporter = _span_exporter(name, env)
-        if exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    _tracer_provider = provider
-    return provider
-
-
-def setup_metrics(
-    env: Mapping[str, str] | None = None, *, service_name: str = AGENT_NAME
-) -> MeterProvider | None:
-    """Install an SDK meter provider when OTEL_METRICS_EXPORTER names an exporter (default none).
-
-    With none, the API's no-op meter costs nothing, and a test or embedding application
-    stays free to install its own provider.
-    """
-    global _meter_provider
-    from opentelemetry import metrics as otel_metrics
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-    env = os.environ if env is None else env
-    names = _names(env.get("OTEL_METRICS_EXPORTER", "none"))
-    if _disabled(env) or not names or _meter_provider is not None:
-        return _meter_provider
-    if isinstance(otel_metrics.get_meter_provider(), MeterProvider):
-        return None  # someone else's
-    readers = [PeriodicExportingMetricReader(_metric_exporter(name, env)) for name in names]
-    provider = MeterProvider(resource=_resource(env, service_name), metric_readers=readers)
-    otel_metrics.set_meter_provider(provider)
-    _meter_provider = provider
-    return provider
-
-
-def flush(timeout_s: float = 5.0) -> None:
-    """Export what is buffered (daemon stop); the provider keeps working afterwards."""
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, TracerProvider):
-        provider.force_flush(int(timeout_s * 1000))
-    if _meter_provider is not None:
-        _meter_provider.force_flush(int(timeout_s * 1000))
-
-
-def shutdown() -> None:
-    """Flush and close the providers this module installed (process exit)."""
-    global _tracer_provider, _meter_provider
-    if _tracer_provider is not None:
-        _tracer_provider.shutdown()
-        _tracer_provider = None
-    if _meter_provider is not None:
-        _meter_provider.shutdown()
-        _meter_provider = None
-
-
-def _names(value: str) -> list[str]:
-    return [n for n in (part.strip().lower() for part in value.split(",")) if n and n != "none"]
-
-
-def _protocol(env: Mapping[str, str], signal: str) -> str:
-    return (
-        env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
-        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "grpc"
-    ).strip()
-
-
-def _endpoint(env: Mapping[str, str], signal: str, http: bool) -> str | None:
-    """The endpoint from ``env`` (which may not be os.environ); the exporters read only that."""
-    specific = env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
-    if specific:
-        return specific
-    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if not base:
-        return None
-    # The HTTP exporters append the signal's path to the generic endpoint; gRPC uses it as is.
-    return f"{base.rstrip('/')}/v1/{signal.lower()}" if http else base
-
-
-def _span_exporter(name: str, env: Mapping[str, str]) -> SpanExporter | None:
-    if name == "console":
-        return ConsoleSpanExporter()
-    if name != "otlp":
-        raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (otlp, console or none)")
-    protocol = _protocol(env, "TRACES")
-    if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HttpExporter,
-        )
-
-        return HttpExporter(endpoint=_endpoint(env, "TRACES", http=True))
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter(endpoint=_endpoint(env, "TRACES", http=False))
-    raise ValueError(
-        f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r} (grpc or http/protobuf)"
-    )
-
-
-def _metric_exporter(name: str, env: Mapping[str, str]) -> Any:
-    if name == "console":
-        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-
-        return ConsoleMetricExporter()
-    if name != "otlp":
-        raise ValueError(
-            f"OTEL_METRICS_EXPORTER: unknown exporter {name!r} (otlp, console or none)"
-        )
-    protocol = _protocol(env, "METRICS")
-    if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-            OTLPMetricExporter as HttpExporter,
-        )
-
-        return HttpExporter(endpoint=_endpoint(env, "METRICS", http=True))
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        return OTLPMetricExporter(endpoint=_endpoint(env, "METRICS", http=False))
-    raise ValueError(
-        f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r} (grpc or http/protobuf)"
-    )
 
 
 # --- what one run records ------------------------------------------------------------------------
@@ -695,113 +492,3 @@ def guardrail_span(name: str, target: str) -> Iterator[GuardrailSpan]:
         },
     ) as span:
         yield GuardrailSpan(span, name)
-
-
-# --- gRPC servers --------------------------------------------------------------------------------
-
-# Server span status is ERROR only for codes that mean the server failed (RPC conventions).
-_SERVER_ERRORS = {
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.UNIMPLEMENTED,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DATA_LOSS,
-}
-
-
-class ServerSpans(grpc.aio.ServerInterceptor):
-    """A SERVER span per unary-request call of ``services``, parented by the caller's traceparent.
-
-    Written here because opentelemetry-instrumentation-grpc is not a dependency; health and
-    reflection calls are left out so probes do not flood the traces.
-    """
-
-    def __init__(self, services: Iterable[str]) -> None:
-        self._prefixes = tuple(f"/{s}/" for s in services)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        method: str = details.method or ""
-        if handler is None or handler.request_streaming or not method.startswith(self._prefixes):
-            return handler
-        carrier = {
-            str(k): v
-            for k, v in (details.invocation_metadata or ())  # type: ignore[attr-defined]
-            if isinstance(v, str)
-        }
-        parent = propagate.extract(carrier)
-        service, _, name = method[1:].rpartition("/")
-        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-
-        def start() -> Any:
-            return tracer.start_as_current_span(
-                method[1:],
-                context=parent,
-                kind=SpanKind.SERVER,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
-
-        if handler.response_streaming:
-            stream: Callable[..., Any] = handler.unary_stream  # type: ignore[assignment]
-
-            async def traced_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                with start() as span:
-                    try:
-                        result = stream(request, context)
-                        if inspect.isasyncgen(result):
-                            async for item in result:
-                                yield item
-                        elif inspect.isawaitable(result):
-                            await result
-                    except BaseException as exc:
-                        _end_server_span(span, context, exc)
-                        raise
-                    _end_server_span(span, context, None)
-
-            return grpc.unary_stream_rpc_method_handler(
-                traced_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-
-        unary: Callable[..., Any] = handler.unary_unary  # type: ignore[assignment]
-
-        async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with start() as span:
-                try:
-                    result = unary(request, context)
-                    if inspect.isawaitable(result):
-                        result = await result
-                except BaseException as exc:
-                    _end_server_span(span, context, exc)
-                    raise
-                _end_server_span(span, context, None)
-                return result
-
-        return grpc.unary_unary_rpc_method_handler(
-            traced,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def _end_server_span(
-    span: Span, context: grpc.aio.ServicerContext, error: BaseException | None
-) -> None:
-    code = context.code()
-    if not isinstance(code, grpc.StatusCode):
-        code = grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
-        if isinstance(error, BaseException) and type(error).__name__ == "CancelledError":
-            code = grpc.StatusCode.CANCELLED
-    span.set_attribute("rpc.grpc.status_code", code.value[0])
-    if code in _SERVER_ERRORS:
-        span.set_status(Status(StatusCode.ERROR, code.name))
-        if error is not None and not isinstance(error, grpc.aio.AbortError):
-            span.record_exception(error)

@@ -12,13 +12,32 @@ import fnmatch
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from agentd.config import MemoryConfig
 from agentd.loop.state import RunState
-from agentd.store import RunStore
 
 BUILTIN_UPSTREAM = "builtin"
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One remembered fact of one user (optionally of one conversation)."""
+
+    id: str
+    text: str
+    conversation_id: str
+    created_at: float
+
+
+class MemoryStore(Protocol):
+    """What the memory tools need of the run store; memories are always scoped by user."""
+
+    async def remember(self, user_id: str, conversation_id: str, text: str) -> Memory: ...
+    async def recall(
+        self, user_id: str, conversation_id: str, query: str, limit: int
+    ) -> list[Memory]: ...
+    async def forget(self, user_id: str, memory_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -89,7 +108,7 @@ class MemoryTool:
 
     upstream_name = BUILTIN_UPSTREAM
 
-    def __init__(self, spec: BuiltinSpec, store: RunStore, run: RunState, config: MemoryConfig):
+    def __init__(self, spec: BuiltinSpec, store: MemoryStore, run: RunState, config: MemoryConfig):
         self.spec = spec
         self.store = store
         self.run = run
@@ -155,7 +174,7 @@ def split_patterns(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
 
 
 def builtin_tools(
-    store: RunStore, config: MemoryConfig, run: RunState, names: Iterable[str] | None = None
+    store: MemoryStore, config: MemoryConfig, run: RunState, names: Iterable[str] | None = None
 ) -> dict[str, MemoryTool]:
     """The run's built-in tools (``names`` narrows them; None: all)."""
     if not config.enabled:
@@ -170,26 +189,4 @@ def user_from_metadata(metadata: Mapping[str, str] | Sequence[tuple[str, str]], 
     return next((v for k, v in pairs if k.lower() == wanted), "")
 
 
-async def conversation_history(store: RunStore, run: RunState, config: MemoryConfig) -> str:
-    """A bounded summary of the conversation's earlier runs, most recent first."""
-    if not run.conversation_id or config.history_runs <= 0:
-        return ""
-    earlier = await store.conversation(run.user_id, run.conversation_id, config.history_runs)
-    lines: list[str] = []
-    used = 0
-    for record in earlier:
-        answer = record.output or f"(no answer: {record.error or 'status ' + str(record.status)})"
-        line = f"- task: {_clip(record.task, 300)} -> answer: {_clip(answer, 500)}"
-        if used + len(line) > config.history_chars:
-            break
-        lines.append(line)
-        used += len(line) + 1
-    return "\n".join(lines)
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-__all__ = ["BUILTIN_UPSTREAM", "SPECS", "MemoryTool", "builtin_tools", "conversation_history"]
+__all__ = ["BUILTIN_UPSTREAM", "SPECS", "Memory", "MemoryStore", "MemoryTool", "builtin_tools"]

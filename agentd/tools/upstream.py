@@ -23,7 +23,7 @@ import toolgen
 from agentd.config import Policy, UpstreamConfig
 from toolgen.schema import Bounds, message_schema
 
-log = structlog.get_logger("agentd.catalog")
+log = structlog.get_logger("agentd.tools.upstream")
 
 # Model-facing schemas are bounded: small models run away inside unbounded strings
 # and arrays until max_tokens.
