@@ -31,6 +31,7 @@ class Webhook:
     received: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     attempts: int = 0
     server: asyncio.Server | None = None
+    heads: list[bytes] = field(default_factory=list)
 
     async def start(self) -> str:
         self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
@@ -38,6 +39,7 @@ class Webhook:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
+        self.heads.append(head)
         length = next(
             int(line.split(b":")[1])
             for line in head.split(b"\r\n")
@@ -214,3 +216,19 @@ async def test_cli_feedback_get_and_export(
     assert len(pairs) == 1
     assert pairs[0]["preferred_output"][0]["content"] == "4"
     assert pairs[0]["non_preferred_output"][0]["content"] == "5"
+
+
+async def test_webhook_url_credentials_go_in_authorization_not_the_host_header() -> None:
+    from agentd.api.alerts import post_json
+
+    hook = Webhook()
+    url = await hook.start()
+    try:
+        with_credentials = url.replace("http://", "http://alerts:s3cret@")
+        assert await post_json(with_credentials, {"reason": "test"}, timeout_s=10) == 200
+    finally:
+        await hook.stop()
+    head = hook.heads[0].decode().lower()
+    host = next(line for line in head.split("\r\n") if line.startswith("host:"))
+    assert "s3cret" not in host
+    assert "authorization: basic " in head  # alerts:s3cret, base64

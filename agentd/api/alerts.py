@@ -9,14 +9,11 @@ streams: one small POST does not justify a new dependency.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import ssl
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+import httpx2
 import structlog
 
 from agentd.config import AlertsConfig
@@ -35,37 +32,13 @@ class Alert:
     time: float = field(default_factory=time.time)
 
 
-class DeliveryError(Exception):
-    """The webhook did not answer 2xx."""
-
-
 async def post_json(url: str, payload: dict[str, Any], timeout_s: float) -> int:
-    """POST ``payload`` to ``url``; returns the HTTP status. Raises on transport errors."""
-    parts = urlsplit(url)
-    secure = parts.scheme == "https"
-    host = parts.hostname or ""
-    port = parts.port or (443 if secure else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    body = json.dumps(payload).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\nUser-Agent: agentd\r\n\r\n"
-    ).encode()
-    async with asyncio.timeout(timeout_s):
-        context = ssl.create_default_context() if secure else None
-        reader, writer = await asyncio.open_connection(host, port, ssl=context)
-        try:
-            writer.write(head + body)
-            await writer.drain()
-            status_line = await reader.readline()
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-    fields = status_line.decode("latin-1").split()
-    if len(fields) < 2 or not fields[1].isdigit():
-        raise DeliveryError(f"not an HTTP response: {status_line[:60]!r}")
-    return int(fields[1])
+    """POST ``payload`` to ``url``; returns the HTTP status. Raises ``httpx2.HTTPError`` (and
+    ``InvalidURL``) on transport trouble. URL credentials become an Authorization header and
+    the standard proxy variables apply, as with any HTTP client."""
+    async with httpx2.AsyncClient(timeout=timeout_s, headers={"User-Agent": "agentd"}) as client:
+        response = await client.post(url, json=payload)
+    return response.status_code
 
 
 class Alerter:
@@ -95,7 +68,7 @@ class Alerter:
                     self.delivered += 1
                     return
                 problem = f"HTTP {status}"
-            except (OSError, TimeoutError, DeliveryError) as exc:
+            except (httpx2.HTTPError, httpx2.InvalidURL, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if attempt < self.config.retries:
                 log.info("alert delivery retried", url=url, problem=problem, attempt=attempt + 1)

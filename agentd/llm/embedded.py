@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx2
+
 from agentd.llm.bundled import DEFAULT_MODEL, ModelFileError, resolve_model
 
 __all__ = [
@@ -149,32 +151,21 @@ class EmbeddedModel:
 
 async def _wait_healthy(address: str, deadline: float) -> None:
     """Poll ``GET /health`` until 200: ``/v1/models`` answers 503 while the model loads."""
-    host, _, port = address.removeprefix("http://").partition(":")
     delay = 0.01
     last = "no answer"
-    while True:
-        try:
-            status = await asyncio.wait_for(_get_status(host, int(port), "/health"), 2.0)
-            if status == 200:
-                return
-            last = f"HTTP {status}"
-        except (OSError, TimeoutError) as exc:
-            last = repr(exc)
-        if time.perf_counter() + delay > deadline:
-            raise EmbeddedModelError(
-                f"the embedded model at {address} was not ready before the deadline "
-                f"(last /health: {last})"
-            )
-        await asyncio.sleep(delay)  # readiness poll with backoff, bounded by the deadline
-        delay = min(delay * 2, 0.5)
-
-
-async def _get_status(host: str, port: int, path: str) -> int:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        await writer.drain()
-        status_line = await reader.readline()
-        return int(status_line.split()[1])
-    finally:
-        writer.close()
+    async with httpx2.AsyncClient(base_url=address, timeout=2.0, trust_env=False) as client:
+        while True:
+            try:
+                status = (await client.get("/health")).status_code
+                if status == 200:
+                    return
+                last = f"HTTP {status}"
+            except httpx2.HTTPError as exc:
+                last = repr(exc)
+            if time.perf_counter() + delay > deadline:
+                raise EmbeddedModelError(
+                    f"the embedded model at {address} was not ready before the deadline "
+                    f"(last /health: {last})"
+                )
+            await asyncio.sleep(delay)  # readiness poll with backoff, bounded by the deadline
+            delay = min(delay * 2, 0.5)
