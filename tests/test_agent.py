@@ -699,3 +699,28 @@ async def test_a_step_the_planner_cannot_repair_is_dropped_and_the_rest_runs(sta
     assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
     assert [p.tool for p in response.plan.steps] == ["LedgerService_SearchVendors"]
     assert s.ledger.calls == ["SearchVendors"] and not s.calculator.calls
+
+
+async def test_a_native_endpoint_gets_strict_plans_and_unset_fields_come_back_null(
+    tmp_path: Path,
+) -> None:
+    from tests.test_model_schemas import strict_problems
+
+    async for s in start_stack(tmp_path, env={"AGENTD_LLM_TOOL_CALL_MODE": "native"}):
+        arguments = {"category": "CATEGORY_RENT", "groupBy": "DIMENSION_MONTH"}
+        s.llm.reply(
+            when="plan",
+            content=plan(
+                {"id": "s1", "tool": "LedgerService_SummarizeTransactions", "arguments": arguments}
+            ),
+        )
+        s.llm.reply(when="answer", content=answer("rent per month"))
+        response = await s.run("Rent per month?")
+        assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+        request = next(r for r in s.llm.requests if schema_name(r) == "plan")
+        spec = request["response_format"]["json_schema"]
+        assert spec["strict"] is True
+        assert list(strict_problems(spec["schema"])) == []
+        # The scripted endpoint, like a strict one, wrote every unset field as null; the call
+        # went out with only what the plan set.
+        assert json_format.MessageToDict(step(response, "s1").arguments) == arguments

@@ -18,7 +18,8 @@ import jsonschema
 import pytest
 
 from agentd.llm.client import ToolSpec, tool_choice_schema
-from agentd.loop.plan import bounded, plan_schema
+from agentd.llm.schemas import NotStrict, strict_schema
+from agentd.loop.plan import bounded, check_plan, decode_plan, plan_schema
 from agentd.tools.upstream import MODEL_BOUNDS
 from examples.ledger.v1 import ledger_pb2
 from tests.test_schema import schema_for, targets
@@ -138,3 +139,90 @@ def test_a_oneof_is_a_union_of_branches_each_with_at_most_one_member() -> None:
         assert grammar.is_valid(instance) and full.is_valid(instance), instance
     both = {"vendorId": "ven_001", "category": "CATEGORY_RENT"}
     assert not grammar.is_valid(both) and not full.is_valid(both)
+
+
+# OpenAI strict mode: what it accepts (structured-outputs guide, "Supported schemas").
+STRICT_KEYWORDS = {
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "minItems",
+    "maxItems",
+    "enum",
+    "anyOf",
+    "$ref",
+    "$defs",
+    "pattern",
+    "minimum",
+    "maximum",
+    "description",
+}
+
+
+def strict_problems(schema: Any, where: str = "#") -> Iterator[str]:
+    """Every rule of OpenAI strict mode ``schema`` breaks: unsupported keywords, objects that do
+    not require all their properties or allow others."""
+    if isinstance(schema, list):
+        for i, item in enumerate(schema):
+            yield from strict_problems(item, f"{where}/{i}")
+        return
+    if not isinstance(schema, dict):
+        return
+    for key, value in schema.items():
+        if key not in STRICT_KEYWORDS:
+            yield f"{where}: {key}"
+        elif key in NAMED:
+            for name, sub in value.items():
+                yield from strict_problems(sub, f"{where}/{key}/{name}")
+        elif key in ("items", "anyOf"):
+            yield from strict_problems(value, f"{where}/{key}")
+    if schema.get("type") == "object":
+        if schema.get("additionalProperties") is not False:
+            yield f"{where}: additionalProperties must be false"
+        if set(schema.get("required", [])) != set(schema.get("properties", {})):
+            yield f"{where}: every property must be required"
+
+
+def test_plans_for_native_endpoints_meet_openai_strict_mode() -> None:
+    """Each test proto's tool alone: its plan converts to strict mode and keeps the rules, or
+    it holds a map or an open object (Struct, Any), which strict mode cannot express."""
+    converted = refused = 0
+    for name, tool in every_tool().items():
+        plan = plan_schema({name: tool}, max_steps=3, union=False)
+        try:
+            strict = strict_schema(plan)
+        except NotStrict as exc:
+            assert "additionalProperties" in str(exc) or "without properties" in str(exc), name
+            refused += 1
+            continue
+        converted += 1
+        assert "anyOf" not in strict and strict["type"] == "object"
+        assert list(strict_problems(strict)) == [], name
+        jsonschema.Draft202012Validator.check_schema(strict)
+    assert converted > refused > 0  # both paths are exercised by the test protos
+
+
+def test_a_strict_plan_reply_decodes_to_the_arguments_without_its_nulls() -> None:
+    request = ledger_pb2.SummarizeTransactionsRequest.DESCRIPTOR
+    tool = Tool("Summarize", message_schema(request, dialect="grammar", bounds=MODEL_BOUNDS))
+    strict = strict_schema(plan_schema({"Summarize": tool}, max_steps=2, union=False))
+    arguments = {
+        "startDate": {"year": 2025, "month": 3, "day": 1},
+        "endDate": None,
+        "groupBy": None,
+        "topN": None,
+        "includeIncome": None,
+        "category": "CATEGORY_RENT",
+    }
+    step = {"id": "s1", "call": {"tool": "Summarize", "arguments": arguments}}
+    reply = {"steps": [{**step, "depends_on": [], "purpose": None}], "answer": None}
+    reply["rationale"] = "one call"
+    assert jsonschema.Draft202012Validator(strict).is_valid(reply)
+    plan = decode_plan(reply, revision=0)
+    assert plan.steps[0].arguments == {
+        "startDate": {"year": 2025, "month": 3, "day": 1},
+        "category": "CATEGORY_RENT",
+    }
+    assert check_plan(plan, {"Summarize": tool}, []) == []

@@ -23,8 +23,8 @@ from agentd import telemetry
 from agentd.api import feedback as feedback_
 from agentd.api.alerts import Alert, Alerter, run_alerts
 from agentd.config import Config, MemoryConfig
-from agentd.loop.agent import Agent, RunLimits
-from agentd.loop.state import Event, Plan, RunState, StepRecord, VerdictRecord
+from agentd.loop.agent import Agent
+from agentd.loop.state import Budget, Event, Plan, RunState, StepRecord, VerdictRecord
 from agentd.store import RunStore
 from agentd.tools import memory
 from agentd.tools.upstream import ToolCatalog
@@ -196,7 +196,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
     async def _prepare(
         self, request: agent_pb2.RunRequest, context: grpc.aio.ServicerContext
-    ) -> tuple[RunState, dict[str, Any], RunLimits]:
+    ) -> tuple[RunState, dict[str, Any], Budget]:
         try:
             run, tools, limits = self.parse(request)
         except BadRequest as exc:
@@ -212,7 +212,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         run.history = await conversation_history(self.store, run, self.config.memory)
         return run, tools, limits
 
-    def parse(self, request: agent_pb2.RunRequest) -> tuple[RunState, dict[str, Any], RunLimits]:
+    def parse(self, request: agent_pb2.RunRequest) -> tuple[RunState, dict[str, Any], Budget]:
         """Check every field of ``request``; raises BadRequest naming the first bad one."""
         task = request.task.strip()
         if not task:
@@ -237,7 +237,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         for field in _LIMIT_FIELDS:
             if limits.HasField(field) and getattr(limits, field) < 0:
                 raise BadRequest(f"limits.{field}: must not be negative")
-        run_limits = RunLimits.of(
+        run_limits = Budget.of(
             self.config.limits,
             **{f: getattr(limits, f) if limits.HasField(f) else None for f in _LIMIT_FIELDS},
         )
@@ -263,7 +263,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self,
         run: RunState,
         tools: Mapping[str, Any],
-        limits: RunLimits,
+        limits: Budget,
         context: grpc.aio.ServicerContext,
     ) -> agent_pb2.RunResponse:
         if self.slots.locked():
@@ -293,7 +293,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 bound.info("run started", mode=run.mode, tools=len(tools))
                 try:
                     await self.agent.run(
-                        run, tools, metadata=forwarded, timeout_s=timeout, limits=limits
+                        run, tools, metadata=forwarded, timeout_s=timeout, budget=limits
                     )
                 finally:
                     # gRPC cancels the handler when the caller's deadline passes, which can

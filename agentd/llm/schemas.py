@@ -1,28 +1,150 @@
-"""Compiled JSON Schema validators, one per schema object, shared by the whole daemon.
+"""Compiled JSON Schema validators, and the identity cache they (and other derived values) use.
 
-Tool schemas, plan schemas and tool-call schemas are built once and reused, so a
-validator keyed by the schema's identity is compiled once too. The entry keeps the
-schema alive, so its id cannot be taken by another object while cached.
+Tool schemas, plan schemas and tool-call schemas are built once and reused, so a value derived
+from them (a validator, a plan schema, a catalog text) is computed once too, keyed by the
+identity of the objects it was derived from.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 import jsonschema
 from jsonschema.validators import validator_for
 
-_CACHE: dict[int, tuple[dict[str, Any], jsonschema.protocols.Validator]] = {}
-_CACHE_SIZE = 256
+V = TypeVar("V")
+
+
+class IdentityCache(Generic[V]):
+    """Values derived from objects (hashable or not), keyed by those objects' identity and an
+    optional hashable ``extra``; at most ``size`` entries, the oldest dropped first.
+
+    Each entry keeps its objects alive, so an id cannot be taken by another object while its
+    entry is cached, and a hit checks the objects are the same ones.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: dict[Hashable, tuple[tuple[object, ...], V]] = {}
+
+    def get(self, objects: tuple[object, ...], make: Callable[[], V], extra: Hashable = ()) -> V:
+        key = (tuple(id(o) for o in objects), extra)
+        entry = self._entries.get(key)
+        if entry is not None and all(a is b for a, b in zip(entry[0], objects, strict=True)):
+            return entry[1]
+        value = make()
+        if len(self._entries) >= self.size:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (objects, value)
+        return value
+
+
+_VALIDATORS: IdentityCache[jsonschema.protocols.Validator] = IdentityCache(256)
 
 
 def validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     """The validator for ``schema`` (draft from ``$schema``, else 2020-12)."""
-    entry = _CACHE.get(id(schema))
-    if entry is not None and entry[0] is schema:
-        return entry[1]
-    compiled = validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
-    if len(_CACHE) >= _CACHE_SIZE:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[id(schema)] = (schema, compiled)
-    return compiled
+    return _VALIDATORS.get(
+        (schema,), lambda: validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
+    )
+
+
+# --- OpenAI strict mode ------------------------------------------------------------------------
+
+# Keywords strict mode accepts besides structure; minLength/maxLength and the rest are refused.
+_STRICT_KEEP = {
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "minItems",
+    "maxItems",
+    "enum",
+    "anyOf",
+    "$ref",
+    "$defs",
+    "pattern",
+    "minimum",
+    "maximum",
+    "description",
+}
+
+
+class NotStrict(ValueError):
+    """A schema OpenAI strict mode cannot express (a map, a free-form object, a root union)."""
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` in OpenAI strict-mode form (cached by identity), or ``NotStrict``.
+
+    Every object lists all its properties as required, an optional one becoming nullable, and
+    forbids others; keywords strict mode refuses are dropped (``check`` after decoding still
+    holds the original). A reply decodes back by leaving out its nulls (``without_nulls``).
+    """
+    converted, problem = _STRICT.get((schema,), lambda: _convert(schema))
+    if converted is None:
+        raise NotStrict(problem)
+    return converted
+
+
+_STRICT: IdentityCache[tuple[dict[str, Any] | None, str]] = IdentityCache(64)
+
+
+def _convert(schema: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """(the strict form, "") or (None, what strict mode cannot express)."""
+    try:
+        if "anyOf" in schema or schema.get("type") != "object":
+            raise NotStrict("the root must be one object")
+        return _strict(schema, "#"), ""
+    except NotStrict as exc:
+        return None, str(exc)
+
+
+def _strict(node: Any, where: str) -> Any:
+    if isinstance(node, list):
+        return [_strict(item, f"{where}/{i}") for i, item in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "const":
+            out["enum"] = [value]
+        elif key in ("properties", "$defs"):
+            out[key] = {name: _strict(s, f"{where}/{key}/{name}") for name, s in value.items()}
+        elif key in _STRICT_KEEP:
+            out[key] = _strict(value, f"{where}/{key}")
+    kinds = node.get("type")
+    if kinds == "object" or (isinstance(kinds, list) and "object" in kinds):
+        if node.get("additionalProperties", False) is not False:
+            raise NotStrict(f"{where}: a map or open object (additionalProperties)")
+        properties = out.get("properties", {})
+        if not properties:
+            raise NotStrict(f"{where}: an object without properties")
+        required = set(node.get("required", ()))
+        for name in properties:
+            if name not in required:
+                properties[name] = _nullable(properties[name])
+        out["required"] = list(properties)
+        out["additionalProperties"] = False
+    return out
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "anyOf" in schema:
+        branches = schema["anyOf"]
+        if any(b.get("type") == "null" for b in branches if isinstance(b, dict)):
+            return schema
+        return {**schema, "anyOf": [*branches, {"type": "null"}]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def without_nulls(value: Any) -> Any:
+    """``value`` with every ``null`` member of an object left out (a strict-mode reply's unset
+    fields; proto3 JSON reads a null as unset too)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value

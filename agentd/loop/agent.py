@@ -12,15 +12,16 @@ results so far.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from agentd import telemetry
 from agentd.config import LimitsConfig
 from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
+from agentd.llm.schemas import NotStrict, strict_schema
 from agentd.loop import prompts
 from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
@@ -54,29 +55,6 @@ _NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
 _PLACEHOLDERS = {"missing", "unknown", "null", "none", "n/a", "answer"}
 
 
-@dataclass(frozen=True)
-class RunLimits:
-    """The limits of one run: the server's, lowered by the request where it asks."""
-
-    max_steps: int
-    max_replans: int
-    max_model_calls: int
-    max_tokens: int
-
-    @classmethod
-    def of(cls, config: LimitsConfig, **lowered: int | None) -> RunLimits:
-        values = {
-            "max_steps": config.max_steps,
-            "max_replans": config.max_replans,
-            "max_model_calls": config.max_model_calls,
-            "max_tokens": config.max_tokens,
-        }
-        for key, value in lowered.items():
-            if value is not None:
-                values[key] = min(values[key], value)
-        return cls(**values)
-
-
 class Agent:
     """Runs one task over a set of tools with the models of each role."""
 
@@ -99,13 +77,10 @@ class Agent:
         *,
         metadata: Mapping[str, Sequence[tuple[str, str]]],
         timeout_s: float,
-        limits: RunLimits | None = None,
+        budget: Budget | None = None,
     ) -> RunState:
         """Run to the end; never raises except for cancellation of the caller."""
-        limits = limits or RunLimits.of(self.config)
-        budget = Budget(
-            limits.max_steps, limits.max_replans, limits.max_model_calls, limits.max_tokens
-        )
+        budget = budget or Budget.of(self.config)
         loop = asyncio.get_running_loop()
         call = CallContext(
             metadata=metadata,
@@ -222,15 +197,19 @@ class _Session:
         taken = [r.id for r in self.run.steps]
         # Empty and answerless is a way out only when something ran or was said before.
         allow_empty = bool(self.run.steps or self.run.history)
+        structured = self.agent.models["planner"].tool_call_mode == "structured"
         schema = plan_schema(
             self.tools,
             max_steps=left,
             done=done,
             taken=taken,
             allow_empty=allow_empty,
-            # a root union for grammar-constrained (structured) planners only
-            union=self.agent.models["planner"].tool_call_mode == "structured",
+            union=structured,  # a root union for grammar-constrained (structured) planners only
         )
+        strict = False
+        if not structured:  # native endpoints (OpenAI) get strict mode where it can be had
+            with contextlib.suppress(NotStrict):  # a map or open object: the plan goes lax
+                schema, strict = strict_schema(schema), True
         messages = self.planner_messages(reason)
         errors: list[str] = []
         latest: Plan | None = None  # the last plan that decoded
@@ -238,7 +217,9 @@ class _Session:
             try:
                 prompt = prompts.get("replan" if reason else "planner")
                 reply = await self.ask(
-                    "planner", prompt, lambda m: m.complete_json(messages, schema, name="plan")
+                    "planner",
+                    prompt,
+                    lambda m: m.complete_json(messages, schema, name="plan", strict=strict),
                 )
             except ModelError as exc:
                 errors = [str(exc)]
@@ -483,4 +464,4 @@ class _Session:
         self.budget.after_model_call(reply.input_tokens + reply.output_tokens)
 
 
-__all__ = ["Agent", "LimitsExceeded", "RunLimits"]
+__all__ = ["Agent", "Budget", "LimitsExceeded"]

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from agentd.llm.schemas import IdentityCache
+
 _MAX_DEPTH = 3
 _MAX_NOTE = 90
 # A sentence ends at a period before a capital letter (so "e.g. 3" does not end one).
@@ -37,19 +39,12 @@ def describe_catalog(tools: Mapping[str, DescribedTool]) -> str:
 
 
 # Every planner call needs the catalog text, and a catalog snapshot's tools do not change:
-# each tool's block is written once (keyed by identity; the tool is kept alive with it).
-_DESCRIBED: dict[int, tuple[DescribedTool, str]] = {}
+# each tool's block is written once.
+_DESCRIBED: IdentityCache[str] = IdentityCache(4096)
 
 
 def _described(tool: DescribedTool) -> str:
-    cached = _DESCRIBED.get(id(tool))
-    if cached is not None and cached[0] is tool:
-        return cached[1]
-    text = describe_tool(tool)
-    if len(_DESCRIBED) >= 4096:
-        _DESCRIBED.pop(next(iter(_DESCRIBED)))
-    _DESCRIBED[id(tool)] = (tool, text)
-    return text
+    return _DESCRIBED.get((tool,), lambda: describe_tool(tool))
 
 
 def describe_tool(tool: DescribedTool) -> str:

@@ -26,6 +26,7 @@ from opentelemetry import trace
 from agentd import telemetry
 from agentd.config import GuardrailsConfig
 from agentd.llm.client import ChatModel, ModelError
+from agentd.llm.schemas import validator
 from agentd.loop import prompts
 from agentd.loop.state import (
     BlockedByGuardrail,
@@ -214,9 +215,7 @@ class Guardrails:
                     value = json.loads(run.output)
                 except json.JSONDecodeError:
                     value = run.output
-            error = jsonschema.exceptions.best_match(
-                jsonschema.Draft202012Validator(self.schema).iter_errors(value)
-            )
+            error = jsonschema.exceptions.best_match(validator(self.schema).iter_errors(value))
             if error is not None:
                 where = "/" + "/".join(str(p) for p in error.absolute_path)
                 reasons.append(

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from agentd.llm.schemas import validator
+from agentd.llm.schemas import IdentityCache, validator, without_nulls
 from agentd.loop.describe import deref
 from agentd.loop.state import Plan, PlanStep, StepRecord
 
@@ -154,20 +154,16 @@ def plan_schema(
     steps plus tools, not with their product.
     """
     ordered = tuple(sorted(tools.values(), key=lambda t: t.name))
-    key = (tuple(id(t) for t in ordered), max_steps, tuple(done), tuple(taken), allow_empty, union)
-    cached = _PLAN_SCHEMAS.get(key)
-    if cached is not None and all(a is b for a, b in zip(cached[0], ordered, strict=True)):
-        return cached[1]
-    schema = _build_plan_schema(ordered, max_steps, done, taken, allow_empty, union)
-    if len(_PLAN_SCHEMAS) >= 64:
-        _PLAN_SCHEMAS.pop(next(iter(_PLAN_SCHEMAS)))
-    _PLAN_SCHEMAS[key] = (ordered, schema)  # the tools are kept alive, so ids stay theirs
-    return schema
+    return _PLAN_SCHEMAS.get(
+        ordered,
+        lambda: _build_plan_schema(ordered, max_steps, done, taken, allow_empty, union),
+        extra=(max_steps, tuple(done), tuple(taken), allow_empty, union),
+    )
 
 
 # Most runs share a catalog snapshot and start with no earlier steps, so the same
 # schema object is reused, and with it the validator compiled for it.
-_PLAN_SCHEMAS: dict[tuple[Any, ...], tuple[tuple[LoopTool, ...], dict[str, Any]]] = {}
+_PLAN_SCHEMAS: IdentityCache[dict[str, Any]] = IdentityCache(64)
 
 
 def _build_plan_schema(
@@ -253,7 +249,8 @@ def decode_plan(value: Mapping[str, Any], revision: int) -> Plan:
         PlanStep(
             id=str(raw.get("id", "")),
             tool=str(_call(raw).get("tool", "")),
-            arguments=dict(_call(raw).get("arguments") or {}),
+            # a strict-mode reply writes unset fields as null; proto3 JSON reads null as unset
+            arguments=without_nulls(dict(_call(raw).get("arguments") or {})),
             # dict.fromkeys: a repeated id is harmless; no grammar can forbid it
             depends_on=list(dict.fromkeys(str(d) for d in raw.get("depends_on") or [])),
             purpose=str(raw.get("purpose") or ""),

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentd.config import LimitsConfig
+
 RunStatus = Literal[
     "running",
     "succeeded",
@@ -212,7 +214,8 @@ class RunState:
 
 @dataclass
 class Budget:
-    """Hard limits of one run; exceeding one raises LimitsExceeded."""
+    """The hard limits of one run (the server's, lowered by the request where it asks) and what
+    the run has used of them; exceeding one raises LimitsExceeded."""
 
     max_steps: int
     max_replans: int
@@ -222,6 +225,19 @@ class Budget:
     replans: int = 0
     model_calls: int = 0
     tokens: int = 0
+
+    @classmethod
+    def of(cls, config: LimitsConfig, **lowered: int | None) -> Budget:
+        limits = {
+            "max_steps": config.max_steps,
+            "max_replans": config.max_replans,
+            "max_model_calls": config.max_model_calls,
+            "max_tokens": config.max_tokens,
+        }
+        for key, value in lowered.items():
+            if value is not None:
+                limits[key] = min(limits[key], value)
+        return cls(**limits)
 
     def before_model_call(self) -> None:
         if self.model_calls >= self.max_model_calls:

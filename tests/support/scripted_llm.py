@@ -293,6 +293,10 @@ class ScriptedLLM:
         if reply.raw_body is not None:
             return reply.raw_body.encode()
         content = reply.content
+        strict = _strict_format(body)
+        if strict is not None and isinstance(content, dict):
+            # A strict-mode endpoint writes every property; unset ones as null.
+            content = with_nulls(content, strict, strict)
         text = json.dumps(content) if isinstance(content, dict | list) else content
         if reply.status >= 400:
             return _error_body(text or HTTPStatus(reply.status).phrase, "scripted_error")
@@ -377,3 +381,46 @@ else:
         """A started ScriptedLLM, stopped after the test."""
         async with ScriptedLLM() as llm:
             yield llm
+
+
+def _strict_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema of a ``strict: true`` structured-output request, else None."""
+    fmt = body.get("response_format")
+    spec = fmt.get("json_schema") if isinstance(fmt, dict) else None
+    if isinstance(spec, dict) and spec.get("strict") and isinstance(spec.get("schema"), dict):
+        return spec["schema"]
+    return None
+
+
+def with_nulls(value: Any, schema: Any, root: dict[str, Any]) -> Any:
+    """``value`` with every property ``schema`` names but ``value`` lacks written as null."""
+    while isinstance(schema, dict) and "$ref" in schema:
+        schema = root.get("$defs", {}).get(schema["$ref"].rpartition("/")[2], {})
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, list):
+        return [with_nulls(v, schema.get("items"), root) for v in value]
+    if not isinstance(value, dict):
+        return value
+    for branch in schema.get("anyOf", ()):
+        if _fits(value, branch, root):
+            return with_nulls(value, branch, root)
+    properties = schema.get("properties", {})
+    filled = {
+        k: with_nulls(value[k], p, root) if k in value else None for k, p in properties.items()
+    }
+    return {**value, **filled}
+
+
+def _fits(value: dict[str, Any], branch: Any, root: dict[str, Any]) -> bool:
+    """An object branch with every key of ``value``, whose enums allow its values."""
+    while isinstance(branch, dict) and "$ref" in branch:
+        branch = root.get("$defs", {}).get(branch["$ref"].rpartition("/")[2], {})
+    properties = branch.get("properties") if isinstance(branch, dict) else None
+    if not isinstance(properties, dict) or not set(value) <= set(properties):
+        return False
+    return all(
+        value[k] in properties[k]["enum"]
+        for k in value
+        if isinstance(properties[k], dict) and "enum" in properties[k]
+    )
