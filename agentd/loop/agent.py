@@ -52,7 +52,7 @@ from agentd.loop.state import (
 
 FINAL_ANSWER = "final_answer"
 _NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
-_PLACEHOLDERS = {"missing", "unknown", "null", "none", "n/a", "answer"}
+_PLACEHOLDERS = {"missing", "unknown", "null", "none", "n/a", "answer", "value", "result"}
 
 
 class Agent:
