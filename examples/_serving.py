@@ -13,7 +13,7 @@ import asyncio
 import base64
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NoReturn, TypeVar, get_args
 
@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 # What `grpc_health.v1.health.aio` re-exports; imported directly because mypy cannot see that alias.
 from grpc_health.v1._async import HealthServicer
 
-from agentd.telemetry import ServerSpans, setup_tracing, shutdown
+from agentd.telemetry import server_spans, setup_tracing, shutdown
 from toolgen.reflection_server import enable_reflection
 
 Reflection = Literal["v1", "v1alpha", "both", "none"]
@@ -142,15 +142,23 @@ def _deny(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             "missing or wrong bearer token in the 'authorization' metadata",
         )
 
-    # grpc.aio accepts a plain coroutine for every cardinality, so one behaviour fits all.
+    async def deny_stream(
+        request: object, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[None]:
+        # A streaming response is an async generator, which interceptors wrapping the stream
+        # (the tracing one) iterate; it aborts before its first message.
+        await deny(request, context)
+        yield
+
     make = {
         (False, False): grpc.unary_unary_rpc_method_handler,
         (False, True): grpc.unary_stream_rpc_method_handler,
         (True, False): grpc.stream_unary_rpc_method_handler,
         (True, True): grpc.stream_stream_rpc_method_handler,
     }[(handler.request_streaming, handler.response_streaming)]
+    behaviour = deny_stream if handler.response_streaming else deny
     return make(  # type: ignore[operator]
-        deny,
+        behaviour,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
@@ -176,7 +184,7 @@ async def start_server(
     gate = _CallGate(service_name, None, latency_s, require_token)
     # A SERVER span per call, parented by the caller's traceparent: agentd's tool call and this
     # upstream's work form one trace. A no-op until a tracer provider is installed.
-    spans = ServerSpans([service_name])
+    spans = server_spans([service_name])
     # Without SO_REUSEPORT a busy port is an error instead of two servers sharing it.
     server = grpc.aio.server(interceptors=[spans, gate], options=[("grpc.so_reuseport", 0)])
     add_to_server(servicer, server)

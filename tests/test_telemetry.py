@@ -150,7 +150,11 @@ async def test_span_tree_of_a_parallel_run(
     await s.daemon.stop(grace=0)  # the server span ends after the response is sent
     tree = of_trace(spans, response.trace_id)
 
-    rpc = one(tree, "agentd.v1.AgentService/Run")
+    rpc = one(tree, "/agentd.v1.AgentService/Run")  # instrumentation-grpc keeps the slash
+    # Discovery (reflection) and health checks are served too, but make no spans.
+    probes = [x.name for x in spans.get_finished_spans() if ".health." in x.name]
+    probes += [x.name for x in spans.get_finished_spans() if ".reflection." in x.name]
+    assert probes == []
     assert rpc.kind == SpanKind.SERVER and rpc.parent is None
     assert attrs(rpc)["rpc.service"] == "agentd.v1.AgentService"
     assert attrs(rpc)["rpc.grpc.status_code"] == 0
@@ -210,7 +214,7 @@ async def test_span_tree_of_a_parallel_run(
     assert get.start_time < search.end_time and search.start_time < get.end_time
 
     # The upstream's own span joined the trace under the tool call.
-    upstream = one(tree, "examples.ledger.v1.LedgerService/GetVendor")
+    upstream = one(tree, "/examples.ledger.v1.LedgerService/GetVendor")
     assert upstream.kind == SpanKind.SERVER and parent_of(upstream) == span_id(get)
 
     responder = next(x for x in tree if attrs(x).get("agentd.role") == "responder")
@@ -533,7 +537,7 @@ async def test_otlp_export_from_agentd_serve(tmp_path: Path, protocol: str) -> N
     of_run = [(r, x) for r, x in exported if x.trace_id.hex() == response.trace_id]
     names = {x.name for _, x in of_run}
     assert {
-        "agentd.v1.AgentService/Run",
+        "/agentd.v1.AgentService/Run",
         "invoke_agent agentd",
         "plan",
         "chat scripted-model",

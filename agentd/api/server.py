@@ -28,7 +28,7 @@ from agentd.loop.agent import Agent
 from agentd.loop.guardrails import Guardrails
 from agentd.loop.prompts import load_overrides
 from agentd.store import open_store
-from agentd.telemetry import ServerSpans, flush, setup_metrics, setup_tracing
+from agentd.telemetry import flush, server_spans, setup_metrics, setup_tracing
 from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from toolgen.reflection_server import enable_reflection
@@ -130,7 +130,7 @@ class Daemon:
         self.service = AgentService(config, self.catalog, agent, store, Alerter(config.alerts))
 
         # Tracing first, so even calls the auth check refuses get a span.
-        interceptors: list[grpc.aio.ServerInterceptor] = [ServerSpans([SERVICE_NAME])]
+        interceptors: list[grpc.aio.ServerInterceptor] = [server_spans([SERVICE_NAME])]
         auth = config.server.auth
         if auth.bearer_tokens_env or auth.bearer_tokens_file:
             tokens = load_tokens(auth, self.env)

@@ -4,7 +4,7 @@ Everything the loop and the edge record goes through here, so instrumentation st
 ``with`` per place in the code it observes.
 """
 
-from agentd.telemetry.server import ServerSpans
+from agentd.telemetry.server import server_spans
 from agentd.telemetry.setup import flush, setup_metrics, setup_tracing, shutdown
 from agentd.telemetry.spans import (
     AGENT_NAME,
@@ -26,7 +26,6 @@ __all__ = [
     "AGENT_NAME",
     "GuardrailSpan",
     "RunTelemetry",
-    "ServerSpans",
     "capture_request",
     "capture_response",
     "chat_span",
@@ -36,6 +35,7 @@ __all__ = [
     "planning",
     "provider_name",
     "run_span",
+    "server_spans",
     "setup_metrics",
     "setup_tracing",
     "shutdown",
