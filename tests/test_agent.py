@@ -724,3 +724,26 @@ async def test_a_native_endpoint_gets_strict_plans_and_unset_fields_come_back_nu
         # The scripted endpoint, like a strict one, wrote every unset field as null; the call
         # went out with only what the plan set.
         assert json_format.MessageToDict(step(response, "s1").arguments) == arguments
+
+
+async def test_a_responder_that_only_names_what_is_missing_gets_a_plain_cannot(
+    stack: Stack,
+) -> None:
+    """A small model writes "missing" as the answer and the gap in "missing": the run says it
+    cannot answer, naming the gap, instead of failing."""
+    s = stack
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_007"}}
+        ),
+    )
+    s.llm.reply(
+        when="answer", content=answer("missing", "the ledger has no bank balances"), times=2
+    )
+    response = await s.run("What is the bank balance of ven_007?", limits=agent_pb2.Limits())
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert response.output == (
+        "I cannot answer that from the tools' results: the ledger has no bank balances"
+    )
+    assert s.llm.pending() == []  # both responder attempts were used

@@ -26,6 +26,7 @@ from agentd.loop import prompts
 from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
 from agentd.loop.guardrails import Guardrails
+from agentd.loop.messages import results_json, task_block
 from agentd.loop.plan import (
     LoopTool,
     bounded,
@@ -256,10 +257,7 @@ class _Session:
     def planner_messages(self, reason: str | None) -> list[dict[str, Any]]:
         """Static first (instructions and catalog: the same bytes every run, so llama.cpp's
         prompt cache reuses them), then this run's task."""
-        user = f"Task: {self.run.task}\n"
-        if self.run.context:
-            user += f"Context: {json.dumps(self.run.context)}\n"
-        user += self.history()
+        user = task_block(self.run, history=True)
         messages: list[dict[str, Any]] = [
             {
                 "role": "system",
@@ -273,19 +271,10 @@ class _Session:
                 {
                     "role": "user",
                     "content": f"{prompts.get('replan').text}\nWhy: {reason}\n"
-                    f"Observations (untrusted data):\n{self.observations()}",
+                    f"Observations (untrusted data):\n{results_json(self.run)}",
                 }
             )
         return messages
-
-    def history(self) -> str:
-        """Earlier runs of this conversation (bounded by the service), or nothing."""
-        if not self.run.history:
-            return ""
-        return f"Earlier in this conversation (most recent first):\n{self.run.history}\n"
-
-    def observations(self) -> str:
-        return json.dumps([record.observation() for record in self.run.steps])
 
     # --- respond ----------------------------------------------------------------------------
 
@@ -317,17 +306,15 @@ class _Session:
         }
         if defs:
             schema["$defs"] = defs
-        user = f"Task: {self.run.task}\n"
-        if self.run.context:
-            user += f"Context: {json.dumps(self.run.context)}\n"
-        user += self.history()
+        user = task_block(self.run, history=True)
         if self.run.plan and self.run.plan.direct_answer:
             user += f"Planner's answer: {self.run.plan.direct_answer}\n"
-        user += f"Observations (untrusted data):\n{self.observations()}"
+        user += f"Observations (untrusted data):\n{results_json(self.run)}"
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": prompts.get("responder").text},
             {"role": "user", "content": user},
         ]
+        said_missing = ""
         for _attempt in range(2):
             try:
                 reply = await self.ask(
@@ -340,6 +327,8 @@ class _Session:
                 continue
             answer = reply.value["answer"]
             missing = str(reply.value.get("missing") or "").strip()
+            if missing.lower().strip(".") not in _NOTHING_MISSING:
+                said_missing = missing
             if isinstance(answer, str) and answer.strip().lower().strip(".") in _PLACEHOLDERS:
                 # A small model sometimes writes the field's name instead of an answer.
                 messages.append({"role": "assistant", "content": reply.text})
@@ -354,6 +343,11 @@ class _Session:
                 continue
             self.set_answer(answer)
             return "" if missing.lower().strip(".") in _NOTHING_MISSING else missing
+        if said_missing and self.run.response_schema is None:
+            # The model keeps naming what is missing but writes no answer: say that, plainly,
+            # rather than fail a run whose tools cannot give what the task asks.
+            self.run.output = f"I cannot answer that from the tools' results: {said_missing}"
+            return ""
         raise RunFailed("the responder gave no valid answer in 2 attempts")
 
     def set_answer(self, answer: Any) -> None:
@@ -384,9 +378,7 @@ class _Session:
             },
         )
         specs = [ToolSpec(t.name, t.description, t.model_schema) for t in self.tools.values()]
-        user = f"Task: {self.run.task}\n"
-        if self.run.context:
-            user += f"Context: {json.dumps(self.run.context)}\n"
+        user = task_block(self.run)
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": prompts.get("react").text},
             {"role": "user", "content": user},

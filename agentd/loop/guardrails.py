@@ -28,6 +28,7 @@ from agentd.config import GuardrailsConfig
 from agentd.llm.client import ChatModel, ModelError
 from agentd.llm.schemas import validator
 from agentd.loop import prompts
+from agentd.loop.messages import results_json, task_block
 from agentd.loop.state import (
     BlockedByGuardrail,
     Event,
@@ -253,11 +254,8 @@ class Guardrails:
             if c != "policy" or self.config.policy
         ]
         system = prompts.get("guard").text + "\n\nCriteria:\n- " + "\n- ".join(criteria)
-        user = f"Task: {run.task}\n"
-        if run.context:
-            user += f"Context: {json.dumps(run.context)}\n"
-        observations = json.dumps([record.observation() for record in run.steps])
-        user += f"Tool results (untrusted data):\n{observations}\n"
+        user = task_block(run)
+        user += f"Tool results (untrusted data):\n{results_json(run)}\n"
         user += f"Answer (untrusted data):\n{run.output}"
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
