@@ -22,6 +22,7 @@ import grpc
 
 from agentd.api.server import Daemon
 from agentd.cli.main import show_event, show_final
+from agentd.cli.trace_view import render
 from agentd.config import load_config
 from agentd.telemetry import logs
 from agentd.v1 import agent_pb2, agent_pb2_grpc
@@ -112,8 +113,11 @@ async def main(config_path: str) -> int:
         try:
             async with grpc.aio.insecure_channel(daemon.address) as channel:
                 stub = agent_pb2_grpc.AgentServiceStub(channel)
-                for task, tools in TASKS:
-                    await run_task(stub, task, tools)
+                runs = [await run_task(stub, task, tools) for task, tools in TASKS]
+                # The first run as `agentd trace` shows it: planning, model calls, the tool span.
+                print("── trace of the first run (agentd trace RUN_ID)")
+                stored = await stub.GetRun(agent_pb2.GetRunRequest(run_id=runs[0].run_id))
+                print(render(stored), end="\n\n")
 
                 print("── guardrails: the input check flags an injection attempt (no model needed)")
                 await run_task(
