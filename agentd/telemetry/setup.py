@@ -6,6 +6,7 @@ a trace id to report, even when nothing is exported.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterable, Mapping
 from importlib import metadata as importlib_metadata
@@ -159,20 +160,7 @@ def _span_exporter(name: str, env: Mapping[str, str]) -> SpanExporter | None:
         return ConsoleSpanExporter()
     if name != "otlp":
         raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (otlp, console or none)")
-    protocol = _protocol(env, "TRACES")
-    if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HttpExporter,
-        )
-
-        return HttpExporter(endpoint=_endpoint(env, "TRACES", http=True))
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter(endpoint=_endpoint(env, "TRACES", http=False))
-    raise ValueError(
-        f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r} (grpc or http/protobuf)"
-    )
+    return _otlp_exporter(env, "TRACES")
 
 
 def _metric_exporter(name: str, env: Mapping[str, str]) -> Any:
@@ -184,17 +172,36 @@ def _metric_exporter(name: str, env: Mapping[str, str]) -> Any:
         raise ValueError(
             f"OTEL_METRICS_EXPORTER: unknown exporter {name!r} (otlp, console or none)"
         )
-    protocol = _protocol(env, "METRICS")
-    if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-            OTLPMetricExporter as HttpExporter,
+    return _otlp_exporter(env, "METRICS")
+
+
+# (module, class) of the OTLP exporter per signal and protocol, imported only when configured.
+_OTLP = {
+    ("TRACES", "http/protobuf"): (
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        "OTLPSpanExporter",
+    ),
+    ("TRACES", "grpc"): (
+        "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+        "OTLPSpanExporter",
+    ),
+    ("METRICS", "http/protobuf"): (
+        "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+        "OTLPMetricExporter",
+    ),
+    ("METRICS", "grpc"): (
+        "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+        "OTLPMetricExporter",
+    ),
+}
+
+
+def _otlp_exporter(env: Mapping[str, str], signal: str) -> Any:
+    protocol = _protocol(env, signal)
+    where = _OTLP.get((signal, protocol))
+    if where is None:
+        raise ValueError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r} (grpc or http/protobuf)"
         )
-
-        return HttpExporter(endpoint=_endpoint(env, "METRICS", http=True))
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        return OTLPMetricExporter(endpoint=_endpoint(env, "METRICS", http=False))
-    raise ValueError(
-        f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r} (grpc or http/protobuf)"
-    )
+    exporter = getattr(importlib.import_module(where[0]), where[1])
+    return exporter(endpoint=_endpoint(env, signal, http=protocol == "http/protobuf"))
