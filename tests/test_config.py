@@ -139,6 +139,20 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert usage.returncode == 2 and "usage:" in usage.stderr
 
 
+def test_config_check_names_an_unknown_embedded_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """config itself does not know the bundled models (it imports nothing of agentd); the
+    check command asks the model registry, so a typo still gets one line naming the key."""
+    from agentd.cli import main
+
+    assert main(["config", "check", str(write(tmp_path, '[embedded]\nmodel = "qwen9"'))]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error.startswith("agentd: embedded.model: unknown model 'qwen9'") and error.count("\n") == 1
+    )
+
+
 def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "examples" / "agentd.toml", env={})
     assert [u.name for u in config.upstreams] == ["ledger", "calculator"]
