@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata as importlib_metadata
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 
 
 AGENT_NAME = "agentd"
-log = structlog.get_logger("agentd.telemetry")
 
 
 # --- set-up ------------------------------------------------------------------------------------
