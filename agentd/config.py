@@ -102,6 +102,9 @@ class LimitsConfig:
     # Steps in one plan (0: max_steps). Small models repeat a pattern until the array is
     # full, so a short plan array keeps their plans short; a replan can add more.
     max_plan_steps: int = 0
+    # Tools the planner is shown per task (0: all). A larger catalog is ranked against the
+    # task (BM25) and the best ones offered, each replan twice as many; the built-ins always.
+    max_offered_tools: int = 12
     max_replans: int = 2
     max_model_calls: int = 24
     max_tokens: int = 200_000

@@ -431,6 +431,7 @@ def plan_message(plan: Plan) -> agent_pb2.Plan:
         ],
         direct_answer=plan.direct_answer or "",
         rationale=plan.rationale,
+        offered_tools=plan.offered_tools,
     )
 
 

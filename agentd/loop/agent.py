@@ -37,6 +37,7 @@ from agentd.loop.plan import (
     plan_schema,
     without_bad_steps,
 )
+from agentd.loop.shortlist import shortlist
 from agentd.loop.state import (
     Budget,
     Event,
@@ -199,8 +200,9 @@ class _Session:
         # Empty and answerless is a way out only when something ran or was said before.
         allow_empty = bool(self.run.steps or self.run.history)
         structured = self.agent.models["planner"].tool_call_mode == "structured"
+        offered = self.offered_tools(revision)
         schema = plan_schema(
-            self.tools,
+            offered,
             max_steps=left,
             done=done,
             taken=taken,
@@ -211,7 +213,7 @@ class _Session:
         if not structured:  # native endpoints (OpenAI) get strict mode where it can be had
             with contextlib.suppress(NotStrict):  # a map or open object: the plan goes lax
                 schema, strict = strict_schema(schema), True
-        messages = self.planner_messages(reason)
+        messages = self.planner_messages(reason, offered)
         errors: list[str] = []
         latest: Plan | None = None  # the last plan that decoded
         for _attempt in range(self.agent.config.max_plan_repairs + 1):
@@ -226,7 +228,10 @@ class _Session:
                 errors = [str(exc)]
                 messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
                 continue
-            plan = latest = merge_repeats(decode_plan(reply.value, revision), self.tools)
+            plan = merge_repeats(decode_plan(reply.value, revision), self.tools)
+            if offered is not self.tools:
+                plan.offered_tools = tuple(offered)
+            latest = plan
             errors = check_plan(plan, self.tools, self.run.steps)
             if not errors:
                 self.run.plans.append(plan)
@@ -254,7 +259,16 @@ class _Session:
             f"attempts; last problems: {'; '.join(errors)[:500]}"
         )
 
-    def planner_messages(self, reason: str | None) -> list[dict[str, Any]]:
+    def offered_tools(self, revision: int) -> Mapping[str, LoopTool]:
+        """The catalog, or the task's shortlist of it when it is larger than
+        ``max_offered_tools``; each replan widens it twice over, since the tool it missed
+        may rank lower."""
+        k = self.agent.config.max_offered_tools
+        return shortlist(self.tools, self.run.task, k << min(revision, 8)) if k else self.tools
+
+    def planner_messages(
+        self, reason: str | None, tools: Mapping[str, LoopTool] | None = None
+    ) -> list[dict[str, Any]]:
         """Static first (instructions and catalog: the same bytes every run, so llama.cpp's
         prompt cache reuses them), then this run's task."""
         user = task_block(self.run, history=True)
@@ -262,7 +276,7 @@ class _Session:
             {
                 "role": "system",
                 "content": f"{prompts.get('planner').text}\n\nTools:\n"
-                f"{describe_catalog(self.tools)}",
+                f"{describe_catalog(self.tools if tools is None else tools)}",
             },
             {"role": "user", "content": user.rstrip()},
         ]

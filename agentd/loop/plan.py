@@ -9,6 +9,7 @@ decoding, because a schema cannot express "depends_on names an existing step" or
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -315,7 +316,7 @@ def without_bad_steps(plan: Plan, errors: Sequence[str]) -> Plan | None:
     kept = [step for step in plan.steps if step.id not in bad]
     if not kept:
         return None
-    return Plan(plan.revision, kept, plan.direct_answer, plan.rationale)
+    return dataclasses.replace(plan, steps=kept)
 
 
 def _renamed(arguments: Any, ids: Mapping[str, str]) -> Any:

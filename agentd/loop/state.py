@@ -72,6 +72,8 @@ class Plan:
     steps: list[PlanStep]
     direct_answer: str | None = None
     rationale: str = ""
+    # The tools the planner was shown, when the catalog was shortlisted (empty: all of it).
+    offered_tools: tuple[str, ...] = ()
 
 
 @dataclass

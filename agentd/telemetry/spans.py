@@ -203,6 +203,9 @@ def planning(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             span.set_attribute(
                 "agentd.plan.direct_answer", bool(getattr(plan, "direct_answer", ""))
             )
+            offered = getattr(plan, "offered_tools", ())
+            if offered:  # the catalog was shortlisted for this task
+                span.set_attribute("agentd.plan.offered_tools", list(offered))
             return plan
 
     return traced

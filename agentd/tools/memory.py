@@ -107,6 +107,9 @@ class MemoryTool:
     """One memory tool bound to one run (its user and conversation); a LoopTool."""
 
     upstream_name = BUILTIN_UPSTREAM
+    # Offered to the planner whatever the task says: it is about the conversation, so a
+    # ranking by the task's words would drop it.
+    always_offered = True
 
     def __init__(self, spec: BuiltinSpec, store: MemoryStore, run: RunState, config: MemoryConfig):
         self.spec = spec
