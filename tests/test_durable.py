@@ -3,11 +3,13 @@ shows it in progress and ListRuns finds runs by status (real daemon, ledger, SQL
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
 import pytest
 
+from agentd import cli
 from agentd.v1 import agent_pb2
 from tests.test_agent import answer, plan, step
 from tests.test_faults import GET_VENDOR, stack_with
@@ -77,3 +79,18 @@ async def test_list_runs_needs_exactly_one_filter(tmp_path: Path) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await s.stub.ListRuns(agent_pb2.ListRunsRequest(status=99))  # type: ignore[arg-type]
         assert "status:" in (info.value.details() or "")
+
+
+async def test_cli_runs_by_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with stack_with(tmp_path) as s:
+        s.llm.reply(when="plan", content=plan(UPDATE))
+        waiting = await s.run("Change the phone of ven_001")
+        target = ["--target", s.daemon.address]
+        capsys.readouterr()
+        code = await asyncio.to_thread(cli.main, ["runs", "--status", "needs_approval", *target])
+        out = capsys.readouterr().out
+        assert code == 0
+        assert waiting.run_id in out and "pending s2 LedgerService_UpdateVendor" in out
+        code = await asyncio.to_thread(cli.main, ["runs", "--status", "waiting", *target])
+        err = capsys.readouterr().err
+        assert code == 2 and "--status waiting: unknown; use one of running," in err
