@@ -4,6 +4,7 @@ shows it in progress and ListRuns finds runs by status (real daemon, ledger, SQL
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import grpc
@@ -94,3 +95,18 @@ async def test_cli_runs_by_status(tmp_path: Path, capsys: pytest.CaptureFixture[
         code = await asyncio.to_thread(cli.main, ["runs", "--status", "waiting", *target])
         err = capsys.readouterr().err
         assert code == 2 and "--status waiting: unknown; use one of running," in err
+
+
+async def test_every_tool_call_carries_the_steps_idempotency_key(tmp_path: Path) -> None:
+    async with stack_with(tmp_path) as s:
+        second = {**GET_VENDOR, "id": "s2", "arguments": {"vendorId": "ven_002"}}
+        s.llm.reply(when="plan", content=plan(GET_VENDOR, second))
+        s.llm.reply(when="answer", content=answer("two vendors"))
+        response = await s.run("Get ven_001 and ven_002")
+        assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+        keys = sorted(m["x-agentd-idempotency-key"] for m in s.ledger.seen_metadata)
+        expected = sorted(
+            str(uuid.uuid5(uuid.NAMESPACE_URL, f"agentd:run/{response.run_id}/step/{sid}"))
+            for sid in ("s1", "s2")
+        )
+        assert keys == expected
