@@ -476,7 +476,8 @@ async def list_runs(args: argparse.Namespace) -> int:
         known = ", ".join(k.removeprefix("RUN_STATUS_").lower() for k in names)
         return fail(f"--status {args.status}: unknown; use one of {known}", Exit.USAGE)
     request = agent_pb2.ListRunsRequest(
-        status=agent_pb2.RunStatus.Value(name), limit=max(0, args.limit)
+        status=name,  # the enum value by name, checked above
+        limit=max(0, args.limit),
     )
     async with agent_stub(args) as stub:
         response = await stub.ListRuns(request, timeout=60)
