@@ -115,6 +115,9 @@ class LimitsConfig:
     max_result_chars: int = 8_000
     # Longest text answer; small models run on to max_tokens in unbounded strings.
     max_answer_chars: int = 4_000
+    # Metadata key of every upstream call's idempotency key, uuid5(run id, step id): the same
+    # on every retry of a step, so an upstream can deduplicate; "" sends none.
+    idempotency_header: str = "x-agentd-idempotency-key"
 
 
 @dataclass(frozen=True)

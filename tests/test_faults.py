@@ -301,8 +301,8 @@ async def test_cancelled_run_is_stored_as_cancelled(tmp_path: Path) -> None:
             if event.WhichOneof("event") == "step_started":
                 call.cancel()
                 break
-        for _ in range(200):  # wait until the daemon stored the cancelled run
-            if stored_status(s, run_id):
+        for _ in range(200):  # wait until the daemon stored the cancelled run (not RUNNING)
+            if [st for _, st in stored_status(s, run_id)] not in ([], ["RUN_STATUS_RUNNING"]):
                 break
             await asyncio.sleep(0.02)
         stored = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=run_id))
@@ -316,8 +316,8 @@ async def test_deadline_shorter_than_one_model_call(stack: Stack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await s.stub.Run(agent_pb2.RunRequest(task="Say hello"), timeout=0.5)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    for _ in range(200):
-        if stored_status(s):
+    for _ in range(200):  # stored RUNNING from its start; wait for its final record
+        if [st for _, st in stored_status(s)] not in ([], ["RUN_STATUS_RUNNING"]):
             break
         await asyncio.sleep(0.02)
     assert [status for _, status in stored_status(s)] == ["RUN_STATUS_DEADLINE_EXCEEDED"]

@@ -102,6 +102,15 @@ async def exercise(store: RunStore) -> None:
     again = await store.get("r1")
     assert again is not None and [f.rating for f in again.feedback] == [-1, 4]
     assert [r.run_id for r in await store.runs_with_feedback()] == ["r1"]
+    # A run is stored RUNNING when it starts, then overwritten by its final record.
+    running = agent_pb2.RunResponse(run_id="r3", status=agent_pb2.RUN_STATUS_RUNNING)
+    await store.save(running)
+    assert [r.run_id for r in await store.runs_with_status("RUN_STATUS_RUNNING")] == ["r3"]
+    running.status = agent_pb2.RUN_STATUS_NEEDS_APPROVAL
+    await store.save(running)
+    assert await store.runs_with_status("RUN_STATUS_RUNNING") == []
+    waiting = await store.runs_with_status("RUN_STATUS_NEEDS_APPROVAL")
+    assert [r.run_id for r in waiting] == ["r3"]
     assert [r.run_id for r in await store.conversation("u", "c", 5)] == ["r1"]
     assert await store.conversation("other", "c", 5) == []
     kept = await store.remember("u", "", "the coffee vendor is Bohnen GmbH")

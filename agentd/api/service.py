@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -167,13 +167,20 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def ListRuns(
         self, request: agent_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.ListRunsResponse:
-        if not request.with_feedback:
+        if request.with_feedback == bool(request.status):
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "with_feedback: only true is supported"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "with_feedback, status: give exactly one (rated runs, or the runs with a status)",
             )
+        if request.status and request.status not in agent_pb2.RunStatus.values():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "status: unknown RunStatus value")
         if request.limit < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit: must not be negative")
-        runs = await self.store.runs_with_feedback(request.limit or 1000)
+        if request.status:
+            name = agent_pb2.RunStatus.Name(request.status)
+            runs = await self.store.runs_with_status(name, request.limit or 1000)
+        else:
+            runs = await self.store.runs_with_feedback(request.limit or 1000)
         return agent_pb2.ListRunsResponse(runs=runs)
 
     async def GetRun(
@@ -291,6 +298,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 provider=self._provider(),
             ):
                 bound.info("run started", mode=run.mode, tools=len(tools))
+                # Stored from its start (RUNNING), then again after every step that ends, so
+                # GetRun and ListRuns show a run in progress; the final save below wins.
+                journal = Journal(self.store, run, request_record(run, tools))
+                await journal.save_now()
+                run.emit = journal.wrap(run.emit)
                 try:
                     await self.agent.run(
                         run, tools, metadata=forwarded, timeout_s=timeout, budget=limits
@@ -302,6 +314,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     if run.status == "cancelled" and left is not None and left <= 0.05:
                         run.finish("deadline_exceeded", "the caller's deadline passed")
                     # Persist even when the caller cancelled: an acknowledged run is never lost.
+                    await asyncio.shield(journal.drain())
                     record = run_message(run)
                     await asyncio.shield(self.store.save(record, request_record(run, tools)))
                     for alert in run_alerts(
@@ -321,6 +334,53 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         error=run.error or None,
                     )
             return record
+
+
+class Journal:
+    """Writes snapshots of a run in progress, one at a time, latest state each time.
+
+    A step that ends marks the run dirty; one writer task saves while it is dirty, so a burst
+    of parallel steps costs at most two writes and writes never overtake each other.
+    """
+
+    def __init__(self, store: RunStore, run: RunState, request: dict[str, Any]) -> None:
+        self.store = store
+        self.run = run
+        self.request = request
+        self.dirty = False
+        self.writer: asyncio.Task[None] | None = None
+        self.writes = 0
+
+    async def save_now(self) -> None:
+        self.writes += 1
+        await self.store.save(run_message(self.run), self.request)
+
+    def wrap(self, emit: Callable[[Event], None]) -> Callable[[Event], None]:
+        def journaled(event: Event) -> None:
+            emit(event)
+            if event.kind in ("plan", "step_finished"):
+                self.mark()
+
+        return journaled
+
+    def mark(self) -> None:
+        self.dirty = True
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while self.dirty:
+            self.dirty = False
+            try:
+                await self.save_now()
+            except Exception as exc:  # the final save still comes; a journal write may fail
+                log.warning("journal write failed", run_id=self.run.run_id, error=repr(exc))
+
+    async def drain(self) -> None:
+        """Waits for the last snapshot, so the final record is written after it."""
+        self.dirty = False
+        if self.writer is not None:
+            await self.writer
 
 
 _LIMIT_FIELDS = ("max_steps", "max_replans", "max_model_calls", "max_tokens")

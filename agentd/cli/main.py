@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run(args))
         if args.command == "tools":
             return asyncio.run(list_tools(args))
-        if args.command in ("get", "feedback"):
+        if args.command in ("get", "feedback", "runs"):
             return feedback_main(args)
         if args.command == "trace":
             return asyncio.run(trace_run(args))
@@ -403,6 +403,15 @@ def add_feedback_commands(commands: Any, target_help: str) -> None:
     get.add_argument("--target", default=None, help=target_help)
     get.add_argument("--json", action="store_true", help="print the RunResponse as JSON")
 
+    runs = commands.add_parser("runs", help="list stored runs with a status")
+    runs.add_argument(
+        "--status",
+        required=True,
+        help="running, needs_approval, succeeded, failed, ... (a RunStatus without its prefix)",
+    )
+    runs.add_argument("--limit", type=int, default=0, help="at most this many (0: 1000)")
+    runs.add_argument("--target", default=None, help=target_help)
+
     feedback = commands.add_parser(
         "feedback",
         help="rate a run (feedback RUN_ID --rating N), or export rated runs (feedback export)",
@@ -431,6 +440,8 @@ def add_feedback_commands(commands: Any, target_help: str) -> None:
 def feedback_main(args: argparse.Namespace) -> int:
     if args.command == "get":
         return asyncio.run(get_run(args))
+    if args.command == "runs":
+        return asyncio.run(list_runs(args))
     if args.run_id == "export":
         return asyncio.run(export_feedback(args))
     if args.rating is None:
@@ -454,6 +465,28 @@ async def get_run(args: argparse.Namespace) -> int:
         print(_verdict_line(verdict))
     for item in run.feedback:
         print(f"feedback {item.rating:+d} {list(item.labels) or ''} {item.comment}".rstrip())
+    return 0
+
+
+async def list_runs(args: argparse.Namespace) -> int:
+    """One line per run with the status: id, start time, task, and the pending call if any."""
+    name = "RUN_STATUS_" + args.status.upper()
+    names = [agent_pb2.RunStatus.Name(v) for v in agent_pb2.RunStatus.values()][1:]
+    if name not in names:
+        known = ", ".join(k.removeprefix("RUN_STATUS_").lower() for k in names)
+        return fail(f"--status {args.status}: unknown; use one of {known}", Exit.USAGE)
+    request = agent_pb2.ListRunsRequest(
+        status=name,  # the enum value by name, checked above
+        limit=max(0, args.limit),
+    )
+    async with agent_stub(args) as stub:
+        response = await stub.ListRuns(request, timeout=60)
+    for run in response.runs:
+        started = run.start_time.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
+        pending = ""
+        if run.HasField("pending_call"):
+            pending = f"  pending {run.pending_call.step_id} {run.pending_call.tool}"
+        print(f"{run.run_id}  {started}  {run.task[:60]!r}{pending}")
     return 0
 
 

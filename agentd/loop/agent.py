@@ -89,6 +89,7 @@ class Agent:
             deadline=loop.time() + timeout_s,
             tool_timeout_s=self.config.tool_timeout_s,
             max_result_chars=self.config.max_result_chars,
+            idempotency_header=self.config.idempotency_header,
         )
         session = _Session(self, run, tools, budget, call)
         overrides = prompts.use(self.prompt_overrides)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ class CallContext:
     deadline: float  # loop.time() by which the run must end
     tool_timeout_s: float
     max_result_chars: int
+    idempotency_header: str = "x-agentd-idempotency-key"  # "" sends no key
 
 
 class ArgumentsUnavailable(Exception):
@@ -132,8 +134,11 @@ class Executor:
         try:
             result = await tool.invoke(
                 record.arguments,
-                # The caller's forwarded metadata plus traceparent, so the upstream joins the trace.
-                metadata=telemetry.with_trace_context(self.call.metadata.get(tool.name, ())),
+                # The caller's forwarded metadata, the step's idempotency key, and traceparent
+                # so the upstream joins the trace.
+                metadata=telemetry.with_trace_context(
+                    (*self.call.metadata.get(tool.name, ()), *self._idempotency(step))
+                ),
                 timeout=self._timeout(),
             )
         except Exception as exc:  # typed tool errors become observations
@@ -147,6 +152,13 @@ class Executor:
             self.result_check(self.run, record)
         self._end(record, "succeeded", "", "")
         return record
+
+    def _idempotency(self, step: PlanStep) -> tuple[tuple[str, str], ...]:
+        """uuid5 of (run id, step id): the same key whenever this step of this run is called."""
+        if not self.call.idempotency_header:
+            return ()
+        key = uuid.uuid5(uuid.NAMESPACE_URL, f"agentd:run/{self.run.run_id}/step/{step.id}")
+        return ((self.call.idempotency_header, str(key)),)
 
     def _timeout(self) -> float:
         left = self.call.deadline - asyncio.get_running_loop().time()

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS runs (
     record BYTEA NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_conversation ON runs (conversation_id, user_id, created_at);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS requests (run_id TEXT PRIMARY KEY, request JSONB NOT NULL);
 CREATE TABLE IF NOT EXISTS feedback (
     id BIGSERIAL PRIMARY KEY,
@@ -133,6 +134,13 @@ class PostgresRunStore:
             "SELECT record FROM runs WHERE run_id IN (SELECT run_id FROM feedback)"
             " ORDER BY created_at LIMIT %s",
             (limit,),
+        )
+        return [await self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
+
+    async def runs_with_status(self, status: str, limit: int = 1000) -> list[agent_pb2.RunResponse]:
+        rows = await self._fetch(
+            "SELECT record FROM runs WHERE status = %s ORDER BY created_at LIMIT %s",
+            (status, limit),
         )
         return [await self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
 

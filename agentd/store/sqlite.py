@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS runs (
     record BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_conversation ON runs (conversation_id, created_at);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS requests (
     run_id TEXT PRIMARY KEY,
     request TEXT NOT NULL
@@ -183,6 +184,17 @@ class SqliteRunStore:
                     "SELECT record FROM runs WHERE run_id IN (SELECT run_id FROM feedback)"
                     " ORDER BY created_at LIMIT ?",
                     (limit,),
+                ).fetchall()
+                return [self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
+
+        return await asyncio.to_thread(read)
+
+    async def runs_with_status(self, status: str, limit: int = 1000) -> list[agent_pb2.RunResponse]:
+        def read() -> list[agent_pb2.RunResponse]:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT record FROM runs WHERE status = ? ORDER BY created_at LIMIT ?",
+                    (status, limit),
                 ).fetchall()
                 return [self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
 

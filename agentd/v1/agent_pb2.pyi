@@ -377,12 +377,14 @@ class GetRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("with_feedback", "limit")
+    __slots__ = ("with_feedback", "limit", "status")
     WITH_FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     with_feedback: bool
     limit: int
-    def __init__(self, with_feedback: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+    status: RunStatus
+    def __init__(self, with_feedback: _Optional[bool] = ..., limit: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs",)

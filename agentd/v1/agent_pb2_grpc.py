@@ -111,7 +111,8 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListRuns(self, request, context):
-        """Lists stored runs, oldest first; with_feedback keeps only rated runs (for export).
+        """Lists stored runs, oldest first: rated runs (with_feedback, for export) or
+        the runs with one status.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
