@@ -62,13 +62,20 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """Inbound authentication. With neither tokens nor a client CA, calls are not authenticated."""
+    """Inbound authentication. With neither tokens nor a client CA, every caller is anonymous."""
 
-    bearer_tokens_env: str | None = None  # env var holding comma-separated tokens
-    bearer_tokens_file: str | None = None  # file with one token per line
+    # env var holding comma-separated "TOKEN:PRINCIPAL:ROLE,ROLE" entries (principal optional)
+    bearer_tokens_env: str | None = None
+    bearer_tokens_file: str | None = None  # one "TOKEN PRINCIPAL ROLE,ROLE" per line
     tls_cert: str | None = None  # server certificate (PEM); enables TLS
     tls_key: str | None = None
     client_ca: str | None = None  # require client certificates signed by this CA (mTLS)
+    # A gateway in front may name the caller in this header, honoured only over mTLS from the
+    # certificate named gateway_identity (its CN or SAN).
+    gateway_header: str = ""
+    gateway_identity: str = ""
+    # Roles of certificate (and gateway-asserted) principals: name -> ["admin", ...].
+    cert_roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class ServerConfig:
     max_concurrent_runs: int = 64
     max_message_bytes: int = 16 * 1024 * 1024
     grace_s: float = 10.0
+    # Per principal, so one caller cannot starve the others (0: no limit).
+    max_runs_per_principal: int = 0
+    runs_per_minute: int = 0
     auth: AuthConfig = field(default_factory=AuthConfig)
 
 
@@ -168,8 +178,12 @@ class GuardrailsConfig:
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    enabled: bool = True  # memory_* tools for runs with a user_id
-    user_header: str = "x-user-id"  # metadata naming the user when RunRequest.user_id is empty
+    enabled: bool = True  # memory_* tools for authenticated principals
+    # Metadata naming the user to act for; like RunRequest.user_id, only admin/impersonate.
+    user_header: str = "x-user-id"
+    # The anonymous principal (auth off) gets memory tools and history only when this is true;
+    # then every anonymous caller shares one memory and history scope.
+    allow_anonymous: bool = False
     recall_limit: int = 8
     max_memory_chars: int = 2_000
     history_runs: int = 5  # earlier runs of the conversation shown to planner and responder
@@ -271,10 +285,26 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             continue
         table = raw.setdefault(section, {})
         rest = parts[1:]
-        if section == "llm" and rest[0] in ROLES and len(rest) > 1:
-            table = table.setdefault(rest[0], {})
-            rest = rest[1:]
+        # Nested tables: AGENTD_LLM_PLANNER_MODEL, AGENTD_SERVER_AUTH_TLS_CERT,
+        # AGENTD_SERVER_AUTH_CERT_ROLES_<NAME>.
+        descended = True
+        while descended:
+            descended = False
+            for i in range(1, len(rest)):
+                name = "_".join(rest[:i])
+                if name in _NESTED.get(section, ()) or isinstance(table.get(name), dict):
+                    section, table, rest = f"{section}.{name}", table.setdefault(name, {}), rest[i:]
+                    descended = True
+                    break
         table["_".join(rest)] = _parse_env_value(value)
+
+
+# Tables inside sections that AGENTD_ variables may reach even when the file does not have them.
+_NESTED: dict[str, tuple[str, ...]] = {
+    "llm": ROLES,
+    "server": ("auth",),
+    "server.auth": ("cert_roles",),
+}
 
 
 def _parse_env_value(value: str) -> Any:
@@ -350,9 +380,7 @@ class _Reader:
             if key not in known:
                 raise self.fail(key, f"unknown section (known: {', '.join(sorted(known))})")
         server_raw = self.table(raw, "server")
-        auth = AuthConfig(
-            **self.fill(AuthConfig, self.table(server_raw, "server.auth"), "server.auth.")
-        )
+        auth = self.auth(self.table(server_raw, "server.auth"))
         server = ServerConfig(**self.fill(ServerConfig, server_raw, "server.", {"auth"}), auth=auth)
         _check_listen(self, server.listen)
         limits = LimitsConfig(**self.fill(LimitsConfig, self.table(raw, "limits"), "limits."))
@@ -388,6 +416,43 @@ class _Reader:
             prompts=self.prompts(self.table(raw, "prompts")),
             source=self.source,
         )
+
+    def auth(self, raw: dict[str, Any]) -> AuthConfig:
+        """[server.auth], complete or an error naming the missing key (never silent plaintext)."""
+        values = self.fill(AuthConfig, raw, "server.auth.", {"cert_roles"})
+        roles = raw.get("cert_roles", {})
+        if not isinstance(roles, dict):
+            raise self.fail("server.auth.cert_roles", "must be a table of name = [roles]")
+        for name, items in roles.items():
+            roles[name] = self.check(f"server.auth.cert_roles.{name}", items, ())
+        auth = AuthConfig(**values, cert_roles=roles)
+        for key in ("bearer_tokens_env", "bearer_tokens_file", "tls_cert", "tls_key", "client_ca"):
+            value = getattr(auth, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise self.fail(f"server.auth.{key}", "must be a non-empty string")
+        if auth.tls_cert and not auth.tls_key:
+            raise self.fail("server.auth.tls_key", "is required with tls_cert (the private key)")
+        if auth.tls_key and not auth.tls_cert:
+            raise self.fail("server.auth.tls_cert", "is required with tls_key (the certificate)")
+        if auth.client_ca and not auth.tls_cert:
+            raise self.fail(
+                "server.auth.tls_cert", "is required with client_ca (mTLS needs a TLS server)"
+            )
+        if auth.gateway_header and not auth.gateway_identity:
+            raise self.fail(
+                "server.auth.gateway_identity", "is required with gateway_header (whose to trust)"
+            )
+        if auth.gateway_identity and not auth.gateway_header:
+            raise self.fail("server.auth.gateway_header", "is required with gateway_identity")
+        if auth.gateway_header and not auth.client_ca:
+            raise self.fail(
+                "server.auth.client_ca", "is required with gateway_header (the gateway uses mTLS)"
+            )
+        for key in ("tls_cert", "tls_key", "client_ca", "bearer_tokens_file"):
+            value = getattr(auth, key)
+            if value and not Path(value).is_file():
+                raise self.fail(f"server.auth.{key}", f"file not found: {value}")
+        return auth
 
     def issue5_sections(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The [guardrails], [memory] and [alerts] tables, checked."""

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog
 
 from examples.calculator.server import CalculatorServer
 from examples.calculator.server import serve as serve_calculator
 from examples.ledger.server import LedgerServer
 from examples.ledger.server import serve as serve_ledger
+
+# Daemon logs go to stderr, as under `agentd serve`: in-process CLI tests read stdout.
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ class Stack:
 
     async def run(self, task: str, **fields: Any) -> agent_pb2.RunResponse:
         metadata = fields.pop("metadata", (("authorization", SECRET),))
+        if "as_user" in fields:  # authenticate as one of start_stack's ``users``
+            metadata = (("authorization", user_token(fields.pop("as_user"))), *metadata[1:])
         request = agent_pb2.RunRequest(task=task, **fields)
         return await self.stub.Run(request, metadata=metadata, timeout=30)
 
@@ -42,6 +44,22 @@ class Stack:
         request = agent_pb2.RunRequest(task=task, **fields)
         call = self.stub.RunStream(request, metadata=(("authorization", SECRET),), timeout=30)
         return [event async for event in call]
+
+
+def user_token(name: str) -> str:
+    """The bearer token start_stack(users=...) gives user ``name``."""
+    return f"Bearer tok-{name}"
+
+
+def tokens_table(tmp_path: Path, users: Sequence[str]) -> str:
+    """A [server.auth] table with a tokens file: the caller SECRET plus ``name[:roles]`` users."""
+    lines = [f"{SECRET.split()[1]} caller"]
+    for user in users:
+        name, _, roles = user.partition(":")
+        lines.append(f"{user_token(name).split()[1]} {name} {roles}".rstrip())
+    path = tmp_path / "tokens.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return f'\n[server.auth]\nbearer_tokens_file = "{path}"\n'
 
 
 def write_config(
@@ -96,8 +114,14 @@ async def start_stack(
     extra: str = "",
     env: dict[str, str] | None = None,
     ledger_side_effects: str = "approve",
+    users: Sequence[str] = (),
 ) -> AsyncIterator[Stack]:
-    """Scripted model, both example upstreams and a daemon; ``env`` overrides config keys."""
+    """Scripted model, both example upstreams and a daemon; ``env`` overrides config keys.
+
+    ``users`` (``"alice"``, ``"root:admin"``) turns bearer auth on with a token per user
+    (``Stack.run(..., as_user="alice")``) besides the default caller token."""
+    if users:
+        extra += tokens_table(tmp_path, users)
     llm = ScriptedLLM()
     await llm.start()
     ledger = await serve_ledger(reflection="v1", latency_s=latency_s)

@@ -7,7 +7,6 @@ same code path, on an ephemeral port when ``listen`` ends in ``:0``.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # the grpc.aio servicer (health.aio)
 
 from agentd.api.alerts import Alerter
+from agentd.api.identity import Authenticator
 from agentd.api.service import AgentService
 from agentd.config import AuthConfig, Config
 from agentd.llm import EmbeddedModel, build_models, close_models
@@ -41,10 +41,10 @@ _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
 class BearerAuth(grpc.aio.ServerInterceptor):
-    """Static bearer tokens, compared in constant time; UNAUTHENTICATED otherwise."""
+    """Bearer tokens, compared in constant time; UNAUTHENTICATED otherwise."""
 
-    def __init__(self, tokens: list[str]) -> None:
-        self.tokens = [t.encode() for t in tokens]
+    def __init__(self, authenticator: Authenticator) -> None:
+        self.authenticator = authenticator
 
     async def intercept_service(
         self,
@@ -52,21 +52,11 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method = details.method or ""
-        if method.startswith(_OPEN_PREFIXES) or self._valid(details.invocation_metadata):
+        metadata = list(details.invocation_metadata or ())
+        if method.startswith(_OPEN_PREFIXES) or self.authenticator.token_principal(metadata):
             return await continuation(details)
+        log.info("audit", method=method, principal=None, outcome="UNAUTHENTICATED")
         return _deny_handler()
-
-    def _valid(self, metadata: Any) -> bool:
-        for key, value in metadata or ():
-            if key != "authorization":
-                continue
-            raw = value.encode() if isinstance(value, str) else value
-            if not raw.lower().startswith(b"bearer "):
-                return False
-            given = raw[7:].strip()
-            # Compare against every token so timing does not reveal which one matched.
-            return any([hmac.compare_digest(given, token) for token in self.tokens])
-        return False
 
 
 def _deny_handler() -> grpc.RpcMethodHandler:
@@ -77,16 +67,6 @@ def _deny_handler() -> grpc.RpcMethodHandler:
         )
 
     return grpc.unary_unary_rpc_method_handler(deny)
-
-
-def load_tokens(auth: AuthConfig, env: dict[str, str]) -> list[str]:
-    tokens: list[str] = []
-    if auth.bearer_tokens_env:
-        tokens += [t.strip() for t in env.get(auth.bearer_tokens_env, "").split(",") if t.strip()]
-    if auth.bearer_tokens_file:
-        lines = Path(auth.bearer_tokens_file).read_text().splitlines()
-        tokens += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    return tokens
 
 
 @dataclass
@@ -127,16 +107,18 @@ class Daemon:
         guardrails = Guardrails(config.guardrails, guard_model)
         overrides = load_overrides(config.prompts)  # [prompts]: templates replaced by files
         agent = Agent(self.models, config.limits, guardrails, overrides)
-        self.service = AgentService(config, self.catalog, agent, store, Alerter(config.alerts))
+        authenticator = Authenticator(config.server.auth, self.env)
+        self.service = AgentService(
+            config, self.catalog, agent, store, Alerter(config.alerts), authenticator
+        )
 
         # Tracing first, so even calls the auth check refuses get a span.
         interceptors: list[grpc.aio.ServerInterceptor] = [server_spans([SERVICE_NAME])]
         auth = config.server.auth
-        if auth.bearer_tokens_env or auth.bearer_tokens_file:
-            tokens = load_tokens(auth, self.env)
-            if not tokens:
+        if authenticator.uses_tokens:
+            if not authenticator.tokens:
                 raise ValueError("server.auth: bearer tokens are configured but none were found")
-            interceptors.append(BearerAuth(tokens))
+            interceptors.append(BearerAuth(authenticator))
         size = config.server.max_message_bytes
         self.server = grpc.aio.server(
             interceptors=interceptors,

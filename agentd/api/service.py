@@ -8,10 +8,13 @@ named per upstream and passed only to that run's upstream calls.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,6 +25,7 @@ from google.protobuf import json_format, struct_pb2
 from agentd import telemetry
 from agentd.api import feedback as feedback_
 from agentd.api.alerts import Alert, Alerter, run_alerts
+from agentd.api.identity import ANONYMOUS, Authenticator, Principal
 from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent
 from agentd.loop.state import Budget, Event, Plan, RunState, StepRecord, VerdictRecord
@@ -47,6 +51,54 @@ class BadRequest(Exception):
     """A RunRequest field that cannot be used; the message names it."""
 
 
+@dataclass
+class Audit:
+    """One call's audit line: who, what, which run, how it ended (never a credential)."""
+
+    principal: str
+    method: str
+    run_id: str = ""
+    outcome: str = "OK"
+
+
+class PrincipalLimits:
+    """Per-principal concurrent runs and runs per minute, so one caller cannot starve others."""
+
+    def __init__(self, concurrent: int, per_minute: int) -> None:
+        self.concurrent = concurrent
+        self.per_minute = per_minute
+        self.running: collections.Counter[str] = collections.Counter()
+        self.started: dict[str, collections.deque[float]] = collections.defaultdict(
+            collections.deque
+        )
+
+    def acquire(self, principal: str) -> str:
+        """'' when the run may start (and is counted), else the message naming the limit."""
+        if self.concurrent and self.running[principal] >= self.concurrent:
+            return (
+                f"server.max_runs_per_principal: {principal!r} already has {self.concurrent}"
+                " runs in progress; retry when one finishes"
+            )
+        if self.per_minute:
+            now = time.monotonic()
+            window = self.started[principal]
+            while window and window[0] <= now - 60:
+                window.popleft()
+            if len(window) >= self.per_minute:
+                return (
+                    f"server.runs_per_minute: {principal!r} started {self.per_minute} runs"
+                    " in the last minute; retry later"
+                )
+            window.append(now)
+        self.running[principal] += 1
+        return ""
+
+    def release(self, principal: str) -> None:
+        self.running[principal] -= 1
+        if self.running[principal] <= 0:
+            del self.running[principal]
+
+
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def __init__(
         self,
@@ -55,26 +107,104 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         agent: Agent,
         store: RunStore,
         alerter: Alerter | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.config = config
         self.catalog = catalog
         self.agent = agent
         self.store = store
         self.alerter = alerter or Alerter(config.alerts)
+        self.authenticator = authenticator or Authenticator(config.server.auth, {})
         self.slots = asyncio.Semaphore(config.server.max_concurrent_runs)
+        self.limits = PrincipalLimits(
+            config.server.max_runs_per_principal, config.server.runs_per_minute
+        )
+
+    # --- identity, ownership and the audit line ----------------------------------------------
+
+    def caller(self, context: grpc.aio.ServicerContext) -> Principal:
+        """The authenticated principal of this call (never what the request says)."""
+        return self.authenticator.principal(
+            _metadata(context.invocation_metadata()), context.auth_context() or {}
+        )
+
+    @contextlib.asynccontextmanager
+    async def audited(
+        self, context: grpc.aio.ServicerContext, method: str, run_id: str = ""
+    ) -> AsyncIterator[tuple[Principal, Audit]]:
+        principal = self.caller(context)
+        audit = Audit(principal.id, method, run_id)
+        try:
+            yield principal, audit
+        except asyncio.CancelledError:
+            if audit.outcome == "OK":
+                audit.outcome = "CANCELLED"
+            raise
+        except BaseException as exc:
+            if audit.outcome == "OK":
+                audit.outcome = getattr(context.code(), "name", None) or type(exc).__name__
+            raise
+        finally:
+            log.info(
+                "audit",
+                principal=audit.principal,
+                method=audit.method,
+                run_id=audit.run_id or None,
+                outcome=audit.outcome,
+            )
+
+    @staticmethod
+    async def deny(
+        context: grpc.aio.ServicerContext, audit: Audit, code: grpc.StatusCode, message: str
+    ) -> None:
+        audit.outcome = code.name
+        await context.abort(code, message)
+
+    @staticmethod
+    def visible(record: agent_pb2.RunResponse, principal: Principal) -> bool:
+        """Only the run's own principal, or an admin, may see it."""
+        return principal.admin or record.principal == principal.id
+
+    async def owned_run(
+        self, context: grpc.aio.ServicerContext, audit: Audit, principal: Principal, run_id: str
+    ) -> agent_pb2.RunResponse:
+        """The caller's run; someone else's is NOT_FOUND like a missing one (not revealed)."""
+        if not run_id:
+            await self.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, "run_id: required")
+        record = await self.store.get(run_id)
+        if record is None or not self.visible(record, principal):
+            await self.deny(
+                context, audit, grpc.StatusCode.NOT_FOUND, f"run_id: no run {run_id!r}"
+            )
+        assert record is not None
+        return record
 
     # --- RPCs -----------------------------------------------------------------------------
 
     async def Run(
         self, request: agent_pb2.RunRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RunResponse:
-        run, tools, limits = await self._prepare(request, context)
-        return await self._execute(run, tools, limits, context)
+        async with self.audited(context, "Run") as (principal, audit):
+            run, tools, limits = await self._prepare(request, context, principal, audit)
+            response = await self._execute(run, tools, limits, context, audit)
+            audit.outcome = f"OK {agent_pb2.RunStatus.Name(response.status)}"
+            return response
 
     async def RunStream(
         self, request: agent_pb2.RunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.RunEvent]:
-        run, tools, limits = await self._prepare(request, context)
+        async with self.audited(context, "RunStream") as (principal, audit):
+            async for message in self._stream(request, context, principal, audit):
+                yield message
+
+    async def _stream(
+        self,
+        request: agent_pb2.RunRequest,
+        context: grpc.aio.ServicerContext,
+        principal: Principal,
+        audit: Audit,
+    ) -> AsyncIterator[agent_pb2.RunEvent]:
+        run, tools, limits = await self._prepare(request, context, principal, audit)
         # Events are turned into messages when they happen: records change afterwards.
         events: asyncio.Queue[agent_pb2.RunEvent | None] = asyncio.Queue()
         sequence = 0
@@ -85,7 +215,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             events.put_nowait(event_message(run.run_id, sequence, event))
 
         run.emit = emit
-        task = asyncio.create_task(self._execute(run, tools, limits, context))
+        task = asyncio.create_task(self._execute(run, tools, limits, context, audit))
         task.add_done_callback(lambda _: events.put_nowait(None))
         try:
             while (message := await events.get()) is not None:
@@ -134,6 +264,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def SubmitFeedback(
         self, request: agent_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.SubmitFeedbackResponse:
+        async with self.audited(context, "SubmitFeedback", request.run_id) as (principal, audit):
+            await self.owned_run(context, audit, principal, request.run_id)
+            return await self._feedback(request, context, principal)
+
+    async def _feedback(
+        self,
+        request: agent_pb2.SubmitFeedbackRequest,
+        context: grpc.aio.ServicerContext,
+        principal: Principal,
+    ) -> agent_pb2.SubmitFeedbackResponse:
         if not request.run_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "run_id: required")
         problem = feedback_.check_rating(request.rating)
@@ -143,12 +283,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "comment/labels: at most 10000 chars, 32 labels"
             )
-        caller = _metadata(context.invocation_metadata())
         item = agent_pb2.Feedback(
             rating=request.rating,
             comment=request.comment,
             labels=request.labels,
-            user_id=memory.user_from_metadata(caller, self.config.memory.user_header),
+            user_id=principal.id,  # who rated, from authentication
         )
         item.time.GetCurrentTime()
         run = await self.store.add_feedback(request.run_id, item)
@@ -176,23 +315,24 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "status: unknown RunStatus value")
         if request.limit < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit: must not be negative")
-        if request.status:
-            name = agent_pb2.RunStatus.Name(request.status)
-            runs = await self.store.runs_with_status(name, request.limit or 1000)
-        else:
-            runs = await self.store.runs_with_feedback(request.limit or 1000)
-        return agent_pb2.ListRunsResponse(runs=runs)
+        async with self.audited(context, "ListRuns") as (principal, audit):
+            limit = request.limit or 1000
+            # Filtered here rather than in SQL: the owner is inside the record.
+            wanted = limit if principal.admin else 100_000
+            if request.status:
+                name = agent_pb2.RunStatus.Name(request.status)
+                runs = await self.store.runs_with_status(name, wanted)
+            else:
+                runs = await self.store.runs_with_feedback(wanted)
+            mine = [r for r in runs if self.visible(r, principal)][:limit]
+            audit.outcome = f"OK {len(mine)} runs"
+            return agent_pb2.ListRunsResponse(runs=mine)
 
     async def GetRun(
         self, request: agent_pb2.GetRunRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RunResponse:
-        if not request.run_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "run_id: required")
-        record = await self.store.get(request.run_id)
-        if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"run_id: no run {request.run_id!r}")
-        assert record is not None
-        return record
+        async with self.audited(context, "GetRun", request.run_id) as (principal, audit):
+            return await self.owned_run(context, audit, principal, request.run_id)
 
     # --- the run --------------------------------------------------------------------------
 
@@ -202,22 +342,45 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         return telemetry.provider_name(planner) if planner is not None else ""
 
     async def _prepare(
-        self, request: agent_pb2.RunRequest, context: grpc.aio.ServicerContext
+        self,
+        request: agent_pb2.RunRequest,
+        context: grpc.aio.ServicerContext,
+        principal: Principal,
+        audit: Audit,
     ) -> tuple[RunState, dict[str, Any], Budget]:
         try:
             run, tools, limits = self.parse(request)
         except BadRequest as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await self.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise  # unreachable: abort raises
-        header = self.config.memory.user_header
-        if not run.user_id and header:
-            caller = _metadata(context.invocation_metadata())
-            run.user_id = memory.user_from_metadata(caller, header)
+        audit.run_id = run.run_id
+        run.principal = principal.id
+        problem = self.scope(run, principal, _metadata(context.invocation_metadata()))
+        if problem:
+            await self.deny(context, audit, grpc.StatusCode.PERMISSION_DENIED, problem)
         if not run.user_id:  # memory needs a user scope; without one the tools are not offered
             for name in memory.SPECS:
                 tools.pop(name, None)
         run.history = await conversation_history(self.store, run, self.config.memory)
         return run, tools, limits
+
+    def scope(
+        self, run: RunState, principal: Principal, caller: Sequence[tuple[str, str]]
+    ) -> str:
+        """Set whose memory and history the run uses; a message when the caller may not."""
+        header = self.config.memory.user_header
+        asked, field = run.user_id, "user_id"
+        if not asked and header:
+            asked, field = memory.user_from_metadata(caller, header), f"{header} metadata"
+        if asked and asked != principal.id and not principal.may_impersonate:
+            return (
+                f"{field}: only an admin or impersonate principal may act for another user"
+                f" ({principal.id!r} asked for {asked!r}); leave it empty"
+            )
+        run.user_id = asked or principal.id
+        if run.user_id == ANONYMOUS and not self.config.memory.allow_anonymous:
+            run.user_id = ""  # no memory tools, no shared history (memory.allow_anonymous)
+        return ""
 
     def parse(self, request: agent_pb2.RunRequest) -> tuple[RunState, dict[str, Any], Budget]:
         """Check every field of ``request``; raises BadRequest naming the first bad one."""
@@ -272,12 +435,30 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         tools: Mapping[str, Any],
         limits: Budget,
         context: grpc.aio.ServicerContext,
+        audit: Audit,
     ) -> agent_pb2.RunResponse:
         if self.slots.locked():
-            await context.abort(
+            await self.deny(
+                context,
+                audit,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"{self.config.server.max_concurrent_runs} runs already in progress; retry later",
             )
+        refused = self.limits.acquire(run.principal)
+        if refused:
+            await self.deny(context, audit, grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
+        try:
+            return await self._run(run, tools, limits, context)
+        finally:
+            self.limits.release(run.principal)
+
+    async def _run(
+        self,
+        run: RunState,
+        tools: Mapping[str, Any],
+        limits: Budget,
+        context: grpc.aio.ServicerContext,
+    ) -> agent_pb2.RunResponse:
         async with self.slots:
             timeout = self.config.limits.run_timeout_s
             remaining = context.time_remaining()
@@ -395,6 +576,7 @@ def request_record(run: RunState, tools: Mapping[str, Any]) -> dict[str, Any]:
         "mode": run.mode,
         "tools": sorted(tools),
         "user_id": run.user_id,
+        "principal": run.principal,
         "conversation_id": run.conversation_id,
     }
 
@@ -528,6 +710,7 @@ def run_message(run: RunState) -> agent_pb2.RunResponse:
         conversation_id=run.conversation_id,
         user_id=run.user_id,
         task=run.task,
+        principal=run.principal,
     )
     if run.output_json is not None:
         json_format.ParseDict(run.output_json, message.output_json)
@@ -610,7 +793,8 @@ def event_message(run_id: str, sequence: int, event: Event) -> agent_pb2.RunEven
 
 async def conversation_history(store: RunStore, run: RunState, config: MemoryConfig) -> str:
     """A bounded summary of the conversation's earlier runs, most recent first."""
-    if not run.conversation_id or config.history_runs <= 0:
+    # No user scope (anonymous without memory.allow_anonymous): no history shared by id alone.
+    if not run.conversation_id or not run.user_id or config.history_runs <= 0:
         return ""
     earlier = await store.conversation(run.user_id, run.conversation_id, config.history_runs)
     lines: list[str] = []

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from agentd.cli.channel import BadOption, add_connection_options, connection
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -78,14 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("task", help="what the agent should do")
     run.add_argument("--target", default=None, help=target_help)
-    run.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="'KEY: VALUE'",
-        help="metadata to send, e.g. 'authorization: Bearer ...' (forwarded to upstreams)",
-    )
+    add_connection_options(run)
     run.add_argument("--schema", metavar="FILE", help="JSON Schema file the answer must match")
     run.add_argument("--context", metavar="JSON", help="a JSON object of facts for the agent")
     run.add_argument(
@@ -103,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tools = commands.add_parser("tools", help="list the daemon's tools")
     tools.add_argument("--target", default=None, help=target_help)
+    add_connection_options(tools)
     tools.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     config = commands.add_parser("config", help="check a config file")
@@ -219,6 +214,7 @@ def serve(path: str | None) -> int:
 
 
 def config_check(path: str) -> int:
+    from agentd.api.identity import auth_mode
     from agentd.config import ConfigError, describe, load_config
     from agentd.llm.bundled import ModelFileError, model_alias
 
@@ -229,7 +225,8 @@ def config_check(path: str) -> int:
     except (ConfigError, ModelFileError) as exc:
         return fail(str(exc), Exit.USAGE)
     print(json.dumps(describe(config), indent=2, default=str))
-    print(f"agentd: {path} is valid", file=sys.stderr)
+    # How callers are identified, in one line (stderr: stdout stays JSON for scripts).
+    print(f"agentd: {path} is valid; {auth_mode(config.server.auth)}", file=sys.stderr)
     return 0
 
 
@@ -238,16 +235,6 @@ def config_check(path: str) -> int:
 
 def _target(args: argparse.Namespace) -> str:
     return str(args.target or os.environ.get("AGENTD_TARGET") or DEFAULT_TARGET)
-
-
-def _headers(raw: Sequence[str]) -> list[tuple[str, str]]:
-    pairs = []
-    for item in raw:
-        key, sep, value = item.partition(":")
-        if not sep or not key.strip():
-            raise CommandFailed(fail(f"-H {item!r}: expected 'key: value'", Exit.USAGE))
-        pairs.append((key.strip().lower(), value.strip()))
-    return pairs
 
 
 def _rpc_failure(exc: grpc.aio.AioRpcError, target: str) -> int:
@@ -261,10 +248,15 @@ def _rpc_failure(exc: grpc.aio.AioRpcError, target: str) -> int:
 
 @contextlib.asynccontextmanager
 async def agent_stub(args: argparse.Namespace) -> AsyncIterator[agent_pb2_grpc.AgentServiceStub]:
-    """A stub for the daemon at ``--target``; a failed call ends the command with its exit code
+    """A stub for the daemon at ``--target`` (TLS, client certificate, ``-H`` and
+    ``$AGENTD_TOKEN`` from the connection options); a failed call ends the command with its exit code
     and one line naming the status (or that the daemon is unreachable)."""
     target = _target(args)
-    async with grpc.aio.insecure_channel(target) as channel:
+    try:
+        conn = connection(args)
+    except BadOption as exc:
+        raise CommandFailed(fail(str(exc), Exit.USAGE)) from None
+    async with conn.channel(target) as channel:
         try:
             yield agent_pb2_grpc.AgentServiceStub(channel)
         except grpc.aio.AioRpcError as exc:
@@ -288,10 +280,9 @@ async def run(args: argparse.Namespace) -> int:
         request.mode = (
             agent_pb2.LOOP_MODE_REACT if args.mode == "react" else agent_pb2.LOOP_MODE_PLAN_EXECUTE
         )
-    metadata = _headers(args.header)
     final: agent_pb2.RunResponse | None = None
     async with agent_stub(args) as stub:
-        async for event in stub.RunStream(request, metadata=metadata, timeout=args.timeout):
+        async for event in stub.RunStream(request, timeout=args.timeout):
             if event.HasField("final"):
                 final = event.final
             elif not args.json:
@@ -401,6 +392,7 @@ def add_feedback_commands(commands: Any, target_help: str) -> None:
     get = commands.add_parser("get", help="show a stored run")
     get.add_argument("run_id")
     get.add_argument("--target", default=None, help=target_help)
+    add_connection_options(get)
     get.add_argument("--json", action="store_true", help="print the RunResponse as JSON")
 
     runs = commands.add_parser("runs", help="list stored runs with a status")
@@ -421,6 +413,7 @@ def add_feedback_commands(commands: Any, target_help: str) -> None:
     feedback.add_argument("--comment", default="", help="free text")
     feedback.add_argument("--label", action="append", default=[], help="a label (repeatable)")
     feedback.add_argument("--target", default=None, help=target_help)
+    add_connection_options(feedback)
     feedback.add_argument("--format", choices=["jsonl"], default="jsonl", help="export format")
     feedback.add_argument("--db", metavar="PATH", help="export: read this SQLite run store")
     feedback.add_argument(
@@ -544,6 +537,7 @@ def add_trace_command(commands: Any, target_help: str) -> None:
     )
     trace.add_argument("run_id", metavar="RUN_ID")
     trace.add_argument("--target", default=None, help=target_help)
+    add_connection_options(trace)
 
 
 async def trace_run(args: argparse.Namespace) -> int:
@@ -586,6 +580,7 @@ def add_eval_command(commands: Any) -> None:
         "--keep-runs", metavar="DIR", help="in-process: keep each config's run store in DIR"
     )
     evaluate.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    add_connection_options(evaluate)  # for --target daemons
 
 
 def eval_main(args: argparse.Namespace) -> int:

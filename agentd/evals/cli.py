@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentd.cli.channel import BadOption, connection
 from agentd.evals import report
 from agentd.evals.runner import evaluate, label_deployments, stderr_progress
 from agentd.evals.suite import SuiteError, load_suite
@@ -47,6 +48,10 @@ def run_eval(args: argparse.Namespace) -> int:
     logs.configure("error", "console" if sys.stderr.isatty() else "json")
     deployments = label_deployments(args.config, args.target)
     try:
+        connection(args)
+    except BadOption as exc:
+        return _fail(str(exc))
+    try:
         results = asyncio.run(
             evaluate(
                 suite,
@@ -56,6 +61,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 timeout_s=args.timeout,
                 keep_runs=args.keep_runs,
                 progress=None if args.quiet else stderr_progress,
+                connect=connection(args).channel,
             )
         )
     except (OSError, RuntimeError, ValueError) as exc:

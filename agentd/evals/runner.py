@@ -222,6 +222,7 @@ async def evaluate(
     keep_runs: str | None = None,
     weights: RewardWeights | None = None,
     progress: Progress | None = None,
+    connect: Callable[[str], grpc.aio.Channel] | None = None,
 ) -> list[RunResult]:
     """Every case ``repeat`` times against each deployment, one deployment after the other.
 
@@ -233,13 +234,23 @@ async def evaluate(
     for deployment in deployments:
         async with (
             started(deployment, keep_runs, suite.services) as address,
-            grpc.aio.insecure_channel(address) as channel,
+            _channel(address, deployment, connect) as channel,
         ):
             stub = agent_pb2_grpc.AgentServiceStub(channel)
             results += await _run_all(
                 stub, suite, deployment.label, repeat, concurrency, timeout_s, weights, progress
             )
     return results
+
+
+def _channel(
+    address: str, deployment: Deployment, connect: Callable[[str], grpc.aio.Channel] | None
+) -> grpc.aio.Channel:
+    """A running daemon (``--target``) is reached with the command's connection options; an
+    in-process one is plaintext on 127.0.0.1."""
+    if connect is not None and deployment.target:
+        return connect(address)
+    return grpc.aio.insecure_channel(address)
 
 
 async def _run_all(

@@ -172,7 +172,8 @@ class RunState:
     context: dict[str, Any] = field(default_factory=dict)
     response_schema: dict[str, Any] | None = None
     conversation_id: str = ""
-    user_id: str = ""
+    user_id: str = ""  # whose memory and history the run uses ("" : none)
+    principal: str = ""  # who started it (authenticated); owns the record
     trace_id: str = ""
     status: RunStatus = "running"
     output: str = ""

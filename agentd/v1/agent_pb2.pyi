@@ -251,7 +251,7 @@ class PendingCall(_message.Message):
     def __init__(self, step_id: _Optional[str] = ..., tool: _Optional[str] = ..., method: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., side_effects: _Optional[str] = ...) -> None: ...
 
 class RunResponse(_message.Message):
-    __slots__ = ("run_id", "trace_id", "status", "output", "output_json", "plan", "steps", "usage", "models", "error", "pending_call", "start_time", "duration", "mode", "conversation_id", "user_id", "task", "model_calls", "cost_usd", "verdicts", "feedback")
+    __slots__ = ("run_id", "trace_id", "status", "output", "output_json", "plan", "steps", "usage", "models", "error", "pending_call", "start_time", "duration", "mode", "conversation_id", "user_id", "task", "model_calls", "cost_usd", "verdicts", "feedback", "principal")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +273,7 @@ class RunResponse(_message.Message):
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     VERDICTS_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     trace_id: str
     status: RunStatus
@@ -294,7 +295,8 @@ class RunResponse(_message.Message):
     cost_usd: float
     verdicts: _containers.RepeatedCompositeFieldContainer[GuardrailVerdict]
     feedback: _containers.RepeatedCompositeFieldContainer[Feedback]
-    def __init__(self, run_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., output: _Optional[str] = ..., output_json: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., usage: _Optional[_Iterable[_Union[Usage, _Mapping]]] = ..., models: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., pending_call: _Optional[_Union[PendingCall, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mode: _Optional[_Union[LoopMode, str]] = ..., conversation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., task: _Optional[str] = ..., model_calls: _Optional[_Iterable[_Union[ModelCall, _Mapping]]] = ..., cost_usd: _Optional[float] = ..., verdicts: _Optional[_Iterable[_Union[GuardrailVerdict, _Mapping]]] = ..., feedback: _Optional[_Iterable[_Union[Feedback, _Mapping]]] = ...) -> None: ...
+    principal: str
+    def __init__(self, run_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., output: _Optional[str] = ..., output_json: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., usage: _Optional[_Iterable[_Union[Usage, _Mapping]]] = ..., models: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., pending_call: _Optional[_Union[PendingCall, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mode: _Optional[_Union[LoopMode, str]] = ..., conversation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., task: _Optional[str] = ..., model_calls: _Optional[_Iterable[_Union[ModelCall, _Mapping]]] = ..., cost_usd: _Optional[float] = ..., verdicts: _Optional[_Iterable[_Union[GuardrailVerdict, _Mapping]]] = ..., feedback: _Optional[_Iterable[_Union[Feedback, _Mapping]]] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("run_id", "sequence", "time", "plan", "replan_reason", "step_started", "step_finished", "final", "verdict")

@@ -1,0 +1,119 @@
+"""How client commands reach a daemon: plaintext or TLS, an optional client certificate, and
+metadata (``-H`` and ``$AGENTD_TOKEN``) sent with every call.
+
+Every client command (run, tools, get, feedback, trace, eval --target) takes the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+
+class BadOption(ValueError):
+    """A connection option that cannot be used; the message names it."""
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'KEY: VALUE'",
+        help="metadata to send, e.g. 'authorization: Bearer ...' (forwarded to upstreams)",
+    )
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (implied by --ca)")
+    parser.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) to trust the daemon by")
+    parser.add_argument("--cert", metavar="FILE", help="client certificate (PEM) for mTLS")
+    parser.add_argument("--key", metavar="FILE", help="the client certificate's private key")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What a client needs to reach a daemon; built from the options and the environment."""
+
+    metadata: tuple[tuple[str, str], ...] = ()
+    credentials: grpc.ChannelCredentials | None = None
+
+    def channel(self, target: str) -> grpc.aio.Channel:
+        interceptors = [_Metadata(self.metadata)] if self.metadata else None
+        if self.credentials is None:
+            return grpc.aio.insecure_channel(target, interceptors=interceptors)
+        return grpc.aio.secure_channel(target, self.credentials, interceptors=interceptors)
+
+
+def parse_headers(raw: Sequence[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in raw:
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip():
+            raise BadOption(f"-H {item!r}: expected 'key: value'")
+        pairs.append((key.strip().lower(), value.strip()))
+    return pairs
+
+
+def connection(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Connection:
+    """The options as a Connection; raises BadOption naming the option to fix."""
+    env = os.environ if env is None else env
+    metadata = parse_headers(getattr(args, "header", []) or [])
+    token = env.get("AGENTD_TOKEN", "").strip()
+    if token and not any(k == "authorization" for k, _ in metadata):  # -H wins
+        metadata.append(("authorization", f"Bearer {token}"))
+    ca, cert, key = (getattr(args, name, None) for name in ("ca", "cert", "key"))
+    if bool(cert) != bool(key):
+        raise BadOption("--cert and --key: give both (the client certificate and its key)")
+    credentials = None
+    if getattr(args, "tls", False) or ca or cert:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(ca, "--ca"),
+            private_key=_read(key, "--key"),
+            certificate_chain=_read(cert, "--cert"),
+        )
+    return Connection(tuple(metadata), credentials)
+
+
+def _read(path: str | None, option: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise BadOption(f"{option} {path}: {exc.strerror}") from None
+
+
+class _Metadata(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+):
+    """Adds the connection's metadata to every call, before the call's own entries."""
+
+    def __init__(self, metadata: Sequence[tuple[str, str]]) -> None:
+        self.metadata = tuple(metadata)
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        own = tuple(details.metadata or ())
+        names = {k for k, _ in own}
+        merged = grpc.aio.Metadata(*[p for p in self.metadata if p[0] not in names], *own)
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, merged, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._details(details), request)
+
+
+__all__ = ["BadOption", "Connection", "add_connection_options", "connection", "parse_headers"]
