@@ -17,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
+from agentd.telemetry import openinference as oi
 from agentd.v1 import agent_pb2
 
 tracer = trace.get_tracer("agentd")
@@ -65,6 +66,7 @@ def record_span(run: agent_pb2.RunResponse, feedback: agent_pb2.Feedback) -> Non
         "agentd.run_id": run.run_id,
         "agentd.api.feedback.rating": feedback.rating,
     }
+    attributes |= oi.kind(oi.EVALUATOR)
     if feedback.labels:
         attributes["agentd.api.feedback.labels"] = list(feedback.labels)
     with tracer.start_as_current_span(

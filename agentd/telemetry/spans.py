@@ -12,6 +12,9 @@ The tree of one run::
        ├─ chat {model}                      (the responder; guard calls alike)
        └─ apply_guardrail {name}            guardrail_span(): the hook for guardrails
 
+Each span also carries the OpenInference attributes of the same data (``openinference.py``:
+AGENT, CHAIN, LLM, TOOL, GUARDRAIL, EVALUATOR), so Arize Phoenix shows a run as an agent.
+
 Message content (prompts, completions, tool arguments and results) goes on spans only when
 ``[telemetry] capture_content`` is on, capped at ``max_content_chars``, and with every forwarded
 caller credential scrubbed. Helpers here are context managers so the loop keeps one ``with`` per
@@ -36,6 +39,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from agentd.telemetry import metrics
+from agentd.telemetry import openinference as oi
 from agentd.telemetry.setup import AGENT_NAME
 
 if TYPE_CHECKING:
@@ -143,10 +147,12 @@ def run_span(
         attributes["gen_ai.conversation.id"] = run.conversation_id
     if run.user_id:
         attributes["user.id"] = run.user_id
+    attributes |= oi.agent(AGENT_NAME, run.conversation_id, run.user_id)
     if (task := settings.content(run.task)) is not None:
         attributes["gen_ai.input.messages"] = json.dumps(
             [{"role": "user", "parts": [{"type": "text", "content": task}]}]
         )
+        attributes |= oi.value("input", task)
     try:
         with (
             tracer.start_as_current_span(
@@ -170,6 +176,13 @@ def _end_run(span: Span, run: RunState, settings: RunTelemetry) -> None:
     span.set_attribute(
         "gen_ai.usage.output_tokens", sum(u.output_tokens for u in run.usage.values())
     )
+    span.set_attributes(
+        oi.token_counts(
+            sum(u.input_tokens for u in run.usage.values()),
+            sum(u.output_tokens for u in run.usage.values()),
+        )
+        | oi.cost(run.cost_usd)
+    )
     if run.status in _RUN_ERRORS:
         span.set_attribute("error.type", run.status)
         span.set_status(Status(StatusCode.ERROR, settings.scrub(run.error)[:500]))
@@ -178,6 +191,7 @@ def _end_run(span: Span, run: RunState, settings: RunTelemetry) -> None:
             "gen_ai.output.messages",
             json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": output}]}]),
         )
+        span.set_attributes(oi.value("output", output))
     metrics.record_run(run.status, run.duration_s or (time.time() - run.start_time))
 
 
@@ -192,8 +206,10 @@ def planning(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     async def traced(*args: P.args, **kwargs: P.kwargs) -> T:
         reason = kwargs.get("reason", args[1] if len(args) > 1 else None)
         attributes: dict[str, Any] = {"agentd.operation": "replan" if reason else "plan"}
+        attributes |= oi.kind(oi.CHAIN)
         if reason:
             attributes["agentd.plan.reason"] = current().scrub(str(reason))[:500]
+            attributes |= oi.value("input", current().content(str(reason)))
         with tracer.start_as_current_span(
             "replan" if reason else "plan", attributes=attributes
         ) as span:
@@ -206,6 +222,12 @@ def planning(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             offered = getattr(plan, "offered_tools", ())
             if offered:  # the catalog was shortlisted for this task
                 span.set_attribute("agentd.plan.offered_tools", list(offered))
+            steps = [
+                {"id": s.id, "tool": s.tool, "arguments": s.arguments}
+                for s in getattr(plan, "steps", ())
+            ]
+            shown = {"steps": steps, "direct_answer": getattr(plan, "direct_answer", "")}
+            span.set_attributes(oi.value("output", current().content(shown), is_json=True))
             return plan
 
     return traced
@@ -247,10 +269,14 @@ def chat_span(record: ModelCallRecord, model: ChatModel) -> Iterator[Span]:
         attributes["server.port"] = endpoint.port
     if settings.conversation_id:
         attributes["gen_ai.conversation.id"] = settings.conversation_id
+    # Invocation parameters are added by capture_request, which knows them.
+    oi_attributes = oi.llm(
+        record.model, attributes["gen_ai.provider.name"], settings.conversation_id
+    )
     with tracer.start_as_current_span(
         f"chat {record.model}",
         kind=SpanKind.CLIENT,
-        attributes=attributes,
+        attributes=attributes | oi_attributes,
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
@@ -276,6 +302,9 @@ def _end_chat(
     span.set_attribute("gen_ai.usage.input_tokens", record.input_tokens)
     span.set_attribute("gen_ai.usage.output_tokens", record.output_tokens)
     span.set_attribute("agentd.cost_usd", record.cost_usd)
+    span.set_attributes(
+        oi.token_counts(record.input_tokens, record.output_tokens) | oi.cost(record.cost_usd)
+    )
     if record.finish_reason:
         span.set_attribute("gen_ai.response.finish_reasons", [record.finish_reason])
     error_type = ""
@@ -317,9 +346,12 @@ def capture_request(messages: list[dict[str, Any]], *, temperature: float, max_t
         return
     span.set_attribute("gen_ai.request.temperature", temperature)
     span.set_attribute("gen_ai.request.max_tokens", max_tokens)
+    span.set_attributes(oi.invocation_parameters(temperature, max_tokens))
     settings = current()
     if not settings.capture_content:
         return
+    # OpenInference keeps the system message in the list, each message capped on its own.
+    span.set_attributes(oi.messages("input", messages, settings))
     # System instructions get their own attribute (as the GenAI conventions have it): they
     # hold the whole tool catalog, and would otherwise push the task past the size cap.
     system = [
@@ -349,7 +381,11 @@ def capture_response(reply: ModelReply, response_id: str | None) -> None:
     span.set_attribute("gen_ai.response.model", reply.model)
     if response_id:
         span.set_attribute("gen_ai.response.id", response_id)
-    text = current().content(reply.text) if reply.text else None
+    settings = current()
+    if reply.text:
+        reply_message = {"role": "assistant", "content": reply.text}
+        span.set_attributes(oi.messages("output", [reply_message], settings))
+    text = settings.content(reply.text) if reply.text else None
     if text is not None:
         span.set_attribute(
             "gen_ai.output.messages",
@@ -394,6 +430,7 @@ def tool_span(tool: LoopTool, record: StepRecord) -> Iterator[Span]:
         "agentd.step.plan_revision": record.plan_revision,
         "agentd.tool.side_effects": tool.side_effects,
     }
+    attributes |= oi.tool(tool.name, record.id, tool.description)
     if settings.conversation_id:
         attributes["gen_ai.conversation.id"] = settings.conversation_id
     with tracer.start_as_current_span(
@@ -428,8 +465,10 @@ def _end_tool(
         span.set_attribute("agentd.step.result_truncated", True)
     if (arguments := settings.content(record.arguments)) is not None:
         span.set_attribute("gen_ai.tool.call.arguments", arguments)
+        span.set_attributes(oi.value("input", arguments, is_json=True))
     if record.result is not None and (result := settings.content(record.result)) is not None:
         span.set_attribute("gen_ai.tool.call.result", result)
+        span.set_attributes(oi.value("output", result, is_json=True))
     message = settings.scrub(record.error_message)[:500]
     if record.status in ("failed", "denied") or error is not None:
         span.set_attribute("error.type", record.error_code or type(error).__name__)
@@ -492,6 +531,7 @@ def guardrail_span(name: str, target: str) -> Iterator[GuardrailSpan]:
             "agentd.operation": "guardrail",
             "agentd.guardrail.name": name,
             "agentd.guardrail.target": target,
-        },
+        }
+        | oi.kind(oi.GUARDRAIL),
     ) as span:
         yield GuardrailSpan(span, name)
