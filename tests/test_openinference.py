@@ -12,18 +12,21 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agentd import telemetry
 from agentd.api import feedback
 from agentd.v1 import agent_pb2
+from tests import test_telemetry
 from tests.test_agent import SECRET, Stack, answer, plan, start_stack
-from tests.test_telemetry import (  # noqa: F401 (fixtures)
+from tests.test_telemetry import (
     attrs,
     named,
     of_trace,
     one,
     parallel_plan,
     parent_of,
-    priced_stack,
     span_id,
-    spans,
 )
+
+# The fixtures of the telemetry tests, used here by name.
+priced_stack = test_telemetry.priced_stack
+spans = test_telemetry.spans
 
 KIND = SpanAttributes.OPENINFERENCE_SPAN_KIND
 CONTENT_KEYS = (

@@ -173,9 +173,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await self.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, "run_id: required")
         record = await self.store.get(run_id)
         if record is None or not self.visible(record, principal):
-            await self.deny(
-                context, audit, grpc.StatusCode.NOT_FOUND, f"run_id: no run {run_id!r}"
-            )
+            await self.deny(context, audit, grpc.StatusCode.NOT_FOUND, f"run_id: no run {run_id!r}")
         assert record is not None
         return record
 
@@ -364,9 +362,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         run.history = await conversation_history(self.store, run, self.config.memory)
         return run, tools, limits
 
-    def scope(
-        self, run: RunState, principal: Principal, caller: Sequence[tuple[str, str]]
-    ) -> str:
+    def scope(self, run: RunState, principal: Principal, caller: Sequence[tuple[str, str]]) -> str:
         """Set whose memory and history the run uses; a message when the caller may not."""
         header = self.config.memory.user_header
         asked, field = run.user_id, "user_id"

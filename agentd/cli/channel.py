@@ -43,7 +43,8 @@ class Connection:
     credentials: grpc.ChannelCredentials | None = None
 
     def channel(self, target: str) -> grpc.aio.Channel:
-        interceptors = [_Metadata(self.metadata)] if self.metadata else None
+        # grpc-stubs types aio interceptors as a placeholder protocol our class cannot name
+        interceptors: Any = [_Metadata(self.metadata)] if self.metadata else None
         if self.credentials is None:
             return grpc.aio.insecure_channel(target, interceptors=interceptors)
         return grpc.aio.secure_channel(target, self.credentials, interceptors=interceptors)
