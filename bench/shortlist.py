@@ -29,7 +29,7 @@ from agentd.loop.shortlist import shortlist
 from agentd.tools.upstream import AgentTool, policy_for
 from bench._common import Result, median
 from bench._genserver import serve as serve_generated
-from bench.embedded import _count, _example_tools
+from bench.embedded import _count, _example_tools, _unavailable
 from toolgen import Target, discover
 
 TOKENS_GOAL = 2_500
@@ -47,7 +47,7 @@ async def run(quick: bool, only: Sequence[str] = ()) -> list[Result]:
         rows.append(_recall(tools, cases, k, quick))
     if "catalog_1000_tokens" in only or not only:
         if importlib.util.find_spec("xllamacpp") is None:
-            rows.append(_skipped(quick, "xllamacpp is not installed (no tokenizer)"))
+            rows.append(_unavailable(quick, "catalog_1000_tokens", "xllamacpp is not installed"))
         else:
             async with asyncio.timeout(600), EmbeddedModel(DEFAULT_MODEL, threads=2) as model:
                 tasks = [task for task, _ in cases][: 3 if quick else None]
@@ -150,15 +150,3 @@ async def _tokens(
 
 def _size(schema: dict[str, Any]) -> int:
     return len(json.dumps(schema, separators=(",", ":")))
-
-
-def _skipped(quick: bool, why: str) -> Result:
-    return Result(
-        name="catalog_1000_tokens",
-        value=0.0,
-        unit="",
-        goal="report",
-        met=True,
-        quick=quick,
-        details={"skipped": why},
-    )
