@@ -36,7 +36,11 @@ async def main(config_path: str) -> int:
     daemon = Daemon(config, env=dict(os.environ))
     try:
         await daemon.start()
-        model = "the embedded SmolLM2-135M model" if config.uses_embedded_model else "your endpoint"
+        model = (
+            f"the embedded {config.embedded.model} model"
+            if config.uses_embedded_model
+            else "your endpoint"
+        )
         print(
             f"\nagentd is listening on {daemon.address} with {len(daemon.catalog.tools if daemon.catalog else {})} tools,"
             f" planning with {model}.\n"
