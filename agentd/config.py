@@ -151,6 +151,18 @@ class StorageConfig:
     path: str = "agentd.db"
     # postgresql://... : a PostgreSQL store shared by several replicas (needs psycopg).
     url: str = ""
+    # A running run holds a lease, renewed while it runs; a run whose lease lapsed (its
+    # replica died) is taken over by a replica sharing the store, checked every takeover_s.
+    lease_s: float = 30.0
+    takeover_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ApprovalsConfig:
+    # A run waiting for a decision longer than this expires (0: never).
+    ttl_s: float = 86_400.0
+    # "expire": the run ends expired; "reject": it resumes as if every pending call was rejected.
+    on_expiry: Literal["expire", "reject"] = "expire"
 
 
 # --- guardrails, memory, alerts --------------------------------------------------------
@@ -237,6 +249,7 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    approvals: ApprovalsConfig = field(default_factory=ApprovalsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     guardrails: GuardrailsConfig = field(default_factory=GuardrailsConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
@@ -275,7 +288,7 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     """Fold AGENTD_SECTION_KEY variables into the raw TOML dict (values parsed as TOML)."""
     sections = {"server", "limits", "agent", "storage", "logging", "llm", "embedded"}
     sections |= {"guardrails", "memory", "alerts"}
-    sections |= {"telemetry"}
+    sections |= {"telemetry", "approvals"}
     for name, value in env.items():
         if not name.startswith("AGENTD_"):
             continue
@@ -372,7 +385,7 @@ class _Reader:
 
     def config(self, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         known = {"server", "upstreams", "llm", "embedded", "limits", "agent", "storage"}
-        known |= {"logging"}
+        known |= {"logging", "approvals"}
         known |= {"guardrails", "memory", "alerts"}
         known |= {"telemetry", "pricing"}
         known |= {"prompts"}
@@ -394,6 +407,13 @@ class _Reader:
         if embedded.slots < 1 or embedded.context < 512:
             raise self.fail("embedded", "slots must be at least 1 and context at least 512")
         storage = StorageConfig(**self.fill(StorageConfig, self.table(raw, "storage"), "storage."))
+        if storage.lease_s <= 0 or storage.takeover_s <= 0:
+            raise self.fail("storage", "lease_s and takeover_s must be positive")
+        approvals = ApprovalsConfig(
+            **self.fill(ApprovalsConfig, self.table(raw, "approvals"), "approvals.")
+        )
+        if approvals.on_expiry not in ("expire", "reject"):
+            raise self.fail("approvals.on_expiry", "must be expire or reject")
         logging = LoggingConfig(**self.fill(LoggingConfig, self.table(raw, "logging"), "logging."))
         if logging.format not in ("auto", "json", "console"):
             raise self.fail("logging.format", "must be auto, json or console")
@@ -410,6 +430,7 @@ class _Reader:
             agent=agent,
             embedded=embedded,
             storage=storage,
+            approvals=approvals,
             logging=logging,
             **self.issue5_sections(raw),
             **self.observability_sections(raw, env),

@@ -20,6 +20,7 @@ from grpc_health.v1._async import HealthServicer  # the grpc.aio servicer (healt
 
 from agentd.api.alerts import Alerter
 from agentd.api.identity import Authenticator
+from agentd.api.approvals import Supervisor
 from agentd.api.service import AgentService
 from agentd.config import AuthConfig, Config
 from agentd.llm import EmbeddedModel, build_models, close_models
@@ -79,6 +80,7 @@ class Daemon:
     service: AgentService | None = None
     embedded: EmbeddedModel | None = None
     models: dict[str, ChatModel] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
     _health: HealthServicer | None = None
 
     @property
@@ -103,6 +105,7 @@ class Daemon:
         self.catalog = ToolCatalog(config.upstreams, retry_s=config.agent.discovery_retry_s)
         await self.catalog.start()
         store = open_store(config.storage.path, config.storage.url)
+        store.lease_s = config.storage.lease_s
         guard_model = config.models["guard"].model if "guard" in config.models else ""
         guardrails = Guardrails(config.guardrails, guard_model)
         overrides = load_overrides(config.prompts)  # [prompts]: templates replaced by files
@@ -128,11 +131,14 @@ class Daemon:
             ],
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(self.service, self.server)
+        # Takes over the runs of replicas that died and expires undecided approvals.
+        self.supervisor = Supervisor(self.service)
         self._health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         enable_reflection(self.server, [SERVICE_NAME, HEALTH_SERVICE])
         self.port = self._bind(config.server.listen, auth)
         await self.server.start()
+        self.supervisor.start()
         status = health_pb2.HealthCheckResponse.SERVING
         await self._health.set("", status)
         await self._health.set(SERVICE_NAME, status)
@@ -159,6 +165,8 @@ class Daemon:
         """Stop accepting runs, let in-flight ones finish for ``grace`` seconds, then close."""
         if self._health:
             await self._health.enter_graceful_shutdown()
+        if self.supervisor:
+            await self.supervisor.stop()
         if self.server:
             await self.server.stop(self.config.server.grace_s if grace is None else grace)
         if self.catalog:

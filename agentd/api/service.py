@@ -20,16 +20,18 @@ from typing import Any
 import grpc
 import jsonschema
 import structlog
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
 from agentd import telemetry
+from agentd.api import approvals
 from agentd.api import feedback as feedback_
 from agentd.api.alerts import Alert, Alerter, run_alerts
 from agentd.api.identity import ANONYMOUS, Authenticator, Principal
 from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent
-from agentd.loop.state import Budget, Event, Plan, RunState, StepRecord, VerdictRecord
-from agentd.store import RunStore
+from agentd.api.records import event_message, run_message
+from agentd.loop.state import Budget, Event, RunState
+from agentd.store import LeaseLost, RunStore
 from agentd.tools import memory
 from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
@@ -326,6 +328,17 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             audit.outcome = f"OK {len(mine)} runs"
             return agent_pb2.ListRunsResponse(runs=mine)
 
+    async def ApproveRun(
+        self, request: agent_pb2.ApproveRunRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.RunResponse:
+        async with self.audited(context, "ApproveRun", request.run_id) as (principal, audit):
+            record = await self.owned_run(context, audit, principal, request.run_id)
+            caller = _metadata(context.invocation_metadata())
+            response = await approvals.approve(self, request, context, audit, record, caller)
+            if audit.outcome == "OK":
+                audit.outcome = f"OK {agent_pb2.RunStatus.Name(response.status)}"
+            return response
+
     async def GetRun(
         self, request: agent_pb2.GetRunRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RunResponse:
@@ -444,23 +457,29 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         if refused:
             await self.deny(context, audit, grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
         try:
-            return await self._run(run, tools, limits, context)
+            return await self.run_to_end(
+                run, tools, limits, _metadata(context.invocation_metadata()), context.time_remaining
+            )
+        except LeaseLost as exc:  # another replica took the run over: it carries on there
+            await self.deny(context, audit, grpc.StatusCode.UNAVAILABLE, f"{exc}; follow it with GetRun")
+            raise
         finally:
             self.limits.release(run.principal)
 
-    async def _run(
+    async def run_to_end(
         self,
         run: RunState,
         tools: Mapping[str, Any],
         limits: Budget,
-        context: grpc.aio.ServicerContext,
+        caller: Sequence[tuple[str, str]],
+        time_left: Callable[[], float | None] = lambda: None,
     ) -> agent_pb2.RunResponse:
+        """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end."""
         async with self.slots:
             timeout = self.config.limits.run_timeout_s
-            remaining = context.time_remaining()
+            remaining = time_left()
             if remaining is not None:
                 timeout = min(timeout, remaining)
-            caller = _metadata(context.invocation_metadata())
             forwarded = {
                 name: forward(caller, tool.upstream.forward_metadata)
                 for name, tool in tools.items()
@@ -480,14 +499,20 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 journal = Journal(self.store, run, request_record(run, tools))
                 await journal.save_now()
                 run.emit = journal.wrap(run.emit)
+                journal.keep_lease()
                 try:
                     await self.agent.run(
-                        run, tools, metadata=forwarded, timeout_s=timeout, budget=limits
+                        run,
+                        tools,
+                        metadata=forwarded,
+                        timeout_s=timeout,
+                        budget=limits,
+                        before_side_effect=journal.save_now,
                     )
                 finally:
                     # gRPC cancels the handler when the caller's deadline passes, which can
                     # beat the run's own timer: that is still a deadline, not a cancellation.
-                    left = context.time_remaining()
+                    left = time_left()
                     if run.status == "cancelled" and left is not None and left <= 0.05:
                         run.finish("deadline_exceeded", "the caller's deadline passed")
                     # Persist even when the caller cancelled: an acknowledged run is never lost.
@@ -526,11 +551,29 @@ class Journal:
         self.request = request
         self.dirty = False
         self.writer: asyncio.Task[None] | None = None
+        self.renewer: asyncio.Task[None] | None = None
         self.writes = 0
+        self.lock = asyncio.Lock()  # one save at a time, each of the state at its start
 
     async def save_now(self) -> None:
-        self.writes += 1
-        await self.store.save(run_message(self.run), self.request)
+        async with self.lock:
+            self.writes += 1
+            await self.store.save(run_message(self.run), self.request)
+
+    def keep_lease(self) -> None:
+        """Renew the run's lease while it runs, so no other replica takes it over."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.store.lease_s / 3)
+                try:
+                    if not await self.store.renew(self.run.run_id):
+                        log.warning("lease lost", run_id=self.run.run_id)
+                        return
+                except Exception as exc:  # the store is down: the next renewal tries again
+                    log.warning("lease renewal failed", run_id=self.run.run_id, error=repr(exc))
+
+        self.renewer = asyncio.create_task(renew())
 
     def wrap(self, emit: Callable[[Event], None]) -> Callable[[Event], None]:
         def journaled(event: Event) -> None:
@@ -556,6 +599,8 @@ class Journal:
     async def drain(self) -> None:
         """Waits for the last snapshot, so the final record is written after it."""
         self.dirty = False
+        if self.renewer is not None:
+            self.renewer.cancel()
         if self.writer is not None:
             await self.writer
 
@@ -623,168 +668,6 @@ def forward(caller: Sequence[tuple[str, str]], names: Sequence[str]) -> tuple[tu
         source, _, target = name.lower().partition("=")
         wanted[source.strip()] = target.strip() or source.strip()
     return tuple((wanted[k], v) for k, v in caller if k in wanted)
-
-
-# --- records to messages ------------------------------------------------------------------
-
-_STATUS = {
-    "running": agent_pb2.RUN_STATUS_RUNNING,
-    "succeeded": agent_pb2.RUN_STATUS_SUCCEEDED,
-    "failed": agent_pb2.RUN_STATUS_FAILED,
-    "limits_exceeded": agent_pb2.RUN_STATUS_LIMITS_EXCEEDED,
-    "needs_approval": agent_pb2.RUN_STATUS_NEEDS_APPROVAL,
-    "blocked_by_guardrail": agent_pb2.RUN_STATUS_BLOCKED_BY_GUARDRAIL,
-    "cancelled": agent_pb2.RUN_STATUS_CANCELLED,
-    "deadline_exceeded": agent_pb2.RUN_STATUS_DEADLINE_EXCEEDED,
-}
-_STEP_STATUS = {
-    "running": agent_pb2.STEP_STATUS_RUNNING,
-    "succeeded": agent_pb2.STEP_STATUS_SUCCEEDED,
-    "failed": agent_pb2.STEP_STATUS_FAILED,
-    "skipped": agent_pb2.STEP_STATUS_SKIPPED,
-    "needs_approval": agent_pb2.STEP_STATUS_NEEDS_APPROVAL,
-    "denied": agent_pb2.STEP_STATUS_DENIED,
-}
-
-
-def _struct(value: Mapping[str, Any] | None) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    if value:
-        message.update(json.loads(json.dumps(value)))  # plain JSON types only
-    return message
-
-
-def plan_message(plan: Plan) -> agent_pb2.Plan:
-    return agent_pb2.Plan(
-        revision=plan.revision,
-        steps=[
-            agent_pb2.PlanStep(
-                id=s.id,
-                tool=s.tool,
-                arguments=_struct(s.arguments),
-                depends_on=s.depends_on,
-                purpose=s.purpose,
-            )
-            for s in plan.steps
-        ],
-        direct_answer=plan.direct_answer or "",
-        rationale=plan.rationale,
-        offered_tools=plan.offered_tools,
-    )
-
-
-def step_message(record: StepRecord) -> agent_pb2.Step:
-    message = agent_pb2.Step(
-        id=record.id,
-        tool=record.tool,
-        method=record.method,
-        arguments=_struct(record.arguments),
-        status=_STEP_STATUS[record.status],
-        plan_revision=record.plan_revision,
-        result_truncated=record.result_truncated,
-        flags=record.flags,
-    )
-    if record.result is not None:
-        message.result.CopyFrom(_struct(record.result))
-    if record.error_code or record.error_message:
-        message.error.code = record.error_code
-        message.error.message = record.error_message
-    message.start_time.FromNanoseconds(int(record.start_time * 1e9))
-    message.duration.FromNanoseconds(int(record.duration_s * 1e9))
-    return message
-
-
-def run_message(run: RunState) -> agent_pb2.RunResponse:
-    message = agent_pb2.RunResponse(
-        run_id=run.run_id,
-        trace_id=run.trace_id,
-        status=_STATUS[run.status],
-        output=run.output,
-        steps=[step_message(s) for s in run.steps],
-        error=run.error,
-        mode=agent_pb2.LOOP_MODE_REACT if run.mode == "react" else agent_pb2.LOOP_MODE_PLAN_EXECUTE,
-        conversation_id=run.conversation_id,
-        user_id=run.user_id,
-        task=run.task,
-        principal=run.principal,
-    )
-    if run.output_json is not None:
-        json_format.ParseDict(run.output_json, message.output_json)
-    if run.plan:
-        message.plan.CopyFrom(plan_message(run.plan))
-    for usage in run.usage.values():
-        message.usage.add(
-            role=usage.role,
-            model=usage.model,
-            calls=usage.calls,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=run.role_cost_usd(usage.role),
-        )
-        message.models.append(f"{usage.role}={usage.model}")
-    message.cost_usd = run.cost_usd
-    for call in run.model_calls:
-        item = message.model_calls.add(
-            role=call.role,
-            model=call.model,
-            prompt=call.prompt,
-            prompt_version=call.prompt_version,
-            input_tokens=call.input_tokens,
-            output_tokens=call.output_tokens,
-            cost_usd=call.cost_usd,
-            finish_reason=call.finish_reason,
-            error=call.error,
-            span_id=call.span_id,
-        )
-        item.start_time.FromNanoseconds(int(call.start_time * 1e9))
-        item.duration.FromNanoseconds(int(call.duration_s * 1e9))
-    if run.pending_call:
-        p = run.pending_call
-        message.pending_call.CopyFrom(
-            agent_pb2.PendingCall(
-                step_id=p.step_id,
-                tool=p.tool,
-                method=p.method,
-                arguments=_struct(p.arguments),
-                side_effects=p.side_effects,
-            )
-        )
-    message.verdicts.extend(verdict_message(v) for v in run.verdicts)
-    message.start_time.FromNanoseconds(int(run.start_time * 1e9))
-    message.duration.FromNanoseconds(int(run.duration_s * 1e9))
-    return message
-
-
-_VERDICT = {
-    "pass": agent_pb2.VERDICT_PASS,
-    "flag": agent_pb2.VERDICT_FLAG,
-    "block": agent_pb2.VERDICT_BLOCK,
-}
-
-
-def verdict_message(verdict: VerdictRecord) -> agent_pb2.GuardrailVerdict:
-    return agent_pb2.GuardrailVerdict(
-        verdict=_VERDICT[verdict.verdict],
-        reasons=verdict.reasons,
-        guard=verdict.guard,
-        stage=verdict.stage,
-    )
-
-
-def event_message(run_id: str, sequence: int, event: Event) -> agent_pb2.RunEvent:
-    message = agent_pb2.RunEvent(run_id=run_id, sequence=sequence)
-    message.time.FromNanoseconds(int(event.time * 1e9))
-    if event.kind == "plan":
-        message.plan.CopyFrom(plan_message(event.payload))
-    elif event.kind == "replan_reason":
-        message.replan_reason = str(event.payload)
-    elif event.kind == "step_started":
-        message.step_started.CopyFrom(step_message(event.payload))
-    elif event.kind == "step_finished":
-        message.step_finished.CopyFrom(step_message(event.payload))
-    elif event.kind == "verdict":
-        message.verdict.CopyFrom(verdict_message(event.payload))
-    return message
 
 
 async def conversation_history(store: RunStore, run: RunState, config: MemoryConfig) -> str:

@@ -80,6 +80,7 @@ class Agent:
         metadata: Mapping[str, Sequence[tuple[str, str]]],
         timeout_s: float,
         budget: Budget | None = None,
+        before_side_effect: Callable[[], Awaitable[None]] | None = None,
     ) -> RunState:
         """Run to the end; never raises except for cancellation of the caller."""
         budget = budget or Budget.of(self.config)
@@ -92,6 +93,7 @@ class Agent:
             idempotency_header=self.config.idempotency_header,
         )
         session = _Session(self, run, tools, budget, call)
+        session.executor.before_side_effect = before_side_effect
         overrides = prompts.use(self.prompt_overrides)
         try:
             async with asyncio.timeout(timeout_s):
@@ -143,13 +145,12 @@ class _Session:
     # --- plan and execute -----------------------------------------------------------------
 
     async def plan_execute(self) -> None:
-        plan = await self.plan(reason=None)
+        # A resumed run carries on with its stored plan: finished steps are not run again.
+        plan = self.run.plan or await self.plan(reason=None)
         while True:
             if plan.steps:
                 await self.executor.execute(plan)
-            if self.run.pending_call:
-                pending = self.run.pending_call
-                raise NeedsApproval(f"{pending.tool} has side effects and needs approval")
+            self.stop_for_approval()
             failed = [s for s in plan.steps if (r := self.run.step(s.id)) and r.status == "failed"]
             failures = "steps failed: " + ", ".join(f"{s.id} ({s.tool})" for s in failed)
             if failed and not any(r.status == "succeeded" for r in self.run.steps):
@@ -174,6 +175,11 @@ class _Session:
             self.run.finish("succeeded")
             return
 
+    def stop_for_approval(self) -> None:
+        if self.run.pending_calls:
+            tools = ", ".join(p.tool for p in self.run.pending_calls)
+            raise NeedsApproval(f"{tools}: side effects need approval")
+
     def check_step_budget(self, failed: Sequence[PlanStep]) -> None:
         if self.budget.steps >= self.budget.max_steps:
             raise LimitsExceeded(
@@ -190,7 +196,7 @@ class _Session:
     @telemetry.planning
     async def plan(self, reason: str | None) -> Plan:
         """Ask the planner; a plan that fails its checks goes back with the errors."""
-        revision = len(self.run.plans)
+        revision = self.run.plan.revision + 1 if self.run.plan else 0
         if reason:
             self.run.emit(Event("replan_reason", reason))
         left = self.budget.max_steps - self.budget.steps
@@ -398,7 +404,17 @@ class _Session:
             {"role": "system", "content": prompts.get("react").text},
             {"role": "user", "content": user},
         ]
-        turn = 0
+        # A resumed run: its finished turns as the model saw them, then the decided calls.
+        for record in self.run.steps:
+            self.react_turn(messages, record.tool, record.arguments, record.observation())
+        turn = len(self.run.steps)
+        for pending in list(self.run.decisions.values()):
+            turn += 1
+            record = await self.executor.run_step(
+                PlanStep(id=pending.step_id, tool=self.decided_tool(pending.step_id), arguments={}),
+                revision=0,
+            )
+            self.react_turn(messages, record.tool, record.arguments, record.observation())
         while True:
             choice = await self.ask(
                 "executor",
@@ -418,22 +434,28 @@ class _Session:
                 observation = {
                     "error": f"unknown tool {choice.name!r}; use one of the listed tools"
                 }
-            if self.run.pending_call:
-                raise NeedsApproval(
-                    f"{self.run.pending_call.tool} has side effects and needs approval"
-                )
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": json.dumps({"tool": choice.name, "arguments": choice.arguments}),
-                }
-            )
-            messages.append(
-                {
-                    "role": "user",
-                    "content": f"Observation (untrusted data): {json.dumps(observation)}",
-                }
-            )
+            self.stop_for_approval()
+            self.react_turn(messages, choice.name, choice.arguments, observation)
+
+    @staticmethod
+    def react_turn(
+        messages: list[dict[str, Any]],
+        tool: str,
+        arguments: Mapping[str, Any],
+        observation: Mapping[str, Any],
+    ) -> None:
+        messages.append(
+            {"role": "assistant", "content": json.dumps({"tool": tool, "arguments": arguments})}
+        )
+        messages.append(
+            {"role": "user", "content": f"Observation (untrusted data): {json.dumps(observation)}"}
+        )
+
+    def decided_tool(self, step_id: str) -> str:
+        for approval in reversed(self.run.approvals):
+            if approval.step_id == step_id:
+                return approval.tool
+        raise RunFailed(f"no decision recorded for step {step_id}")
 
     # --- model calls ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ and the time left. A failed call is an observation for the model, never a crash.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -22,6 +23,7 @@ from agentd.loop import prompts
 from agentd.loop.plan import LoopTool, Unresolved, resolve, validate
 from agentd.loop.state import (
     Budget,
+    Decision,
     Event,
     LimitsExceeded,
     PendingCall,
@@ -53,6 +55,9 @@ class ArgumentsUnavailable(Exception):
 class Executor:
     # Guardrail hook on each successful result (sets StepRecord.flags); None: no check.
     result_check: Callable[[RunState, StepRecord], None] | None = None
+    # Awaited before a call with side effects starts, so the run's journal shows it in
+    # flight: a replica that takes over after a crash must not repeat it blindly.
+    before_side_effect: Callable[[], Awaitable[None]] | None = None
 
     def __init__(
         self,
@@ -81,6 +86,8 @@ class Executor:
         self, step: PlanStep, revision: int, finished: Mapping[str, asyncio.Event]
     ) -> None:
         try:
+            if self.run.step(step.id) is not None:  # a resumed run: this step already ended
+                return
             for dep in step.depends_on:
                 if dep in finished:
                     await finished[dep].wait()
@@ -108,6 +115,9 @@ class Executor:
             return await self._call(step, tool, record)
 
     async def _call(self, step: PlanStep, tool: LoopTool, record: StepRecord) -> StepRecord:
+        decision = self.run.decisions.get(step.id)
+        if decision is not None:  # decided on resume: its arguments are the approved ones
+            return await self._decided(step, tool, record, decision)
         try:
             record.arguments = await self._arguments(step, tool)
         except ArgumentsUnavailable as exc:
@@ -118,17 +128,35 @@ class Executor:
                 self._end(record, "denied", "PERMISSION_DENIED", f"{tool.name} is denied by policy")
             else:
                 self._end(record, "needs_approval", "", "")
-                if self.run.pending_call is None:
-                    self.run.pending_call = PendingCall(
-                        step.id, tool.name, tool.method, record.arguments, tool.side_effects
-                    )
+                self.run.pending_calls.append(
+                    PendingCall(step.id, tool.name, tool.method, record.arguments, tool.side_effects)
+                )
             return record
+        return await self._invoke(step, tool, record)
+
+    async def _decided(
+        self, step: PlanStep, tool: LoopTool, record: StepRecord, decision: Decision
+    ) -> StepRecord:
+        """A resumed call someone decided: rejected, or approved with exactly the arguments
+        the approval was bound to."""
+        if not decision.approve:
+            self._end(record, "failed", "REJECTED", decision.reason or "rejected")
+            return record
+        record.arguments = decision.arguments
+        if decision.arguments_sha256 != arguments_sha256(record.arguments):
+            self._end(record, "failed", "ARGUMENTS_CHANGED", "the approved arguments changed")
+            return record
+        return await self._invoke(step, tool, record)
+
+    async def _invoke(self, step: PlanStep, tool: LoopTool, record: StepRecord) -> StepRecord:
         try:
             self.budget.before_step()
         except LimitsExceeded as exc:
             self._end(record, "skipped", "LIMITS_EXCEEDED", str(exc))
             raise
         self.run.emit(Event("step_started", record))
+        if tool.side_effects != "none" and self.before_side_effect is not None:
+            await self.before_side_effect()
         record.start_time = time.time()
         started = time.monotonic()
         try:
@@ -246,6 +274,12 @@ class Executor:
         raise ArgumentsUnavailable("; ".join(problems))
 
 
+def arguments_sha256(arguments: Mapping[str, Any]) -> str:
+    """The hash an approval binds a call to: canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def describe_tool_error(exc: BaseException) -> tuple[str, str]:
     """(code, message) of a failed tool call: a gRPC status name or INVALID_ARGUMENTS."""
     code = getattr(exc, "code", None)
@@ -292,4 +326,11 @@ def _longest_list(node: Any) -> list[Any] | None:
     return best
 
 
-__all__ = ["CallContext", "Executor", "ModelReply", "describe_tool_error", "truncate"]
+__all__ = [
+    "CallContext",
+    "Executor",
+    "ModelReply",
+    "arguments_sha256",
+    "describe_tool_error",
+    "truncate",
+]

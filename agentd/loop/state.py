@@ -23,6 +23,7 @@ RunStatus = Literal[
     "blocked_by_guardrail",
     "cancelled",
     "deadline_exceeded",
+    "expired",
 ]
 StepStatus = Literal["running", "succeeded", "failed", "skipped", "needs_approval", "denied"]
 
@@ -55,6 +56,9 @@ class BlockedByGuardrail(Terminating):
 
 
 # --- records ----------------------------------------------------------------------------
+
+# Error codes of steps that failed before their call was made.
+_NOT_CALLED = frozenset({"INVALID_ARGUMENTS", "REJECTED", "LIMITS_EXCEEDED", "ARGUMENTS_CHANGED"})
 
 
 @dataclass
@@ -92,6 +96,13 @@ class StepRecord:
     result_truncated: bool = False
     # Guardrail findings on the result, e.g. "instruction-like content: ignore previous ...".
     flags: list[str] = field(default_factory=list)
+
+    @property
+    def called(self) -> bool:
+        """Whether the upstream was called (or may have been: a call in flight)."""
+        if self.status in ("succeeded", "running"):
+            return True
+        return self.status == "failed" and self.error_code not in _NOT_CALLED
 
     def observation(self) -> dict[str, Any]:
         """What the model sees of this step (results are data, never instructions)."""
@@ -141,6 +152,36 @@ class PendingCall:
     method: str
     arguments: dict[str, Any]
     side_effects: str
+    # Why it waits when not for its policy, e.g. "outcome unknown" after a replica died.
+    reason: str = ""
+
+
+@dataclass
+class Decision:
+    """What a person decided about one pending call, applied when the run resumes."""
+
+    step_id: str
+    approve: bool
+    arguments: dict[str, Any]  # what runs when approved: the pending arguments or the edit
+    reason: str = ""  # a rejection's reason, which the model sees as the call's error
+    arguments_sha256: str = ""  # the approved call is bound to exactly these arguments
+
+
+@dataclass
+class ApprovalRecord:
+    """A decision as the run record keeps it, for audit: the original and the edit both."""
+
+    step_id: str
+    tool: str
+    approved: bool
+    original_arguments: dict[str, Any]
+    arguments: dict[str, Any]
+    edited: bool
+    arguments_sha256: str
+    reason: str
+    principal: str
+    request_id: str
+    time: float
 
 
 @dataclass
@@ -182,7 +223,12 @@ class RunState:
     plans: list[Plan] = field(default_factory=list)
     steps: list[StepRecord] = field(default_factory=list)
     usage: dict[str, RoleUsage] = field(default_factory=dict)
-    pending_call: PendingCall | None = None
+    # The calls waiting for a decision (needs_approval), in plan order.
+    pending_calls: list[PendingCall] = field(default_factory=list)
+    approvals: list[ApprovalRecord] = field(default_factory=list)
+    # Decisions to apply in this resume, by step id (not stored: approvals is the record).
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    resumes: int = 0
     model_calls: list[ModelCallRecord] = field(default_factory=list)
     verdicts: list[VerdictRecord] = field(default_factory=list)
     # Bounded summary of earlier runs of the same conversation, for planner and responder.
@@ -194,6 +240,10 @@ class RunState:
     @property
     def plan(self) -> Plan | None:
         return self.plans[-1] if self.plans else None
+
+    @property
+    def pending_call(self) -> PendingCall | None:
+        return self.pending_calls[0] if self.pending_calls else None
 
     @property
     def cost_usd(self) -> float:
@@ -241,6 +291,14 @@ class Budget:
             if value is not None:
                 limits[key] = min(limits[key], value)
         return cls(**limits)
+
+    def charge(self, run: RunState) -> Budget:
+        """Count what a resumed run used before it stopped, so its limits hold across resumes."""
+        self.steps = sum(1 for r in run.steps if r.called)
+        self.model_calls = len(run.model_calls)
+        self.tokens = sum(c.input_tokens + c.output_tokens for c in run.model_calls)
+        self.replans = run.plan.revision if run.plan else 0
+        return self
 
     def before_model_call(self) -> None:
         if self.model_calls >= self.max_model_calls:

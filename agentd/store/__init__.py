@@ -8,20 +8,53 @@ picks the backend, importing only the one configured.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import uuid
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from agentd.tools.memory import Memory
 from agentd.v1 import agent_pb2
 
 
+class LeaseLost(Exception):
+    """Another replica holds the run now (it took over after this one's lease lapsed)."""
+
+
+# What ``decide`` found: the decision is taken now, was taken before by the same request,
+# was taken by another request, the run is not waiting for one, or there is no such run.
+Outcome = Literal["decided", "repeat", "taken", "not_waiting", "missing"]
+
+
+def replica_id() -> str:
+    """This process's name in run leases: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 class RunStore(Protocol):
+    # The replica writing through this store, and how long its leases on running runs last.
+    owner: str
+    lease_s: float
+
     async def save(
         self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None
     ) -> None: ...
     async def get(self, run_id: str) -> agent_pb2.RunResponse | None: ...
+    async def get_request(self, run_id: str) -> dict[str, Any] | None: ...
     async def close(self) -> None: ...
+
+    # Durable runs. ``save`` of a RUNNING record takes or renews this replica's lease and
+    # raises LeaseLost when another replica holds it; other statuses end the lease.
+    async def renew(self, run_id: str) -> bool: ...
+    # Atomically takes over RUNNING runs whose lease lapsed; their ids.
+    async def take_over(self, limit: int) -> list[str]: ...
+    # One decision per waiting period (``key``) of a NEEDS_APPROVAL run, atomically: the
+    # winner's ``record`` replaces the stored one; returns what was found and the record now.
+    async def decide(
+        self, run_id: str, key: str, request_id: str, record: agent_pb2.RunResponse
+    ) -> tuple[Outcome, agent_pb2.RunResponse | None]: ...
 
     # Feedback is kept beside the record and merged into RunResponse.feedback by ``get``.
     async def add_feedback(
@@ -70,4 +103,28 @@ def without_feedback(run: agent_pb2.RunResponse) -> agent_pb2.RunResponse:
     return copy
 
 
-__all__ = ["Memory", "RunStore", "keywords", "open_store", "without_feedback"]
+def decision_outcome(status: str, seen: str | None, taken: bool) -> Outcome | None:
+    """``decide``'s answer from what the transaction read (None: take the decision now).
+
+    ``seen`` is the key this request_id decided before, ``taken`` whether ``key`` is decided.
+    """
+    if seen is not None:
+        return "repeat"
+    if taken:
+        return "taken"
+    if status != "RUN_STATUS_NEEDS_APPROVAL":
+        return "not_waiting"
+    return None
+
+
+__all__ = [
+    "LeaseLost",
+    "Memory",
+    "Outcome",
+    "RunStore",
+    "decision_outcome",
+    "keywords",
+    "open_store",
+    "replica_id",
+    "without_feedback",
+]

@@ -13,7 +13,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from agentd.store import Memory, keywords, without_feedback
+from agentd.store import (
+    LeaseLost,
+    Memory,
+    Outcome,
+    decision_outcome,
+    keywords,
+    replica_id,
+    without_feedback,
+)
 from agentd.v1 import agent_pb2
 
 _SCHEMA = """
@@ -28,6 +36,13 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_conversation ON runs (conversation_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at);
+CREATE TABLE IF NOT EXISTS decisions (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
 CREATE TABLE IF NOT EXISTS requests (
     run_id TEXT PRIMARY KEY,
     request TEXT NOT NULL
@@ -83,7 +98,13 @@ class SqliteRunStore:
             self.fts = True
         except sqlite3.OperationalError:  # an SQLite built without FTS5: recall uses LIKE
             self.fts = False
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        if "owner" not in columns:  # a file from before leases: add their columns
+            self._db.execute("ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+            self._db.execute("ALTER TABLE runs ADD COLUMN lease_until REAL NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
+        self.owner = replica_id()
+        self.lease_s = 30.0
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -104,6 +125,7 @@ class SqliteRunStore:
     def _save(self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None) -> None:
         now = time.time()
         status = agent_pb2.RunStatus.Name(run.status)
+        lease = now + self.lease_s if run.status == agent_pb2.RUN_STATUS_RUNNING else 0.0
         run = without_feedback(run)
         # One transaction: the record and its request are stored together or not at all.
         with self._lock, self._transaction():
@@ -112,11 +134,14 @@ class SqliteRunStore:
                     "INSERT OR REPLACE INTO requests (run_id, request) VALUES (?, ?)",
                     (run.run_id, json.dumps(request, default=str)),
                 )
-            self._db.execute(
+            # Fenced: only the lease holder writes, or anyone once the lease lapsed.
+            cursor = self._db.execute(
                 "INSERT INTO runs (run_id, created_at, updated_at, status, user_id,"
-                " conversation_id, record) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " conversation_id, record, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(run_id) DO UPDATE SET updated_at=excluded.updated_at,"
-                " status=excluded.status, record=excluded.record",
+                " status=excluded.status, record=excluded.record, owner=excluded.owner,"
+                " lease_until=excluded.lease_until"
+                " WHERE runs.owner = excluded.owner OR runs.lease_until < ?",
                 (
                     run.run_id,
                     now,
@@ -125,8 +150,90 @@ class SqliteRunStore:
                     run.user_id,
                     run.conversation_id,
                     run.SerializeToString(),
+                    self.owner,
+                    lease,
+                    now,
                 ),
             )
+            if cursor.rowcount == 0:
+                raise LeaseLost(f"run {run.run_id} is held by another replica")
+
+    # --- leases and decisions ------------------------------------------------------------
+
+    async def renew(self, run_id: str) -> bool:
+        def write() -> bool:
+            with self._lock:
+                cursor = self._db.execute(
+                    "UPDATE runs SET lease_until = ? WHERE run_id = ? AND owner = ?"
+                    " AND status = 'RUN_STATUS_RUNNING'",
+                    (time.time() + self.lease_s, run_id, self.owner),
+                )
+            return cursor.rowcount > 0
+
+        return await asyncio.to_thread(write)
+
+    async def take_over(self, limit: int) -> list[str]:
+        def write() -> list[str]:
+            now = time.time()
+            with self._lock, self._transaction():  # BEGIN IMMEDIATE: one taker at a time
+                ids = [
+                    row[0]
+                    for row in self._db.execute(
+                        "SELECT run_id FROM runs WHERE status = 'RUN_STATUS_RUNNING'"
+                        " AND lease_until < ? ORDER BY lease_until LIMIT ?",
+                        (now, limit),
+                    )
+                ]
+                self._db.executemany(
+                    "UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?",
+                    [(self.owner, now + self.lease_s, run_id) for run_id in ids],
+                )
+            return ids
+
+        return await asyncio.to_thread(write)
+
+    async def decide(
+        self, run_id: str, key: str, request_id: str, record: agent_pb2.RunResponse
+    ) -> tuple[Outcome, agent_pb2.RunResponse | None]:
+        def write() -> tuple[Outcome, agent_pb2.RunResponse | None]:
+            now = time.time()
+            with self._lock, self._transaction():
+                row = self._db.execute(
+                    "SELECT status, record FROM runs WHERE run_id = ?", (run_id,)
+                ).fetchone()
+                if row is None:
+                    return "missing", None
+                seen = self._db.execute(
+                    "SELECT key FROM decisions WHERE run_id = ? AND request_id = ?",
+                    (run_id, request_id),
+                ).fetchone()
+                taken = self._db.execute(
+                    "SELECT 1 FROM decisions WHERE run_id = ? AND key = ?", (run_id, key)
+                ).fetchone()
+                outcome = decision_outcome(row[0], seen and seen[0], taken is not None)
+                if outcome is not None:
+                    return outcome, agent_pb2.RunResponse.FromString(row[1])
+                self._db.execute(
+                    "INSERT INTO decisions (run_id, key, request_id, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (run_id, key, request_id, now),
+                )
+                running = record.status == agent_pb2.RUN_STATUS_RUNNING
+                self._db.execute(
+                    "UPDATE runs SET status = ?, record = ?, updated_at = ?, owner = ?,"
+                    " lease_until = ? WHERE run_id = ?",
+                    (
+                        agent_pb2.RunStatus.Name(record.status),
+                        without_feedback(record).SerializeToString(),
+                        now,
+                        self.owner,
+                        now + self.lease_s if running else 0.0,
+                        run_id,
+                    ),
+                )
+            return "decided", record
+
+        return await asyncio.to_thread(write)
 
     async def get(self, run_id: str) -> agent_pb2.RunResponse | None:
         return await asyncio.to_thread(self._get, run_id)

@@ -29,6 +29,7 @@ class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATUS_BLOCKED_BY_GUARDRAIL: _ClassVar[RunStatus]
     RUN_STATUS_CANCELLED: _ClassVar[RunStatus]
     RUN_STATUS_DEADLINE_EXCEEDED: _ClassVar[RunStatus]
+    RUN_STATUS_EXPIRED: _ClassVar[RunStatus]
 
 class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -58,6 +59,7 @@ RUN_STATUS_NEEDS_APPROVAL: RunStatus
 RUN_STATUS_BLOCKED_BY_GUARDRAIL: RunStatus
 RUN_STATUS_CANCELLED: RunStatus
 RUN_STATUS_DEADLINE_EXCEEDED: RunStatus
+RUN_STATUS_EXPIRED: RunStatus
 STEP_STATUS_UNSPECIFIED: StepStatus
 STEP_STATUS_RUNNING: StepStatus
 STEP_STATUS_SUCCEEDED: StepStatus
@@ -237,21 +239,23 @@ class Feedback(_message.Message):
     def __init__(self, rating: _Optional[int] = ..., comment: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class PendingCall(_message.Message):
-    __slots__ = ("step_id", "tool", "method", "arguments", "side_effects")
+    __slots__ = ("step_id", "tool", "method", "arguments", "side_effects", "reason")
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
     SIDE_EFFECTS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     step_id: str
     tool: str
     method: str
     arguments: _struct_pb2.Struct
     side_effects: str
-    def __init__(self, step_id: _Optional[str] = ..., tool: _Optional[str] = ..., method: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., side_effects: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, step_id: _Optional[str] = ..., tool: _Optional[str] = ..., method: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., side_effects: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RunResponse(_message.Message):
-    __slots__ = ("run_id", "trace_id", "status", "output", "output_json", "plan", "steps", "usage", "models", "error", "pending_call", "start_time", "duration", "mode", "conversation_id", "user_id", "task", "model_calls", "cost_usd", "verdicts", "feedback", "principal")
+    __slots__ = ("run_id", "trace_id", "status", "output", "output_json", "plan", "steps", "usage", "models", "error", "pending_call", "start_time", "duration", "mode", "conversation_id", "user_id", "task", "model_calls", "cost_usd", "verdicts", "feedback", "principal", "pending_calls", "approvals", "resumes")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +278,9 @@ class RunResponse(_message.Message):
     VERDICTS_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    PENDING_CALLS_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    RESUMES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     trace_id: str
     status: RunStatus
@@ -296,7 +303,58 @@ class RunResponse(_message.Message):
     verdicts: _containers.RepeatedCompositeFieldContainer[GuardrailVerdict]
     feedback: _containers.RepeatedCompositeFieldContainer[Feedback]
     principal: str
-    def __init__(self, run_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., output: _Optional[str] = ..., output_json: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., usage: _Optional[_Iterable[_Union[Usage, _Mapping]]] = ..., models: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., pending_call: _Optional[_Union[PendingCall, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mode: _Optional[_Union[LoopMode, str]] = ..., conversation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., task: _Optional[str] = ..., model_calls: _Optional[_Iterable[_Union[ModelCall, _Mapping]]] = ..., cost_usd: _Optional[float] = ..., verdicts: _Optional[_Iterable[_Union[GuardrailVerdict, _Mapping]]] = ..., feedback: _Optional[_Iterable[_Union[Feedback, _Mapping]]] = ..., principal: _Optional[str] = ...) -> None: ...
+    pending_calls: _containers.RepeatedCompositeFieldContainer[PendingCall]
+    approvals: _containers.RepeatedCompositeFieldContainer[Approval]
+    resumes: int
+    def __init__(self, run_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., output: _Optional[str] = ..., output_json: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., usage: _Optional[_Iterable[_Union[Usage, _Mapping]]] = ..., models: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., pending_call: _Optional[_Union[PendingCall, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mode: _Optional[_Union[LoopMode, str]] = ..., conversation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., task: _Optional[str] = ..., model_calls: _Optional[_Iterable[_Union[ModelCall, _Mapping]]] = ..., cost_usd: _Optional[float] = ..., verdicts: _Optional[_Iterable[_Union[GuardrailVerdict, _Mapping]]] = ..., feedback: _Optional[_Iterable[_Union[Feedback, _Mapping]]] = ..., principal: _Optional[str] = ..., pending_calls: _Optional[_Iterable[_Union[PendingCall, _Mapping]]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., resumes: _Optional[int] = ...) -> None: ...
+
+class CallDecision(_message.Message):
+    __slots__ = ("step_id", "approve", "arguments", "reason")
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVE_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    step_id: str
+    approve: bool
+    arguments: _struct_pb2.Struct
+    reason: str
+    def __init__(self, step_id: _Optional[str] = ..., approve: _Optional[bool] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ApproveRunRequest(_message.Message):
+    __slots__ = ("run_id", "request_id", "decisions")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    request_id: str
+    decisions: _containers.RepeatedCompositeFieldContainer[CallDecision]
+    def __init__(self, run_id: _Optional[str] = ..., request_id: _Optional[str] = ..., decisions: _Optional[_Iterable[_Union[CallDecision, _Mapping]]] = ...) -> None: ...
+
+class Approval(_message.Message):
+    __slots__ = ("step_id", "tool", "approved", "original_arguments", "arguments", "edited", "arguments_sha256", "reason", "principal", "request_id", "time")
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    EDITED_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    step_id: str
+    tool: str
+    approved: bool
+    original_arguments: _struct_pb2.Struct
+    arguments: _struct_pb2.Struct
+    edited: bool
+    arguments_sha256: str
+    reason: str
+    principal: str
+    request_id: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, step_id: _Optional[str] = ..., tool: _Optional[str] = ..., approved: _Optional[bool] = ..., original_arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., edited: _Optional[bool] = ..., arguments_sha256: _Optional[str] = ..., reason: _Optional[str] = ..., principal: _Optional[str] = ..., request_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("run_id", "sequence", "time", "plan", "replan_reason", "step_started", "step_finished", "final", "verdict")

@@ -67,6 +67,11 @@ class AgentServiceStub:
                 request_serializer=agentd_dot_v1_dot_agent__pb2.ListRunsRequest.SerializeToString,
                 response_deserializer=agentd_dot_v1_dot_agent__pb2.ListRunsResponse.FromString,
                 _registered_method=True)
+        self.ApproveRun = channel.unary_unary(
+                '/agentd.v1.AgentService/ApproveRun',
+                request_serializer=agentd_dot_v1_dot_agent__pb2.ApproveRunRequest.SerializeToString,
+                response_deserializer=agentd_dot_v1_dot_agent__pb2.RunResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -118,6 +123,17 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApproveRun(self, request, context):
+        """Decides the calls a run waits on (AIP-136 custom method `runs/{run_id}:approve`):
+        approves each, optionally with edited arguments, or rejects it with a reason the
+        model sees; then resumes the run from its stored plan and steps, on any replica that
+        shares the store, and returns its record when it ends. A repeat with the same
+        `request_id` (AIP-155) returns the run as it stands and decides nothing again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +166,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListRuns,
                     request_deserializer=agentd_dot_v1_dot_agent__pb2.ListRunsRequest.FromString,
                     response_serializer=agentd_dot_v1_dot_agent__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'ApproveRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveRun,
+                    request_deserializer=agentd_dot_v1_dot_agent__pb2.ApproveRunRequest.FromString,
+                    response_serializer=agentd_dot_v1_dot_agent__pb2.RunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -317,6 +338,33 @@ class AgentService:
             '/agentd.v1.AgentService/ListRuns',
             agentd_dot_v1_dot_agent__pb2.ListRunsRequest.SerializeToString,
             agentd_dot_v1_dot_agent__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentd.v1.AgentService/ApproveRun',
+            agentd_dot_v1_dot_agent__pb2.ApproveRunRequest.SerializeToString,
+            agentd_dot_v1_dot_agent__pb2.RunResponse.FromString,
             options,
             channel_credentials,
             insecure,
