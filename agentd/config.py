@@ -149,7 +149,7 @@ class EmbeddedConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     path: str = "agentd.db"
-    # postgresql://... : a PostgreSQL store shared by several replicas (needs psycopg).
+    # postgresql://... : a PostgreSQL store shared by several replicas (needs psycopg, psycopg-pool).
     url: str = ""
 
 

@@ -29,7 +29,7 @@ from agentd.api.identity import ANONYMOUS, Authenticator, Principal
 from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent
 from agentd.loop.state import Budget, Event, Plan, RunState, StepRecord, VerdictRecord
-from agentd.store import RunStore
+from agentd.store import RunStore, StoreUnavailable
 from agentd.tools import memory
 from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
@@ -135,7 +135,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         principal = self.caller(context)
         audit = Audit(principal.id, method, run_id)
         try:
-            yield principal, audit
+            try:
+                yield principal, audit
+            except StoreUnavailable as exc:
+                # Nothing is acknowledged that the store did not keep: the caller may retry.
+                log.warning("store unavailable", method=method, run_id=audit.run_id or None)
+                await self.deny(context, audit, grpc.StatusCode.UNAVAILABLE, str(exc))
         except asyncio.CancelledError:
             if audit.outcome == "OK":
                 audit.outcome = "CANCELLED"

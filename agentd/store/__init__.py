@@ -16,6 +16,11 @@ from agentd.tools.memory import Memory
 from agentd.v1 import agent_pb2
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now (its database is down or restarting); the
+    service answers UNAVAILABLE, so the caller knows nothing was acknowledged."""
+
+
 class RunStore(Protocol):
     async def save(
         self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None
@@ -70,4 +75,4 @@ def without_feedback(run: agent_pb2.RunResponse) -> agent_pb2.RunResponse:
     return copy
 
 
-__all__ = ["Memory", "RunStore", "keywords", "open_store", "without_feedback"]
+__all__ = ["Memory", "RunStore", "StoreUnavailable", "keywords", "open_store", "without_feedback"]

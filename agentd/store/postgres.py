@@ -1,20 +1,30 @@
 """The run store on PostgreSQL, for several agentd replicas sharing runs, feedback and memory.
 
-Same interface and semantics as ``SqliteRunStore``; needs ``psycopg`` (``pip install
-'psycopg[binary]'``), imported only when ``storage.url`` is set. Keyword recall uses
-PostgreSQL full-text search (``simple`` configuration: no stemming, any language).
+Same interface and semantics as ``SqliteRunStore``; needs ``psycopg`` and ``psycopg_pool``
+(``pip install 'agentd[postgres]'``), imported only when ``storage.url`` is set. Keyword recall
+uses PostgreSQL full-text search (``simple`` configuration: no stemming, any language).
+
+Connections come from a pool: statements of one replica run in parallel (no lock), every
+connection is checked when it is taken, so one broken by a server restart or failover is
+replaced rather than reused. While the server cannot be reached, every call raises
+``StoreUnavailable`` within ``timeout_s`` (the service answers UNAVAILABLE): nothing is
+acknowledged that was not written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from agentd.store import Memory, keywords, without_feedback
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from agentd.store import Memory, StoreUnavailable, keywords, without_feedback
 from agentd.v1 import agent_pb2
 
 _SCHEMA = """
@@ -51,27 +61,51 @@ _LOCK_ID = 0x61676E74  # advisory lock: replicas starting together create the sc
 
 
 class PostgresRunStore:
-    """One connection per replica, opened on first use; statements serialised per replica."""
+    """A pool of ``min_size``..``max_size`` connections per replica, opened on first use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, min_size: int = 1, max_size: int = 10, timeout_s: float = 5.0
+    ) -> None:
         self.url = url
-        self._conn: Any = None
-        self._lock = asyncio.Lock()
+        self.timeout_s = timeout_s
+        self._pool = AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,  # a dead connection is replaced
+            timeout=timeout_s,
+            open=False,
+        )
+        self._ready = False
+        self._opening = asyncio.Lock()  # held only until the pool is open and the schema made
 
-    async def _db(self) -> Any:
-        if self._conn is None:
-            import psycopg
-
-            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            async with conn.transaction():
+    async def _open(self) -> None:
+        async with self._opening:
+            if self._ready:
+                return
+            await self._pool.open(wait=False)
+            async with self._pool.connection() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
                 await conn.execute(_SCHEMA)
-            self._conn = conn
-        return self._conn
+            self._ready = True
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A checked connection from the pool (autocommit; use ``conn.transaction()``).
+
+        A server that cannot be reached, or dies mid-statement, is ``StoreUnavailable``.
+        """
+        try:
+            if not self._ready:
+                await self._open()
+            async with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL store unavailable: {exc}") from exc
 
     async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
-        async with self._lock:
-            db = await self._db()
+        async with self.connection() as db:
             cursor = await db.execute(sql, params)
             return list(await cursor.fetchall())
 
@@ -80,30 +114,28 @@ class PostgresRunStore:
     ) -> None:
         now = time.time()
         run = without_feedback(run)
-        async with self._lock:
-            db = await self._db()
-            async with db.transaction():
-                if request is not None:
-                    await db.execute(
-                        "INSERT INTO requests (run_id, request) VALUES (%s, %s)"
-                        " ON CONFLICT (run_id) DO UPDATE SET request = excluded.request",
-                        (run.run_id, json.dumps(request, default=str)),
-                    )
+        async with self.connection() as db, db.transaction():
+            if request is not None:
                 await db.execute(
-                    "INSERT INTO runs (run_id, created_at, updated_at, status, user_id,"
-                    " conversation_id, record) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (run_id) DO UPDATE SET updated_at = excluded.updated_at,"
-                    " status = excluded.status, record = excluded.record",
-                    (
-                        run.run_id,
-                        now,
-                        now,
-                        agent_pb2.RunStatus.Name(run.status),
-                        run.user_id,
-                        run.conversation_id,
-                        run.SerializeToString(),
-                    ),
+                    "INSERT INTO requests (run_id, request) VALUES (%s, %s)"
+                    " ON CONFLICT (run_id) DO UPDATE SET request = excluded.request",
+                    (run.run_id, json.dumps(request, default=str)),
                 )
+            await db.execute(
+                "INSERT INTO runs (run_id, created_at, updated_at, status, user_id,"
+                " conversation_id, record) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (run_id) DO UPDATE SET updated_at = excluded.updated_at,"
+                " status = excluded.status, record = excluded.record",
+                (
+                    run.run_id,
+                    now,
+                    now,
+                    agent_pb2.RunStatus.Name(run.status),
+                    run.user_id,
+                    run.conversation_id,
+                    run.SerializeToString(),
+                ),
+            )
 
     async def get(self, run_id: str) -> agent_pb2.RunResponse | None:
         rows = await self._fetch("SELECT record FROM runs WHERE run_id = %s", (run_id,))
@@ -192,9 +224,8 @@ class PostgresRunStore:
         return bool(rows)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self._pool.close()
+        self._ready = False
 
 
 __all__ = ["PostgresRunStore"]
