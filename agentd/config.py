@@ -149,7 +149,7 @@ class EmbeddedConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     path: str = "agentd.db"
-    # postgresql://... : a PostgreSQL store shared by several replicas (needs psycopg).
+    # postgresql://... : a PostgreSQL store shared by several replicas (needs psycopg, psycopg-pool).
     url: str = ""
     # A running run holds a lease, renewed while it runs; a run whose lease lapsed (its
     # replica died) is taken over by a replica sharing the store, checked every takeover_s.

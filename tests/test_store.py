@@ -145,7 +145,9 @@ def postgres_url() -> Iterator[str]:
     ``AGENTD_TEST_POSTGRES_URL`` uses an existing server instead. As root, the cluster runs
     as the ``postgres`` user, since PostgreSQL refuses to run as root.
     """
-    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install psycopg[binary])")
+    pytest.importorskip(
+        "psycopg", reason="psycopg is not installed (pip install psycopg[binary] psycopg-pool)"
+    )
     if os.environ.get("AGENTD_TEST_POSTGRES_URL"):
         yield os.environ["AGENTD_TEST_POSTGRES_URL"]
         return
@@ -204,8 +206,8 @@ async def pg_store(postgres_url: str) -> AsyncIterator[RunStore]:
     from agentd.store.postgres import PostgresRunStore
 
     store = PostgresRunStore(postgres_url)
-    db = await store._db()
-    await db.execute("TRUNCATE runs, requests, feedback, memories")
+    async with store.connection() as db:
+        await db.execute("TRUNCATE runs, requests, feedback, memories")
     yield store
     await store.close()
 

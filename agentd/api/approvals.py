@@ -83,7 +83,9 @@ def decide(
         step_id = item.step_id
         if not step_id:
             if len(pending) != 1:
-                raise BadDecision(f"{field}.step_id: required, the run waits on {len(pending)} calls")
+                raise BadDecision(
+                    f"{field}.step_id: required, the run waits on {len(pending)} calls"
+                )
             step_id = next(iter(pending))
         if step_id not in pending:
             raise BadDecision(
@@ -257,7 +259,9 @@ async def take_over(service: AgentService, run_id: str) -> None:
         step.status = "needs_approval"
         side_effects = tool.side_effects if tool is not None else "unknown"
         unknown.append(
-            PendingCall(step.id, step.tool, step.method, step.arguments, side_effects, OUTCOME_UNKNOWN)
+            PendingCall(
+                step.id, step.tool, step.method, step.arguments, side_effects, OUTCOME_UNKNOWN
+            )
         )
     run.resumes += 1
     log.info("run taken over", run_id=run_id, in_flight_unknown=len(unknown))

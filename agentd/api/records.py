@@ -210,8 +210,6 @@ def event_message(run_id: str, sequence: int, event: Event) -> agent_pb2.RunEven
     return message
 
 
-
-
 # --- messages back to records (resuming a run) ----------------------------------------------
 
 _STATUS_OF = {v: k for k, v in _STATUS.items()}

@@ -19,8 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # the grpc.aio servicer (health.aio)
 
 from agentd.api.alerts import Alerter
-from agentd.api.identity import Authenticator
 from agentd.api.approvals import Supervisor
+from agentd.api.identity import Authenticator
 from agentd.api.service import AgentService
 from agentd.config import AuthConfig, Config
 from agentd.llm import EmbeddedModel, build_models, close_models

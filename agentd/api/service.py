@@ -27,11 +27,11 @@ from agentd.api import approvals
 from agentd.api import feedback as feedback_
 from agentd.api.alerts import Alert, Alerter, run_alerts
 from agentd.api.identity import ANONYMOUS, Authenticator, Principal
+from agentd.api.records import event_message, run_message
 from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent
-from agentd.api.records import event_message, run_message
 from agentd.loop.state import Budget, Event, RunState
-from agentd.store import LeaseLost, RunStore
+from agentd.store import LeaseLost, RunStore, StoreUnavailable
 from agentd.tools import memory
 from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
@@ -137,7 +137,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         principal = self.caller(context)
         audit = Audit(principal.id, method, run_id)
         try:
-            yield principal, audit
+            try:
+                yield principal, audit
+            except StoreUnavailable as exc:
+                # Nothing is acknowledged that the store did not keep: the caller may retry.
+                log.warning("store unavailable", method=method, run_id=audit.run_id or None)
+                await self.deny(context, audit, grpc.StatusCode.UNAVAILABLE, str(exc))
         except asyncio.CancelledError:
             if audit.outcome == "OK":
                 audit.outcome = "CANCELLED"
@@ -461,7 +466,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 run, tools, limits, _metadata(context.invocation_metadata()), context.time_remaining
             )
         except LeaseLost as exc:  # another replica took the run over: it carries on there
-            await self.deny(context, audit, grpc.StatusCode.UNAVAILABLE, f"{exc}; follow it with GetRun")
+            await self.deny(
+                context, audit, grpc.StatusCode.UNAVAILABLE, f"{exc}; follow it with GetRun"
+            )
             raise
         finally:
             self.limits.release(run.principal)

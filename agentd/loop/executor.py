@@ -129,7 +129,9 @@ class Executor:
             else:
                 self._end(record, "needs_approval", "", "")
                 self.run.pending_calls.append(
-                    PendingCall(step.id, tool.name, tool.method, record.arguments, tool.side_effects)
+                    PendingCall(
+                        step.id, tool.name, tool.method, record.arguments, tool.side_effects
+                    )
                 )
             return record
         return await self._invoke(step, tool, record)

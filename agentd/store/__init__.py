@@ -33,6 +33,11 @@ def replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now (its database is down or restarting); the
+    service answers UNAVAILABLE, so the caller knows nothing was acknowledged."""
+
+
 class RunStore(Protocol):
     # The replica writing through this store, and how long its leases on running runs last.
     owner: str
@@ -122,6 +127,7 @@ __all__ = [
     "Memory",
     "Outcome",
     "RunStore",
+    "StoreUnavailable",
     "decision_outcome",
     "keywords",
     "open_store",

@@ -1,20 +1,39 @@
 """The run store on PostgreSQL, for several agentd replicas sharing runs, feedback and memory.
 
-Same interface and semantics as ``SqliteRunStore``; needs ``psycopg`` (``pip install
-'psycopg[binary]'``), imported only when ``storage.url`` is set. Keyword recall uses
-PostgreSQL full-text search (``simple`` configuration: no stemming, any language).
+Same interface and semantics as ``SqliteRunStore``; needs ``psycopg`` and ``psycopg_pool``
+(``pip install 'agentd[postgres]'``), imported only when ``storage.url`` is set. Keyword recall
+uses PostgreSQL full-text search (``simple`` configuration: no stemming, any language).
+
+Connections come from a pool: statements of one replica run in parallel (no lock), every
+connection is checked when it is taken, so one broken by a server restart or failover is
+replaced rather than reused. While the server cannot be reached, every call raises
+``StoreUnavailable`` within ``timeout_s`` (the service answers UNAVAILABLE): nothing is
+acknowledged that was not written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from agentd.store import Memory, keywords, without_feedback
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from agentd.store import (
+    LeaseLost,
+    Memory,
+    Outcome,
+    StoreUnavailable,
+    decision_outcome,
+    keywords,
+    replica_id,
+    without_feedback,
+)
 from agentd.v1 import agent_pb2
 
 _SCHEMA = """
@@ -29,6 +48,15 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_conversation ON runs (conversation_id, user_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at);
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS lease_until DOUBLE PRECISION NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS decisions (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
 CREATE TABLE IF NOT EXISTS requests (run_id TEXT PRIMARY KEY, request JSONB NOT NULL);
 CREATE TABLE IF NOT EXISTS feedback (
     id BIGSERIAL PRIMARY KEY,
@@ -51,27 +79,53 @@ _LOCK_ID = 0x61676E74  # advisory lock: replicas starting together create the sc
 
 
 class PostgresRunStore:
-    """One connection per replica, opened on first use; statements serialised per replica."""
+    """A pool of ``min_size``..``max_size`` connections per replica, opened on first use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, min_size: int = 1, max_size: int = 10, timeout_s: float = 5.0
+    ) -> None:
         self.url = url
-        self._conn: Any = None
-        self._lock = asyncio.Lock()
+        self.timeout_s = timeout_s
+        self._pool = AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,  # a dead connection is replaced
+            timeout=timeout_s,
+            open=False,
+        )
+        self._ready = False
+        self.owner = replica_id()
+        self.lease_s = 30.0
+        self._opening = asyncio.Lock()  # held only until the pool is open and the schema made
 
-    async def _db(self) -> Any:
-        if self._conn is None:
-            import psycopg
-
-            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            async with conn.transaction():
+    async def _open(self) -> None:
+        async with self._opening:
+            if self._ready:
+                return
+            await self._pool.open(wait=False)
+            async with self._pool.connection() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
                 await conn.execute(_SCHEMA)
-            self._conn = conn
-        return self._conn
+            self._ready = True
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A checked connection from the pool (autocommit; use ``conn.transaction()``).
+
+        A server that cannot be reached, or dies mid-statement, is ``StoreUnavailable``.
+        """
+        try:
+            if not self._ready:
+                await self._open()
+            async with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL store unavailable: {exc}") from exc
 
     async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
-        async with self._lock:
-            db = await self._db()
+        async with self.connection() as db:
             cursor = await db.execute(sql, params)
             return list(await cursor.fetchall())
 
@@ -80,36 +134,113 @@ class PostgresRunStore:
     ) -> None:
         now = time.time()
         run = without_feedback(run)
-        async with self._lock:
-            db = await self._db()
-            async with db.transaction():
-                if request is not None:
-                    await db.execute(
-                        "INSERT INTO requests (run_id, request) VALUES (%s, %s)"
-                        " ON CONFLICT (run_id) DO UPDATE SET request = excluded.request",
-                        (run.run_id, json.dumps(request, default=str)),
-                    )
+        async with self.connection() as db, db.transaction():
+            if request is not None:
                 await db.execute(
-                    "INSERT INTO runs (run_id, created_at, updated_at, status, user_id,"
-                    " conversation_id, record) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (run_id) DO UPDATE SET updated_at = excluded.updated_at,"
-                    " status = excluded.status, record = excluded.record",
-                    (
-                        run.run_id,
-                        now,
-                        now,
-                        agent_pb2.RunStatus.Name(run.status),
-                        run.user_id,
-                        run.conversation_id,
-                        run.SerializeToString(),
-                    ),
+                    "INSERT INTO requests (run_id, request) VALUES (%s, %s)"
+                    " ON CONFLICT (run_id) DO UPDATE SET request = excluded.request",
+                    (run.run_id, json.dumps(request, default=str)),
                 )
+            # Fenced: only the lease holder writes, or anyone once the lease lapsed.
+            cursor = await db.execute(
+                "INSERT INTO runs (run_id, created_at, updated_at, status, user_id,"
+                " conversation_id, record, owner, lease_until)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (run_id) DO UPDATE SET updated_at = excluded.updated_at,"
+                " status = excluded.status, record = excluded.record, owner = excluded.owner,"
+                " lease_until = excluded.lease_until"
+                " WHERE runs.owner = excluded.owner OR runs.lease_until < %s",
+                (
+                    run.run_id,
+                    now,
+                    now,
+                    agent_pb2.RunStatus.Name(run.status),
+                    run.user_id,
+                    run.conversation_id,
+                    run.SerializeToString(),
+                    self.owner,
+                    now + self.lease_s if run.status == agent_pb2.RUN_STATUS_RUNNING else 0.0,
+                    now,
+                ),
+            )
+            if cursor.rowcount == 0:
+                raise LeaseLost(f"run {run.run_id} is held by another replica")
+
+    # --- leases and decisions ------------------------------------------------------------
+
+    async def renew(self, run_id: str) -> bool:
+        async with self.connection() as db:
+            cursor = await db.execute(
+                "UPDATE runs SET lease_until = %s WHERE run_id = %s AND owner = %s"
+                " AND status = 'RUN_STATUS_RUNNING'",
+                (time.time() + self.lease_s, run_id, self.owner),
+            )
+            return cursor.rowcount > 0
+
+    async def take_over(self, limit: int) -> list[str]:
+        now = time.time()
+        # SKIP LOCKED: replicas taking over at the same moment each get different runs.
+        rows = await self._fetch(
+            "UPDATE runs SET owner = %s, lease_until = %s WHERE run_id IN ("
+            " SELECT run_id FROM runs WHERE status = 'RUN_STATUS_RUNNING' AND lease_until < %s"
+            " ORDER BY lease_until LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING run_id",
+            (self.owner, now + self.lease_s, now, limit),
+        )
+        return [row[0] for row in rows]
+
+    async def decide(
+        self, run_id: str, key: str, request_id: str, record: agent_pb2.RunResponse
+    ) -> tuple[Outcome, agent_pb2.RunResponse | None]:
+        now = time.time()
+        async with self.connection() as db, db.transaction():
+            cursor = await db.execute(
+                "SELECT status, record FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return "missing", None
+            cursor = await db.execute(
+                "SELECT key FROM decisions WHERE run_id = %s AND request_id = %s",
+                (run_id, request_id),
+            )
+            seen = await cursor.fetchone()
+            cursor = await db.execute(
+                "SELECT 1 FROM decisions WHERE run_id = %s AND key = %s", (run_id, key)
+            )
+            taken = await cursor.fetchone()
+            outcome = decision_outcome(row[0], seen and seen[0], taken is not None)
+            if outcome is not None:
+                return outcome, agent_pb2.RunResponse.FromString(row[1])
+            await db.execute(
+                "INSERT INTO decisions (run_id, key, request_id, created_at)"
+                " VALUES (%s, %s, %s, %s)",
+                (run_id, key, request_id, now),
+            )
+            running = record.status == agent_pb2.RUN_STATUS_RUNNING
+            await db.execute(
+                "UPDATE runs SET status = %s, record = %s, updated_at = %s, owner = %s,"
+                " lease_until = %s WHERE run_id = %s",
+                (
+                    agent_pb2.RunStatus.Name(record.status),
+                    without_feedback(record).SerializeToString(),
+                    now,
+                    self.owner,
+                    now + self.lease_s if running else 0.0,
+                    run_id,
+                ),
+            )
+        return "decided", record
 
     async def get(self, run_id: str) -> agent_pb2.RunResponse | None:
         rows = await self._fetch("SELECT record FROM runs WHERE run_id = %s", (run_id,))
         if not rows:
             return None
         return await self._with_feedback(agent_pb2.RunResponse.FromString(rows[0][0]))
+
+    async def get_request(self, run_id: str) -> dict[str, Any] | None:
+        """The stored request of a run (no credentials), as JSON data."""
+        rows = await self._fetch("SELECT request FROM requests WHERE run_id = %s", (run_id,))
+        return dict(rows[0][0]) if rows else None
 
     async def _with_feedback(self, run: agent_pb2.RunResponse) -> agent_pb2.RunResponse:
         rows = await self._fetch(
@@ -192,9 +323,8 @@ class PostgresRunStore:
         return bool(rows)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self._pool.close()
+        self._ready = False
 
 
 __all__ = ["PostgresRunStore"]
