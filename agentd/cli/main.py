@@ -14,6 +14,7 @@ import enum
 import json
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run(args))
         if args.command == "tools":
             return asyncio.run(list_tools(args))
-        if args.command in ("get", "feedback", "runs"):
+        if args.command in ("get", "feedback", "runs", "approve", "reject"):
             return feedback_main(args)
         if args.command == "trace":
             return asyncio.run(trace_run(args))
@@ -364,10 +365,14 @@ def show_final(final: agent_pb2.RunResponse) -> None:
     )
     if final.error:
         print(f"error: {final.error}")
-    if final.HasField("pending_call"):
-        pending = final.pending_call
+    for pending in final.pending_calls:
         args = _short(json_format.MessageToDict(pending.arguments))
-        print(f"waiting for approval: {pending.tool} {args}")
+        why = f" ({pending.reason})" if pending.reason else ""
+        print(f"waiting for approval: {pending.step_id} {pending.tool} {args}{why}")
+    if final.pending_calls:
+        print(
+            f"approve: agentd approve {final.run_id}   reject: agentd reject {final.run_id} --reason TEXT"
+        )
 
 
 async def list_tools(args: argparse.Namespace) -> int:
@@ -403,6 +408,37 @@ def add_feedback_commands(commands: Any, target_help: str) -> None:
     )
     runs.add_argument("--limit", type=int, default=0, help="at most this many (0: 1000)")
     runs.add_argument("--target", default=None, help=target_help)
+    add_connection_options(runs)
+
+    approve = commands.add_parser(
+        "approve",
+        help="approve the call(s) a run waits on and resume it (prints the run when it ends)",
+    )
+    reject = commands.add_parser(
+        "reject", help="reject the call(s) a run waits on; the model sees the reason"
+    )
+    for decide in (approve, reject):
+        decide.add_argument("run_id", metavar="RUN_ID")
+        decide.add_argument(
+            "--call",
+            metavar="STEP",
+            action="append",
+            default=[],
+            help="the pending call's step id (repeatable; default: every pending call)",
+        )
+        decide.add_argument(
+            "--request-id",
+            default="",
+            help="makes a retry safe: a repeat returns the run and decides nothing again "
+            "(default: a new UUID)",
+        )
+        decide.add_argument("--target", default=None, help=target_help)
+        add_connection_options(decide)
+        decide.add_argument("--json", action="store_true", help="print the RunResponse as JSON")
+    approve.add_argument(
+        "--arguments", metavar="JSON", help="run the call with these arguments instead (edit)"
+    )
+    reject.add_argument("--reason", required=True, help="why; the model sees it")
 
     feedback = commands.add_parser(
         "feedback",
@@ -435,6 +471,8 @@ def feedback_main(args: argparse.Namespace) -> int:
         return asyncio.run(get_run(args))
     if args.command == "runs":
         return asyncio.run(list_runs(args))
+    if args.command in ("approve", "reject"):
+        return asyncio.run(decide_run(args))
     if args.run_id == "export":
         return asyncio.run(export_feedback(args))
     if args.rating is None:
@@ -480,6 +518,45 @@ async def list_runs(args: argparse.Namespace) -> int:
         if run.HasField("pending_call"):
             pending = f"  pending {run.pending_call.step_id} {run.pending_call.tool}"
         print(f"{run.run_id}  {started}  {run.task[:60]!r}{pending}")
+    return 0
+
+
+async def decide_run(args: argparse.Namespace) -> int:
+    """approve / reject: one decision per pending call (the named ones, else all of them)."""
+    edit = None
+    if getattr(args, "arguments", None):
+        try:
+            edit = json.loads(args.arguments)
+        except json.JSONDecodeError as exc:
+            return fail(f"--arguments: not valid JSON ({exc})", Exit.USAGE)
+        if not isinstance(edit, dict):
+            return fail("--arguments: must be a JSON object", Exit.USAGE)
+    approve = args.command == "approve"
+    async with agent_stub(args) as stub:
+        calls = list(args.call)
+        if not calls:
+            waiting = await stub.GetRun(agent_pb2.GetRunRequest(run_id=args.run_id), timeout=30)
+            calls = [p.step_id for p in waiting.pending_calls]
+        if edit is not None and len(calls) != 1:
+            return fail("--arguments: edits one call; name it with --call STEP", Exit.USAGE)
+        decisions = []
+        for step_id in calls:
+            decision = agent_pb2.CallDecision(step_id=step_id, approve=approve)
+            if approve and edit is not None:
+                decision.arguments.update(edit)
+            if not approve:
+                decision.reason = args.reason
+            decisions.append(decision)
+        request = agent_pb2.ApproveRunRequest(
+            run_id=args.run_id,
+            request_id=args.request_id or str(uuid.uuid4()),
+            decisions=decisions,
+        )
+        final = await stub.ApproveRun(request, timeout=600)
+    if args.json:
+        print(json_format.MessageToJson(final, indent=2))
+    else:
+        show_final(final)
     return 0
 
 

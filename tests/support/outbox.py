@@ -1,0 +1,95 @@
+"""The outbox test upstream (tests/protos/outbox): compiled when first used, served on
+127.0.0.1 with reflection, counting every call and able to hold calls in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import grpc
+from grpc_reflection.v1alpha import reflection
+
+PROTOS = Path(__file__).resolve().parent.parent / "protos"
+
+
+@functools.cache
+def modules() -> tuple[ModuleType, ModuleType]:
+    """outbox_pb2 and outbox_pb2_grpc, generated into a temporary folder."""
+    from grpc_tools import protoc
+
+    out = Path(tempfile.mkdtemp(prefix="outbox-pb2-"))
+    source = "outbox/v1/outbox.proto"
+    code = protoc.main(
+        ["protoc", f"-I{PROTOS}", f"--python_out={out}", f"--grpc_python_out={out}", source]
+    )
+    assert code == 0, f"protoc failed on {source}"
+    sys.path.insert(0, str(out))
+    return (
+        importlib.import_module("outbox.v1.outbox_pb2"),
+        importlib.import_module("outbox.v1.outbox_pb2_grpc"),
+    )
+
+
+@dataclass
+class Outbox:
+    """What the test sees: calls per method (with their idempotency keys), and the gate that
+    calls with ``hold`` wait at until ``release()``."""
+
+    port: int = 0
+    server: Any = None
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, argument)
+    keys: list[tuple[str, str]] = field(default_factory=list)  # (method, idempotency key)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def count(self, method: str, argument: str | None = None) -> int:
+        return sum(1 for m, a in self.calls if m == method and argument in (None, a))
+
+    def release(self) -> None:
+        self.gate.set()
+
+    async def stop(self) -> None:
+        self.release()
+        await self.server.stop(None)
+
+
+async def serve_outbox() -> Outbox:
+    pb2, pb2_grpc = modules()
+    outbox = Outbox()
+
+    def seen(method: str, argument: str, context: Any) -> None:
+        outbox.calls.append((method, argument))
+        metadata = dict(context.invocation_metadata() or ())
+        outbox.keys.append((method, metadata.get("x-agentd-idempotency-key", "")))
+
+    class Servicer(pb2_grpc.OutboxServiceServicer):  # type: ignore[name-defined,misc]
+        async def Lookup(self, request: Any, context: Any) -> Any:
+            seen("Lookup", request.key, context)
+            if request.hold:
+                await outbox.gate.wait()
+            return pb2.LookupResponse(key=request.key, value=f"value of {request.key}")
+
+        async def Send(self, request: Any, context: Any) -> Any:
+            seen("Send", request.to, context)
+            if request.hold:
+                await outbox.gate.wait()
+            return pb2.SendResponse(id=f"msg-{len(outbox.calls)}")
+
+    server = grpc.aio.server()
+    pb2_grpc.add_OutboxServiceServicer_to_server(Servicer(), server)
+    name = pb2.DESCRIPTOR.services_by_name["OutboxService"].full_name
+    reflection.enable_server_reflection([name, reflection.SERVICE_NAME], server)
+    outbox.port = server.add_insecure_port("127.0.0.1:0")
+    outbox.server = server
+    await server.start()
+    return outbox

@@ -1,0 +1,259 @@
+"""ApproveRun: approve (as is or edited) or reject a pending call and resume the run from its
+record; a decision is taken once. Real daemon, real upstreams counting their calls, SQLite.
+
+The replica tests (two daemons as processes on one PostgreSQL, kill -9) are in
+tests/test_takeover.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from agentd import cli
+from agentd.v1 import agent_pb2
+from tests.support.outbox import Outbox, serve_outbox
+from tests.support.plans import answer, plan
+from tests.support.scripted_llm import ScriptedLLM
+from tests.test_agent import SECRET, Stack, start_stack, step
+
+SEND = {"id": "s1", "tool": "OutboxService_Send", "arguments": {"to": "ops", "text": "hello"}}
+LOOKUP = {"id": "s2", "tool": "OutboxService_Lookup", "arguments": {"key": "after"}}
+
+
+def outbox_upstream(outbox: Outbox, side_effects: str = "approve") -> str:
+    return f"""
+[[upstreams]]
+name = "outbox"
+target = "{outbox.address}"
+allow = ["tests.outbox.v1.OutboxService/*"]
+side_effects = "{side_effects}"
+"""
+
+
+@pytest.fixture
+async def outbox() -> AsyncIterator[Outbox]:
+    server = await serve_outbox()
+    yield server
+    await server.stop()
+
+
+async def stack_with_outbox(
+    tmp_path: Path, outbox: Outbox, extra: str = "", **kwargs: Any
+) -> AsyncIterator[Stack]:
+    async for s in start_stack(tmp_path, extra=extra + outbox_upstream(outbox), **kwargs):
+        yield s
+
+
+def decision(step_id: str = "", approve: bool = True, **fields: Any) -> agent_pb2.CallDecision:
+    item = agent_pb2.CallDecision(step_id=step_id, approve=approve, reason=fields.get("reason", ""))
+    if "arguments" in fields:
+        item.arguments.update(fields["arguments"])
+    return item
+
+
+async def approve(
+    s: Stack, run_id: str, *decisions: agent_pb2.CallDecision, request_id: str = "", **kw: Any
+) -> agent_pb2.RunResponse:
+    request = agent_pb2.ApproveRunRequest(
+        run_id=run_id, request_id=request_id or uuid.uuid4().hex, decisions=decisions
+    )
+    metadata = kw.get("metadata", (("authorization", SECRET),))
+    return await s.stub.ApproveRun(request, metadata=metadata, timeout=30)
+
+
+async def waiting_run(s: Stack, llm: ScriptedLLM, *steps: dict[str, Any]) -> agent_pb2.RunResponse:
+    llm.reply(when="plan", content=plan(*(steps or (SEND,))))
+    waiting = await s.run("Tell ops hello")
+    assert waiting.status == agent_pb2.RUN_STATUS_NEEDS_APPROVAL, waiting.error
+    return waiting
+
+
+async def test_approve_with_edited_arguments_resumes_and_records_both(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    async for s in stack_with_outbox(tmp_path, outbox):
+        waiting = await waiting_run(s, s.llm, SEND, {**LOOKUP, "depends_on": ["s1"]})
+        assert [p.step_id for p in waiting.pending_calls] == ["s1"]
+        assert outbox.count("Send") == 0
+        s.llm.reply(when="answer", content=answer("sent to oncall"))
+        edited = {"to": "oncall", "text": "hello"}
+        done = await approve(s, waiting.run_id, decision("s1", arguments=edited))
+        assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+        assert done.output == "sent to oncall"
+        # Exactly once, with the edit; the step that waited on it ran after it.
+        assert outbox.calls == [("Send", "oncall"), ("Lookup", "after")]
+        record = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=waiting.run_id))
+        assert record.resumes == 1
+        (approval,) = record.approvals
+        assert approval.approved and approval.edited
+        assert json_format.MessageToDict(approval.original_arguments) == SEND["arguments"]
+        assert json_format.MessageToDict(approval.arguments) == edited
+        assert approval.principal == "anonymous" and len(approval.arguments_sha256) == 64
+        assert json_format.MessageToDict(step(record, "s1").arguments) == edited
+        assert step(record, "s1").status == agent_pb2.STEP_STATUS_SUCCEEDED
+        # The planner was asked once: the resume reused the stored plan.
+        assert sum(1 for r in s.llm.requests if "plan" in json.dumps(r)[:4000]) >= 1
+        assert record.plan.revision == 0
+
+
+async def test_reject_sends_the_reason_to_the_model_and_never_calls(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    async for s in stack_with_outbox(tmp_path, outbox):
+        waiting = await waiting_run(s, s.llm)
+        s.llm.reply(when="plan", content=plan(answer="not sent"))
+        s.llm.reply(when="answer", content=answer("I did not send it: ops is on holiday"))
+        done = await approve(s, waiting.run_id, decision(approve=False, reason="ops is on holiday"))
+        assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+        assert outbox.count("Send") == 0
+        rejected = step(done, "s1")
+        assert rejected.status == agent_pb2.STEP_STATUS_FAILED
+        assert rejected.error.code == "REJECTED"
+        assert "ops is on holiday" in rejected.error.message
+        assert "ops is on holiday" in json.dumps(s.llm.requests[-1])  # the model saw why
+        assert not done.approvals[0].approved and "holiday" in done.approvals[0].reason
+
+
+async def test_repeat_and_concurrent_decisions_take_effect_once(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    async for s in stack_with_outbox(tmp_path, outbox):
+        waiting = await waiting_run(s, s.llm)
+        s.llm.reply(when="answer", content=answer("sent"), times=3)
+        first = await approve(s, waiting.run_id, decision(), request_id="req-1")
+        assert first.status == agent_pb2.RUN_STATUS_SUCCEEDED
+        again = await approve(s, waiting.run_id, decision(), request_id="req-1")
+        assert again.status == agent_pb2.RUN_STATUS_SUCCEEDED and again.run_id == first.run_id
+        assert outbox.count("Send") == 1
+
+        # Two different requests at once: exactly one wins, the other names the run's state.
+        second = await waiting_run(s, s.llm)
+        results = await asyncio.gather(
+            approve(s, second.run_id, decision(), request_id="a"),
+            approve(s, second.run_id, decision(approve=False, reason="no"), request_id="b"),
+            return_exceptions=True,
+        )
+        errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        wins = [r for r in results if isinstance(r, agent_pb2.RunResponse)]
+        assert len(wins) == 1 and len(errors) == 1, results
+        assert errors[0].code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION)
+        assert "RUN_STATUS_" in (errors[0].details() or "")
+        assert outbox.count("Send") in (1, 2)  # 2 only if the approval won
+        assert outbox.count("Send") == 1 + (wins[0].approvals[0].approved)
+
+
+async def test_a_run_not_waiting_and_bad_decisions_are_refused(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    async for s in stack_with_outbox(tmp_path, outbox):
+        s.llm.reply(when="plan", content=plan(answer="nothing to do"))
+        done = await s.run("Say hi")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await approve(s, done.run_id, decision("s1"))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "RUN_STATUS_SUCCEEDED, not waiting" in (info.value.details() or "")
+
+        waiting = await waiting_run(s, s.llm)
+        bad = [
+            (decision("s9"), "decisions[0].step_id"),
+            (decision("s1", arguments={"to": 5}), "decisions[0].arguments"),
+            (decision("s1", approve=False, arguments={"to": "x"}), "decisions[0].arguments"),
+        ]
+        for item, field in bad:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await approve(s, waiting.run_id, item)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert field in (info.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await approve(s, waiting.run_id)  # no decision at all
+        assert "no decision for pending call(s) s1" in (info.value.details() or "")
+        assert outbox.count("Send") == 0
+        still = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=waiting.run_id))
+        assert still.status == agent_pb2.RUN_STATUS_NEEDS_APPROVAL  # nothing was decided
+
+
+async def test_someone_elses_run_cannot_be_approved(tmp_path: Path, outbox: Outbox) -> None:
+    async for s in stack_with_outbox(tmp_path, outbox, users=("alice", "bob")):
+        s.llm.reply(when="plan", content=plan(SEND))
+        waiting = await s.run("Tell ops hello", as_user="alice")
+        assert waiting.status == agent_pb2.RUN_STATUS_NEEDS_APPROVAL
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await approve(
+                s, waiting.run_id, decision(), metadata=(("authorization", "Bearer tok-bob"),)
+            )
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert outbox.count("Send") == 0
+
+
+async def test_an_expired_approval_is_refused_and_the_run_ends_expired(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    async for s in stack_with_outbox(tmp_path, outbox, extra="\n[approvals]\nttl_s = 0.3\n"):
+        waiting = await waiting_run(s, s.llm)
+        await asyncio.sleep(0.5)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await approve(s, waiting.run_id, decision())
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert outbox.count("Send") == 0
+        record = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=waiting.run_id))
+        assert record.status == agent_pb2.RUN_STATUS_EXPIRED
+
+
+async def test_expiry_as_rejection_resumes_the_run(tmp_path: Path, outbox: Outbox) -> None:
+    extra = '\n[approvals]\nttl_s = 0.3\non_expiry = "reject"\n'
+    env = {"AGENTD_STORAGE_TAKEOVER_S": "0.2"}  # the supervisor expires it, nobody asks
+    async for s in stack_with_outbox(tmp_path, outbox, extra=extra, env=env):
+        waiting = await waiting_run(s, s.llm)
+        s.llm.reply(when="plan", content=plan(answer="not sent"))
+        s.llm.reply(when="answer", content=answer("nobody approved, so nothing was sent"))
+        for _ in range(100):
+            record = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=waiting.run_id))
+            if record.status == agent_pb2.RUN_STATUS_SUCCEEDED:
+                break
+            await asyncio.sleep(0.1)
+        assert record.status == agent_pb2.RUN_STATUS_SUCCEEDED, record.error
+        assert step(record, "s1").error.code == "REJECTED"
+        assert "approval expired" in step(record, "s1").error.message
+        assert outbox.count("Send") == 0
+
+
+async def test_cli_approve_and_reject(
+    tmp_path: Path, outbox: Outbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async for s in stack_with_outbox(tmp_path, outbox):
+        waiting = await waiting_run(s, s.llm)
+        target = ["--target", s.daemon.address, "-H", f"authorization: {SECRET}"]
+        listed = await asyncio.to_thread(cli.main, ["runs", "--status", "needs_approval", *target])
+        assert listed == 0
+        assert f"{waiting.run_id}" in capsys.readouterr().out
+        s.llm.reply(when="answer", content=answer("sent"))
+        edit = json.dumps({"to": "cli", "text": "hi"})
+        code = await asyncio.to_thread(
+            cli.main, ["approve", waiting.run_id, "--call", "s1", "--arguments", edit, *target]
+        )
+        assert code == 0
+        assert "status succeeded" in capsys.readouterr().out
+        assert outbox.calls == [("Send", "cli")]
+
+        other = await waiting_run(s, s.llm)
+        s.llm.reply(when="plan", content=plan(answer="not sent"))
+        s.llm.reply(when="answer", content=answer("not sent"))
+        code = await asyncio.to_thread(
+            cli.main, ["reject", other.run_id, "--reason", "not today", *target]
+        )
+        assert code == 0
+        assert outbox.count("Send") == 1
+        bad = await asyncio.to_thread(
+            cli.main, ["approve", other.run_id, "--arguments", "{nope", *target]
+        )
+        assert bad != 0
+        assert "--arguments: not valid JSON" in capsys.readouterr().err
