@@ -264,12 +264,14 @@ async def take_over(service: AgentService, run_id: str) -> None:
             )
         )
     run.resumes += 1
+    run.pending_calls = unknown
     log.info("run taken over", run_id=run_id, in_flight_unknown=len(unknown))
-    if unknown:
-        run.pending_calls = unknown
+    if unknown and run.mode == "react":  # nothing else to finish first: wait right away
         run.finish("needs_approval", f"{', '.join(p.tool for p in unknown)}: {OUTCOME_UNKNOWN}")
         await service.store.save(run_message(run))
         return
+    # The plan carries on: safe steps run, the unknown ones wait (and what depends on them),
+    # and the run then stops for approval.
     limits = Budget.of(service.config.limits).charge(run)
     # No caller is waiting, and none of its credentials were stored: upstream calls that
     # need forwarded metadata fail and the model sees why.
