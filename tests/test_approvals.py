@@ -257,3 +257,20 @@ async def test_cli_approve_and_reject(
         )
         assert bad != 0
         assert "--arguments: not valid JSON" in capsys.readouterr().err
+
+
+async def test_only_safe_methods_are_retried_on_unavailable(tmp_path: Path, outbox: Outbox) -> None:
+    async for s in start_stack(tmp_path, extra=outbox_upstream(outbox, "allow")):
+        flaky = (
+            {"id": "s1", "tool": "OutboxService_Lookup", "arguments": {"key": "flaky"}},
+            {"id": "s2", "tool": "OutboxService_Send", "arguments": {"to": "flaky"}},
+        )
+        s.llm.reply(when="plan", content=plan(*flaky))
+        s.llm.reply(when="answer", content=answer("looked up; the send failed"))
+        done = await s.run("Look up flaky and send to flaky")
+        # NO_SIDE_EFFECTS: retried by the channel's retry policy, and it succeeded.
+        assert outbox.count("Lookup", "flaky") == 2
+        assert step(done, "s1").status == agent_pb2.STEP_STATUS_SUCCEEDED
+        # Unknown side effects: never retried; the model sees the failure.
+        assert outbox.count("Send", "flaky") == 1
+        assert step(done, "s2").error.code == "UNAVAILABLE"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -209,6 +211,9 @@ class _Source:
     set_files: dict[str, descriptor_pb2.FileDescriptorProto]
     channel: grpc.aio.Channel
     descriptors: Descriptors | None = None
+    # The channel tool calls use, when it differs from ``channel``: the same target with
+    # gRPC's retry policy for the methods that are safe to repeat.
+    calls: grpc.aio.Channel | None = None
 
     async def reflect(self, *, everything: bool = False) -> Descriptors:
         return await reflect(
@@ -319,7 +324,7 @@ def _build(sources: Sequence[_Source]) -> tuple[list[Tool], list[Skipped]]:
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
         invoker = _Invoker(
-            call=source.channel.unary_unary(
+            call=(source.calls or source.channel).unary_unary(
                 f"/{path}",
                 request_serializer=request_class.SerializeToString,
                 response_deserializer=response_class.FromString,
@@ -469,6 +474,8 @@ class Catalog:
         """Close the channels; tools of this catalog cannot be invoked afterwards."""
         for source in self._sources:
             await source.channel.close(None)
+            if source.calls is not None:
+                await source.calls.close(None)
 
     async def __aenter__(self) -> Catalog:
         return self
@@ -517,10 +524,35 @@ async def discover(
     try:
         source.descriptors = await source.reflect()
         await _check_allowlist(source)
+        config = retry_service_config(source.descriptors)
+        if config:
+            retrying = (("grpc.service_config", config), ("grpc.enable_retries", 1))
+            source.calls = dataclasses.replace(
+                target, options=(*target.options, *retrying)
+            ).channel()
         return Catalog([source])
     except BaseException:
         await source.channel.close(None)
         raise
+
+
+def retry_service_config(descriptors: Descriptors) -> str:
+    """A gRPC service config retrying UNAVAILABLE on NO_SIDE_EFFECTS and IDEMPOTENT methods
+    only: repeating them is what their own descriptors allow. '' when there are none."""
+    safe = []
+    for method in _methods(descriptors, descriptors.resolved):
+        if _SIDE_EFFECTS.get(method.GetOptions().idempotency_level, "unknown") != "unknown":
+            safe.append({"service": method.containing_service.full_name, "method": method.name})
+    if not safe:
+        return ""
+    policy = {
+        "maxAttempts": 3,
+        "initialBackoff": "0.1s",
+        "maxBackoff": "1s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    return json.dumps({"methodConfig": [{"name": safe, "retryPolicy": policy}]})
 
 
 async def _check_allowlist(source: _Source) -> None:

@@ -40,7 +40,8 @@ def modules() -> tuple[ModuleType, ModuleType]:
 @dataclass
 class Outbox:
     """What the test sees: calls per method (with their idempotency keys), and the gate that
-    calls with ``hold`` wait at until ``release()``."""
+    calls with ``hold`` wait at until ``release()``. A call for "flaky" fails UNAVAILABLE
+    the first time."""
 
     port: int = 0
     server: Any = None
@@ -67,20 +68,22 @@ async def serve_outbox() -> Outbox:
     pb2, pb2_grpc = modules()
     outbox = Outbox()
 
-    def seen(method: str, argument: str, context: Any) -> None:
+    async def seen(method: str, argument: str, context: Any) -> None:
         outbox.calls.append((method, argument))
         metadata = dict(context.invocation_metadata() or ())
         outbox.keys.append((method, metadata.get("x-agentd-idempotency-key", "")))
+        if argument == "flaky" and outbox.count(method, argument) == 1:  # fails once
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "flaky: try again")
 
     class Servicer(pb2_grpc.OutboxServiceServicer):  # type: ignore[name-defined,misc]
         async def Lookup(self, request: Any, context: Any) -> Any:
-            seen("Lookup", request.key, context)
+            await seen("Lookup", request.key, context)
             if request.hold:
                 await outbox.gate.wait()
             return pb2.LookupResponse(key=request.key, value=f"value of {request.key}")
 
         async def Send(self, request: Any, context: Any) -> Any:
-            seen("Send", request.to, context)
+            await seen("Send", request.to, context)
             if request.hold:
                 await outbox.gate.wait()
             return pb2.SendResponse(id=f"msg-{len(outbox.calls)}")
