@@ -155,6 +155,9 @@ class StorageConfig:
     # replica died) is taken over by a replica sharing the store, checked every takeover_s.
     lease_s: float = 30.0
     takeover_s: float = 5.0
+    # false: a run is stored only when it ends (no RUNNING record, no lease, no takeover):
+    # the journal's cost, measured by bench's journal_overhead.
+    journal: bool = True
 
 
 @dataclass(frozen=True)

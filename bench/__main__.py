@@ -26,6 +26,7 @@ _SUITES: dict[str, tuple[str, ...]] = {
     "bench.concurrency": ("concurrency_1000",),
     "bench.embedded": ("tool_tokens", "embedded_model"),
     "bench.shortlist": ("catalog_1000_tokens", "shortlist_recall"),
+    "bench.durable": ("journal_overhead", "resume_after_crash"),
 }
 NAMES: tuple[str, ...] = tuple(n for names in _SUITES.values() for n in names)
 

@@ -9,7 +9,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 _ADDRESS = re.compile(r"listening on (\S+:\d+)")
@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextlib.asynccontextmanager
 async def child(
-    args: Sequence[str], *, ready_timeout_s: float = 60.0, stderr_path: Path | None = None
+    args: Sequence[str],
+    *,
+    ready_timeout_s: float = 60.0,
+    stderr_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """Run ``python ARGS`` until it prints "... listening on HOST:PORT"; yields (proc, address)."""
     stderr = stderr_path.open("wb") if stderr_path else subprocess.DEVNULL
@@ -28,7 +32,7 @@ async def child(
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=stderr,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     try:
         assert proc.stdout is not None

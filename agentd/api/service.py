@@ -504,9 +504,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 # Stored from its start (RUNNING), then again after every step that ends, so
                 # GetRun and ListRuns show a run in progress; the final save below wins.
                 journal = Journal(self.store, run, request_record(run, tools))
-                await journal.save_now()
-                run.emit = journal.wrap(run.emit)
-                journal.keep_lease()
+                if self.config.storage.journal:
+                    await journal.save_now()
+                    run.emit = journal.wrap(run.emit)
+                    journal.keep_lease()
                 try:
                     await self.agent.run(
                         run,
@@ -514,7 +515,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         metadata=forwarded,
                         timeout_s=timeout,
                         budget=limits,
-                        before_side_effect=journal.save_now,
+                        before_side_effect=journal.save_now
+                        if self.config.storage.journal
+                        else None,
                     )
                 finally:
                     # gRPC cancels the handler when the caller's deadline passes, which can
@@ -539,6 +542,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         "run finished",
                         status=run.status,
                         steps=len(run.steps),
+                        store_writes=journal.writes + 1,
                         duration_s=round(run.duration_s, 3),
                         error=run.error or None,
                     )
