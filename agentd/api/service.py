@@ -556,6 +556,8 @@ class Journal:
     of parallel steps costs at most two writes and writes never overtake each other.
     """
 
+    COALESCE_S = 0.005
+
     def __init__(self, store: RunStore, run: RunState, request: dict[str, Any]) -> None:
         self.store = store
         self.run = run
@@ -600,6 +602,8 @@ class Journal:
             self.writer = asyncio.create_task(self._write())
 
     async def _write(self) -> None:
+        # Steps that end together (a plan's parallel calls) share one snapshot.
+        await asyncio.sleep(self.COALESCE_S)
         while self.dirty:
             self.dirty = False
             try:

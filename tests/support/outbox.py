@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import importlib
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ def modules() -> tuple[ModuleType, ModuleType]:
     from grpc_tools import protoc
 
     out = Path(tempfile.mkdtemp(prefix="outbox-pb2-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     source = "outbox/v1/outbox.proto"
     code = protoc.main(
         ["protoc", f"-I{PROTOS}", f"--python_out={out}", f"--grpc_python_out={out}", source]
