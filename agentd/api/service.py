@@ -592,18 +592,20 @@ class Journal:
         def journaled(event: Event) -> None:
             emit(event)
             if event.kind in ("plan", "step_finished"):
-                self.mark()
+                # Steps that end together (a plan's parallel calls) share one snapshot; a
+                # plan is written at once, before its steps run.
+                self.mark(0.0 if event.kind == "plan" else self.COALESCE_S)
 
         return journaled
 
-    def mark(self) -> None:
+    def mark(self, delay_s: float) -> None:
         self.dirty = True
         if self.writer is None or self.writer.done():
-            self.writer = asyncio.create_task(self._write())
+            self.writer = asyncio.create_task(self._write(delay_s))
 
-    async def _write(self) -> None:
-        # Steps that end together (a plan's parallel calls) share one snapshot.
-        await asyncio.sleep(self.COALESCE_S)
+    async def _write(self, delay_s: float) -> None:
+        if delay_s:
+            await asyncio.sleep(delay_s)
         while self.dirty:
             self.dirty = False
             try:
