@@ -403,6 +403,7 @@ def add_feedback_commands(commands: Any, target_help: str) -> None:
     )
     runs.add_argument("--limit", type=int, default=0, help="at most this many (0: 1000)")
     runs.add_argument("--target", default=None, help=target_help)
+    add_connection_options(runs)
 
     feedback = commands.add_parser(
         "feedback",
