@@ -6,12 +6,14 @@ service, plain mTLS and TLS to upstreams; test_memory.py memory isolation betwee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import json
+import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,18 @@ def token_of(name: str) -> tuple[tuple[str, str]]:
 def answers_everything(s: Stack, delay_s: float = 0.0) -> None:
     s.llm.reply(when="plan", content=plan(answer="fine"), times=None, delay_s=delay_s)
     s.llm.reply(when="answer", content=answer("fine"), times=None)
+
+
+@contextlib.contextmanager
+def captured_logs() -> Iterator[list[dict[str, Any]]]:
+    """Every log event, at every level (other tests may have set the level to error)."""
+    saved = structlog.get_config()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+            yield logs
+    finally:
+        structlog.configure(**saved)
 
 
 @pytest.fixture
@@ -202,7 +216,7 @@ async def test_mtls_principals_and_the_gateway_header(tmp_path: Path) -> None:
             )
             assert relayed.principal == "carol"
             # Anyone else sending that header is ignored, and it is logged.
-            with structlog.testing.capture_logs() as logs:
+            with captured_logs() as logs:
                 spoofed = await stubs["alice-cert"][1].Run(
                     task, metadata=(("x-forwarded-user", "carol"),), timeout=30
                 )
@@ -369,7 +383,7 @@ async def test_audit_line_has_principal_method_run_and_outcome_never_the_token(
 ) -> None:
     s = stack
     answers_everything(s)
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs() as logs:
         run = await s.run("audited", as_user="alice")
         with pytest.raises(grpc.aio.AioRpcError):
             await s.stub.GetRun(
