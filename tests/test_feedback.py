@@ -231,4 +231,35 @@ async def test_webhook_url_credentials_go_in_authorization_not_the_host_header()
     head = hook.heads[0].decode().lower()
     host = next(line for line in head.split("\r\n") if line.startswith("host:"))
     assert "s3cret" not in host
-    assert "authorization: basic " in head  # alerts:s3cret, base64
+    assert f"authorization: basic {_basic('alerts:s3cret')}" in head
+
+
+def _basic(credentials: str) -> str:
+    import base64
+
+    return base64.b64encode(credentials.encode()).decode().lower()
+
+
+async def test_webhook_goes_through_the_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentd.api.alerts import post_json
+
+    proxy = Webhook()  # a real loopback HTTP proxy: it answers absolute-form requests itself
+    address = (await proxy.start()).removesuffix("/hook")
+    monkeypatch.setenv("HTTP_PROXY", address)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        # The host does not resolve: only the proxy can deliver it.
+        url = "http://us%40er:p%3Ass@alerts.invalid/hook"
+        assert await post_json(url, {"reason": "test"}, timeout_s=10) == 200
+    finally:
+        await proxy.stop()
+    head = proxy.heads[0].decode()
+    assert head.startswith("POST http://alerts.invalid/hook HTTP/1.1\r\n")
+    lines = head.lower().split("\r\n")
+    assert "host: alerts.invalid" in lines
+    # The URL's credentials (percent-decoded) are for the webhook, not the proxy.
+    assert f"authorization: basic {_basic('us@er:p:ss')}" in lines
+    assert not any(line.startswith("proxy-authorization") for line in lines)

@@ -4,15 +4,11 @@ passes the same checks where a PostgreSQL server can be started."""
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,6 +17,7 @@ import pytest
 from agentd.store import RunStore
 from agentd.store.sqlite import SqliteRunStore
 from agentd.v1 import agent_pb2
+from tests.support.postgres import Postgres, throwaway_postgres
 
 WRITER = """
 import asyncio, sys
@@ -124,81 +121,14 @@ async def exercise(store: RunStore) -> None:
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    yield from throwaway_postgres()
 
 
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (initdb + pg_ctl), or a skip saying why.
-
-    ``AGENTD_TEST_POSTGRES_URL`` uses an existing server instead. As root, the cluster runs
-    as the ``postgres`` user, since PostgreSQL refuses to run as root.
-    """
-    pytest.importorskip(
-        "psycopg", reason="psycopg is not installed (pip install psycopg[binary] psycopg-pool)"
-    )
-    if os.environ.get("AGENTD_TEST_POSTGRES_URL"):
-        yield os.environ["AGENTD_TEST_POSTGRES_URL"]
-        return
-    bin_dir = _pg_bin()
-    if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
-    prefix: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="agentd-pg-"))
-    if os.geteuid() == 0:
-        runuser = shutil.which("runuser")
-        try:
-            import pwd
-
-            pg_user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user to run the server")
-        if runuser is None:
-            pytest.skip("running as root without runuser to start the server as postgres")
-        os.chown(base, pg_user.pw_uid, pg_user.pw_gid)
-        prefix = [runuser, "-u", "postgres", "--"]
-    data, port = base / "data", _free_port()
-    subprocess.run(
-        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "agentd", "-A", "trust"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [
-            *prefix,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-w",
-            "start",
-            "-l",
-            str(base / "log"),
-        ],
-        check=True,
-        capture_output=True,
-    )  # -w: returns once the server accepts connections
-    try:
-        yield f"postgresql://agentd@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+def postgres_url(postgres: Postgres) -> str:
+    return postgres.url
 
 
 @pytest.fixture
@@ -207,7 +137,7 @@ async def pg_store(postgres_url: str) -> AsyncIterator[RunStore]:
 
     store = PostgresRunStore(postgres_url)
     async with store.connection() as db:
-        await db.execute("TRUNCATE runs, requests, feedback, memories")
+        await db.execute("TRUNCATE runs, requests, feedback, memories, decisions")
     yield store
     await store.close()
 

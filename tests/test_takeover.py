@@ -20,9 +20,9 @@ from tests.support.plans import answer, plan
 from tests.support.scripted_llm import ScriptedLLM
 from tests.test_approvals import SEND, outbox_upstream
 from tests.test_process import DaemonProcess
-from tests.test_store import postgres_url
+from tests.test_store import postgres, postgres_url
 
-__all__ = ["postgres_url"]  # the module-scoped PostgreSQL fixture, used here too
+__all__ = ["postgres", "postgres_url"]  # the module-scoped PostgreSQL fixtures, used here too
 
 # s2 and s3 are held in flight by the upstream until the test releases them; s4 needs both.
 FOUR_STEPS = (

@@ -2,8 +2,7 @@
 
 Each alert goes to the log and to every configured webhook as a JSON POST. Delivery runs
 in the background with bounded retries and exponential backoff, so a slow or failing sink
-never delays or fails a run or a feedback call. The HTTP client is a few lines on asyncio
-streams: one small POST does not justify a new dependency.
+never delays or fails a run or a feedback call.
 """
 
 from __future__ import annotations
@@ -36,7 +35,9 @@ async def post_json(url: str, payload: dict[str, Any], timeout_s: float) -> int:
     """POST ``payload`` to ``url``; returns the HTTP status. Raises ``httpx2.HTTPError`` (and
     ``InvalidURL``) on transport trouble. URL credentials become an Authorization header and
     the standard proxy variables apply, as with any HTTP client."""
-    async with httpx2.AsyncClient(timeout=timeout_s, headers={"User-Agent": "agentd"}) as client:
+    headers = {"User-Agent": "agentd"}
+    # trust_env: HTTP(S)_PROXY / NO_PROXY (and SSL_CERT_FILE) from the environment apply.
+    async with httpx2.AsyncClient(timeout=timeout_s, headers=headers, trust_env=True) as client:
         response = await client.post(url, json=payload)
     return response.status_code
 

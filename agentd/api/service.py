@@ -528,7 +528,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     # Persist even when the caller cancelled: an acknowledged run is never lost.
                     await asyncio.shield(journal.drain())
                     record = run_message(run)
-                    await asyncio.shield(self.store.save(record, request_record(run, tools)))
+                    await asyncio.shield(save_final(self.store, record, request_record(run, tools)))
                     for alert in run_alerts(
                         self.config.alerts,
                         run.run_id,
@@ -620,6 +620,19 @@ class Journal:
             self.renewer.cancel()
         if self.writer is not None:
             await self.writer
+
+
+async def save_final(
+    store: RunStore, record: agent_pb2.RunResponse, request: dict[str, Any]
+) -> None:
+    """The final record, retried once on a fresh connection: the run (and its side effects)
+    has happened, so a connection cut by a database restart should not cost its result.
+    Still unavailable: the caller gets UNAVAILABLE, never an acknowledgement."""
+    try:
+        await store.save(record, request)
+    except StoreUnavailable:
+        log.warning("final save failed, retrying", run_id=record.run_id)
+        await store.save(record, request)
 
 
 _LIMIT_FIELDS = ("max_steps", "max_replans", "max_model_calls", "max_tokens")

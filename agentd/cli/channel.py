@@ -44,7 +44,11 @@ class Connection:
 
     def channel(self, target: str) -> grpc.aio.Channel:
         # grpc-stubs types aio interceptors as a placeholder protocol our class cannot name
-        interceptors: Any = [_Metadata(self.metadata)] if self.metadata else None
+        interceptors: Any = None
+        if self.metadata:
+            # grpc.aio files an interceptor under its first matching kind only, so one object
+            # per kind: a single class with both kinds never saw the stream calls (agentd run).
+            interceptors = [_UnaryMetadata(self.metadata), _StreamMetadata(self.metadata)]
         if self.credentials is None:
             return grpc.aio.insecure_channel(target, interceptors=interceptors)
         return grpc.aio.secure_channel(target, self.credentials, interceptors=interceptors)
@@ -89,10 +93,7 @@ def _read(path: str | None, option: str) -> bytes | None:
         raise BadOption(f"{option} {path}: {exc.strerror}") from None
 
 
-class _Metadata(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-):
+class _Metadata:
     """Adds the connection's metadata to every call, before the call's own entries."""
 
     def __init__(self, metadata: Sequence[tuple[str, str]]) -> None:
@@ -106,11 +107,15 @@ class _Metadata(
             details.method, details.timeout, merged, details.credentials, details.wait_for_ready
         )
 
+
+class _UnaryMetadata(_Metadata, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _StreamMetadata(_Metadata, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
