@@ -108,6 +108,16 @@ async def exercise(store: RunStore) -> None:
     assert await store.runs_with_status("RUN_STATUS_RUNNING") == []
     waiting = await store.runs_with_status("RUN_STATUS_NEEDS_APPROVAL")
     assert [r.run_id for r in waiting] == ["r3"]
+    # Listing one principal's runs is a query, not a scan of everyone's records.
+    for run_id, principal in (("a1", "alice"), ("b1", "bob"), ("a2", "alice")):
+        await store.save(agent_pb2.RunResponse(run_id=run_id, principal=principal))
+        await store.add_feedback(run_id, agent_pb2.Feedback(rating=1))
+    done = "RUN_STATUS_UNSPECIFIED"
+    assert [r.run_id for r in await store.runs_with_status(done, 10, "alice")] == ["a1", "a2"]
+    assert [r.run_id for r in await store.runs_with_status(done, 1, "alice")] == ["a1"]
+    assert [r.run_id for r in await store.runs_with_feedback(10, "bob")] == ["b1"]
+    assert [r.run_id for r in await store.runs_with_feedback(10, "carol")] == []
+    assert len(await store.runs_with_status(done, 10)) == 5  # r1, r2 and the three above
     assert [r.run_id for r in await store.conversation("u", "c", 5)] == ["r1"]
     assert await store.conversation("other", "c", 5) == []
     kept = await store.remember("u", "", "the coffee vendor is Bohnen GmbH")
@@ -116,6 +126,33 @@ async def exercise(store: RunStore) -> None:
     assert not await store.forget("v", kept.id)
     assert await store.forget("u", kept.id)
     assert await store.recall("u", "", "coffee", 5) == []
+
+
+_OLD_RUNS = """
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    status TEXT NOT NULL, user_id TEXT NOT NULL DEFAULT '',
+    conversation_id TEXT NOT NULL DEFAULT '', record {blob} NOT NULL)
+"""
+
+
+def _old_record(run_id: str, principal: str) -> tuple[str, float, float, str, bytes]:
+    run = agent_pb2.RunResponse(run_id=run_id, principal=principal)
+    return (run_id, 1.0, 1.0, "RUN_STATUS_SUCCEEDED", run.SerializeToString())
+
+
+async def test_a_file_from_before_the_principal_column_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(_OLD_RUNS.format(blob="BLOB"))
+        db.executemany(
+            "INSERT INTO runs (run_id, created_at, updated_at, status, record)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [_old_record("o1", "alice"), _old_record("o2", "bob")],
+        )
+    store = SqliteRunStore(path)
+    mine = await store.runs_with_status("RUN_STATUS_SUCCEEDED", 10, "alice")
+    assert [r.run_id for r in mine] == ["o1"]
+    await store.close()
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
@@ -159,3 +196,31 @@ async def test_postgres_records_shared_between_replicas(
         assert run is not None and run.feedback[0].rating == 5
     finally:
         await other.close()
+
+
+async def test_postgres_table_from_before_the_principal_column_is_upgraded(
+    postgres_url: str,
+) -> None:
+    import psycopg
+
+    from agentd.store.postgres import PostgresRunStore
+
+    schema = f"old_layout_{os.getpid()}"  # a schema of its own: the old table beside none
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as db:
+        await db.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
+        await db.execute(_OLD_RUNS.format(blob="BYTEA"))
+        async with db.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO runs (run_id, created_at, updated_at, status, record)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [_old_record("o1", "alice"), _old_record("o2", "bob")],
+            )
+    store = PostgresRunStore(url)
+    try:
+        mine = await store.runs_with_status("RUN_STATUS_SUCCEEDED", 10, "bob")
+        assert [r.run_id for r in mine] == ["o2"]
+    finally:
+        await store.close()

@@ -65,10 +65,13 @@ class RunStore(Protocol):
     async def add_feedback(
         self, run_id: str, feedback: agent_pb2.Feedback
     ) -> agent_pb2.RunResponse | None: ...
-    async def runs_with_feedback(self, limit: int = 100_000) -> list[agent_pb2.RunResponse]: ...
-    # ``status`` is a RunStatus name, e.g. "RUN_STATUS_NEEDS_APPROVAL"; oldest first.
+    # Oldest first; ``principal`` limits them to that principal's runs (None: everyone's).
+    async def runs_with_feedback(
+        self, limit: int = 100_000, principal: str | None = None
+    ) -> list[agent_pb2.RunResponse]: ...
+    # ``status`` is a RunStatus name, e.g. "RUN_STATUS_NEEDS_APPROVAL".
     async def runs_with_status(
-        self, status: str, limit: int = 1000
+        self, status: str, limit: int = 1000, principal: str | None = None
     ) -> list[agent_pb2.RunResponse]: ...
     async def conversation(
         self, user_id: str, conversation_id: str, limit: int

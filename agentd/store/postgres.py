@@ -44,12 +44,14 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL,
     user_id TEXT NOT NULL DEFAULT '',
     conversation_id TEXT NOT NULL DEFAULT '',
+    principal TEXT NOT NULL DEFAULT '',
     record BYTEA NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_conversation ON runs (conversation_id, user_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at);
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS lease_until DOUBLE PRECISION NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS runs_principal ON runs (principal, status, created_at);
 CREATE TABLE IF NOT EXISTS decisions (
     run_id TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -76,6 +78,11 @@ CREATE INDEX IF NOT EXISTS memories_user ON memories (user_id, created_at);
 CREATE INDEX IF NOT EXISTS memories_tsv ON memories USING GIN (tsv);
 """
 _LOCK_ID = 0x61676E74  # advisory lock: replicas starting together create the schema once
+
+
+def _owned_by(principal: str | None) -> tuple[str, tuple[str, ...]]:
+    """The SQL condition (and its parameter) for one principal's runs; None: everyone's."""
+    return ("", ()) if principal is None else (" AND principal = %s", (principal,))
 
 
 class PostgresRunStore:
@@ -107,8 +114,31 @@ class PostgresRunStore:
             await self._pool.open(wait=False)
             async with self._pool.connection() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+                await self._add_principal_column(conn)
                 await conn.execute(_SCHEMA)
             self._ready = True
+
+    @staticmethod
+    async def _add_principal_column(conn: psycopg.AsyncConnection[Any]) -> None:
+        """Runs tables from before ``principal`` get the column, filled from their records."""
+        cursor = await conn.execute(
+            "SELECT"
+            " EXISTS (SELECT 1 FROM information_schema.tables WHERE table_name = 'runs'"
+            "         AND table_schema = current_schema()),"
+            " EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'runs'"
+            "         AND table_schema = current_schema() AND column_name = 'principal')"
+        )
+        table, column = await cursor.fetchone() or (False, False)
+        if column or not table:  # up to date, or new: the schema makes the column
+            return
+        await conn.execute("ALTER TABLE runs ADD COLUMN principal TEXT NOT NULL DEFAULT ''")
+        cursor = await conn.execute("SELECT run_id, record FROM runs")
+        rows = [
+            (agent_pb2.RunResponse.FromString(record).principal, run_id)
+            for run_id, record in await cursor.fetchall()
+        ]
+        async with conn.cursor() as update:
+            await update.executemany("UPDATE runs SET principal = %s WHERE run_id = %s", rows)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -144,8 +174,8 @@ class PostgresRunStore:
             # Fenced: only the lease holder writes, or anyone once the lease lapsed.
             cursor = await db.execute(
                 "INSERT INTO runs (run_id, created_at, updated_at, status, user_id,"
-                " conversation_id, record, owner, lease_until)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " conversation_id, principal, record, owner, lease_until)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (run_id) DO UPDATE SET updated_at = excluded.updated_at,"
                 " status = excluded.status, record = excluded.record, owner = excluded.owner,"
                 " lease_until = excluded.lease_until"
@@ -157,6 +187,7 @@ class PostgresRunStore:
                     agent_pb2.RunStatus.Name(run.status),
                     run.user_id,
                     run.conversation_id,
+                    run.principal,
                     run.SerializeToString(),
                     self.owner,
                     now + self.lease_s if run.status == agent_pb2.RUN_STATUS_RUNNING else 0.0,
@@ -260,18 +291,21 @@ class PostgresRunStore:
         )
         return await self.get(run_id)
 
-    async def runs_with_feedback(self, limit: int = 100_000) -> list[agent_pb2.RunResponse]:
-        rows = await self._fetch(
-            "SELECT record FROM runs WHERE run_id IN (SELECT run_id FROM feedback)"
-            " ORDER BY created_at LIMIT %s",
-            (limit,),
-        )
-        return [await self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
+    async def runs_with_feedback(
+        self, limit: int = 100_000, principal: str | None = None
+    ) -> list[agent_pb2.RunResponse]:
+        where, params = _owned_by(principal)
+        return await self._runs(f"run_id IN (SELECT run_id FROM feedback){where}", (*params, limit))
 
-    async def runs_with_status(self, status: str, limit: int = 1000) -> list[agent_pb2.RunResponse]:
+    async def runs_with_status(
+        self, status: str, limit: int = 1000, principal: str | None = None
+    ) -> list[agent_pb2.RunResponse]:
+        where, params = _owned_by(principal)
+        return await self._runs(f"status = %s{where}", (status, *params, limit))
+
+    async def _runs(self, where: str, params: tuple[Any, ...]) -> list[agent_pb2.RunResponse]:
         rows = await self._fetch(
-            "SELECT record FROM runs WHERE status = %s ORDER BY created_at LIMIT %s",
-            (status, limit),
+            f"SELECT record FROM runs WHERE {where} ORDER BY created_at LIMIT %s", params
         )
         return [await self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
 

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL,
     user_id TEXT NOT NULL DEFAULT '',
     conversation_id TEXT NOT NULL DEFAULT '',
+    principal TEXT NOT NULL DEFAULT '',
     record BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_conversation ON runs (conversation_id, created_at);
@@ -78,6 +79,11 @@ END;
 """
 
 
+def _owned_by(principal: str | None) -> tuple[str, tuple[str, ...]]:
+    """The SQL condition (and its parameter) for one principal's runs; None: everyone's."""
+    return ("", ()) if principal is None else (" AND principal = ?", (principal,))
+
+
 class SqliteRunStore:
     """One connection guarded by a lock, used from worker threads.
 
@@ -102,6 +108,18 @@ class SqliteRunStore:
         if "owner" not in columns:  # a file from before leases: add their columns
             self._db.execute("ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
             self._db.execute("ALTER TABLE runs ADD COLUMN lease_until REAL NOT NULL DEFAULT 0")
+        if "principal" not in columns:  # a file from before the column: fill it from records
+            self._db.execute("ALTER TABLE runs ADD COLUMN principal TEXT NOT NULL DEFAULT ''")
+            self._db.executemany(
+                "UPDATE runs SET principal = ? WHERE run_id = ?",
+                [
+                    (agent_pb2.RunResponse.FromString(record).principal, run_id)
+                    for run_id, record in self._db.execute("SELECT run_id, record FROM runs")
+                ],
+            )
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS runs_principal ON runs (principal, status, created_at)"
+        )
         self._lock = threading.Lock()
         self.owner = replica_id()
         self.lease_s = 30.0
@@ -137,7 +155,8 @@ class SqliteRunStore:
             # Fenced: only the lease holder writes, or anyone once the lease lapsed.
             cursor = self._db.execute(
                 "INSERT INTO runs (run_id, created_at, updated_at, status, user_id,"
-                " conversation_id, record, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " conversation_id, principal, record, owner, lease_until)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(run_id) DO UPDATE SET updated_at=excluded.updated_at,"
                 " status=excluded.status, record=excluded.record, owner=excluded.owner,"
                 " lease_until=excluded.lease_until"
@@ -149,6 +168,7 @@ class SqliteRunStore:
                     status,
                     run.user_id,
                     run.conversation_id,
+                    run.principal,
                     run.SerializeToString(),
                     self.owner,
                     lease,
@@ -284,24 +304,23 @@ class SqliteRunStore:
             )
             return self._with_feedback(agent_pb2.RunResponse.FromString(row[0]))
 
-    async def runs_with_feedback(self, limit: int = 100_000) -> list[agent_pb2.RunResponse]:
+    async def runs_with_feedback(
+        self, limit: int = 100_000, principal: str | None = None
+    ) -> list[agent_pb2.RunResponse]:
+        where, params = _owned_by(principal)
+        return await self._runs(f"run_id IN (SELECT run_id FROM feedback){where}", (*params, limit))
+
+    async def runs_with_status(
+        self, status: str, limit: int = 1000, principal: str | None = None
+    ) -> list[agent_pb2.RunResponse]:
+        where, params = _owned_by(principal)
+        return await self._runs(f"status = ?{where}", (status, *params, limit))
+
+    async def _runs(self, where: str, params: tuple[Any, ...]) -> list[agent_pb2.RunResponse]:
         def read() -> list[agent_pb2.RunResponse]:
             with self._lock:
                 rows = self._db.execute(
-                    "SELECT record FROM runs WHERE run_id IN (SELECT run_id FROM feedback)"
-                    " ORDER BY created_at LIMIT ?",
-                    (limit,),
-                ).fetchall()
-                return [self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
-
-        return await asyncio.to_thread(read)
-
-    async def runs_with_status(self, status: str, limit: int = 1000) -> list[agent_pb2.RunResponse]:
-        def read() -> list[agent_pb2.RunResponse]:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT record FROM runs WHERE status = ? ORDER BY created_at LIMIT ?",
-                    (status, limit),
+                    f"SELECT record FROM runs WHERE {where} ORDER BY created_at LIMIT ?", params
                 ).fetchall()
                 return [self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
 
