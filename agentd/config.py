@@ -151,6 +151,10 @@ class StorageConfig:
     path: str = "agentd.db"
     # postgresql://... : a PostgreSQL store shared by several replicas (needs psycopg, psycopg-pool).
     url: str = ""
+    # PostgreSQL only: connections per replica, and how long a call waits for one (or for a
+    # database that is down) before it is answered UNAVAILABLE.
+    pool_size: int = 10
+    pool_timeout_s: float = 5.0
     # A running run holds a lease, renewed while it runs; a run whose lease lapsed (its
     # replica died) is taken over by a replica sharing the store, checked every takeover_s.
     lease_s: float = 30.0
@@ -412,6 +416,10 @@ class _Reader:
         storage = StorageConfig(**self.fill(StorageConfig, self.table(raw, "storage"), "storage."))
         if storage.lease_s <= 0 or storage.takeover_s <= 0:
             raise self.fail("storage", "lease_s and takeover_s must be positive")
+        if storage.pool_size < 1:
+            raise self.fail("storage.pool_size", "must be at least 1")
+        if storage.pool_timeout_s <= 0:
+            raise self.fail("storage.pool_timeout_s", "must be positive")
         approvals = ApprovalsConfig(
             **self.fill(ApprovalsConfig, self.table(raw, "approvals"), "approvals.")
         )

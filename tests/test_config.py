@@ -96,6 +96,8 @@ def test_no_endpoint_means_the_embedded_model(tmp_path: Path) -> None:
             "llm.planner.tool_call_mode",
         ),
         ("not toml ===", "invalid TOML"),
+        ("[storage]\npool_size = 0", "storage.pool_size"),
+        ("[storage]\npool_timeout_s = -1", "storage.pool_timeout_s"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, key: str) -> None:

@@ -104,7 +104,7 @@ class Daemon:
         self.models = build_models(config.models, embedded=self.embedded, env=self.env)
         self.catalog = ToolCatalog(config.upstreams, retry_s=config.agent.discovery_retry_s)
         await self.catalog.start()
-        store = open_store(config.storage.path, config.storage.url)
+        store = open_store(config.storage)
         store.lease_s = config.storage.lease_s
         guard_model = config.models["guard"].model if "guard" in config.models else ""
         guardrails = Guardrails(config.guardrails, guard_model)

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
+from agentd.config import StorageConfig
 from agentd.tools.memory import Memory
 from agentd.v1 import agent_pb2
 
@@ -85,15 +86,17 @@ class RunStore(Protocol):
     async def forget(self, user_id: str, memory_id: str) -> bool: ...
 
 
-def open_store(path: str, url: str = "") -> RunStore:
+def open_store(config: StorageConfig) -> RunStore:
     """The configured store: PostgreSQL when ``url`` is set, else SQLite at ``path``."""
-    if url:
+    if config.url:
         from agentd.store.postgres import PostgresRunStore
 
-        return PostgresRunStore(url)
+        return PostgresRunStore(
+            config.url, max_size=config.pool_size, timeout_s=config.pool_timeout_s
+        )
     from agentd.store.sqlite import SqliteRunStore
 
-    return SqliteRunStore(path)
+    return SqliteRunStore(config.path)
 
 
 def keywords(query: str) -> list[str]:
