@@ -104,6 +104,9 @@ class UpstreamConfig:
     ca_file: str | None = None
     descriptor_set: str | None = None
     timeout_s: float | None = None  # per-tool timeout; default [limits].tool_timeout_s
+    # Offer this upstream's tools to the planner on every task, past the shortlist: for
+    # utilities (a calculator, a clock) that a task needs without naming them.
+    always_offer: bool = False
 
 
 @dataclass(frozen=True)
@@ -357,12 +360,10 @@ class _Reader:
             key = sorted(unknown)[0]
             raise self.fail(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(fields))})")
         values: dict[str, Any] = {}
-        defaults = cls() if _has_defaults(cls) else None
         for name, value in raw.items():
             if name in skip:
                 continue
-            expected = getattr(defaults, name, None) if defaults is not None else None
-            values[name] = self.check(f"{prefix}{name}", value, expected)
+            values[name] = self.check(f"{prefix}{name}", value, _default(fields[name]))
         return values
 
     def check(self, key: str, value: Any, expected: Any) -> Any:
@@ -624,11 +625,13 @@ class _Reader:
         return ModelConfig(**{"base_url": base_url, "model": values.pop("model", ""), **values})
 
 
-def _has_defaults(cls: type) -> bool:
-    return all(
-        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        for f in dataclasses.fields(cls)
-    )
+def _default(f: dataclasses.Field[Any]) -> Any:
+    """A field's default, whose type a configured value must have (None: unchecked)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _check_listen(reader: _Reader, listen: str) -> None:

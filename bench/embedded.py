@@ -17,13 +17,14 @@ import importlib.util
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import openai
 
-from agentd.config import UpstreamConfig
+from agentd.config import load_config
 from agentd.llm import DEFAULT_MODEL, EmbeddedModel
 from agentd.loop import prompts
 from agentd.loop.describe import describe_catalog
@@ -40,6 +41,7 @@ _TASKS = (
     "How much did we spend on travel in 2025?",
 )
 _DESCRIPTORS = Path(__file__).resolve().parent.parent / "examples" / "descriptors.binpb"
+_EXAMPLE_CONFIG = _DESCRIPTORS.parent / "agentd.toml"
 
 
 async def run(quick: bool, only: Sequence[str] = ()) -> list[Result]:
@@ -61,16 +63,19 @@ _NAMES = ("tool_tokens", "embedded_model")
 
 
 async def _example_tools() -> dict[str, AgentTool]:
+    """The example services' tools, with the upstream settings of examples/agentd.toml."""
     ledger = await serve_ledger(0, reflection="v1")
     calculator = await serve_calculator(0, reflection="v1alpha")
+    configured = {up.name: up for up in load_config(_EXAMPLE_CONFIG, env={}).upstreams}
     tools: dict[str, AgentTool] = {}
     try:
-        for name, server, allow in (
-            ("ledger", ledger, "examples.ledger.v1.LedgerService/*"),
-            ("calculator", calculator, "examples.calculator.v1.CalculatorService/*"),
+        for server, configured_up in (
+            (ledger, configured["ledger"]),
+            (calculator, configured["calculator"]),
         ):
-            up = UpstreamConfig(name=name, target=server.address, allow=(allow,))
-            catalog = await discover(Target(server.address), [allow], descriptor_set=_DESCRIPTORS)
+            up = replace(configured_up, target=server.address)
+            allow = list(up.allow)
+            catalog = await discover(Target(server.address), allow, descriptor_set=_DESCRIPTORS)
             for tool in catalog.tools:
                 tools[tool.name] = AgentTool(tool.name, tool, up, policy_for(tool, up), None)
             await catalog.close()

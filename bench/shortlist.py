@@ -1,7 +1,9 @@
 """``catalog_1000_tokens`` and ``shortlist_recall``: the planner's per-task shortlist.
 
 Both use one catalog: the 50 x 20 generated server (1,000 methods, ``bench._genserver``) with
-the example ledger and calculator tools merged in. ``catalog_1000_tokens`` builds the real
+the example ledger and calculator tools merged in. The example tools carry examples/agentd.toml's upstream settings (its
+calculator is ``always_offer``); ``shortlist_recall`` also reports the ranking alone.
+``catalog_1000_tokens`` builds the real
 planner request (instructions and catalog text, the task; the plan schema sent as
 ``response_format``) for the suite's tasks with the whole catalog and with the shortlist, and
 counts its prompt tokens with the embedded model's own tokenizer. ``shortlist_recall`` takes
@@ -16,6 +18,7 @@ import importlib.util
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +81,30 @@ def _cases() -> list[tuple[str, set[str]]]:
     return out
 
 
-def _recall(
-    tools: Mapping[str, AgentTool], cases: list[tuple[str, set[str]]], k: int, quick: bool
-) -> Result:
+def _missed(
+    tools: Mapping[str, AgentTool], cases: list[tuple[str, set[str]]], k: int
+) -> list[dict[str, Any]]:
     missed = []
-    started = time.perf_counter()
     for task, wanted in cases:
         offered = shortlist(tools, task, k)
         if not wanted <= set(offered):
             missed.append({"task": task, "missing": sorted(wanted - set(offered))})
+    return missed
+
+
+def _recall(
+    tools: Mapping[str, AgentTool], cases: list[tuple[str, set[str]]], k: int, quick: bool
+) -> Result:
+    started = time.perf_counter()
+    missed = _missed(tools, cases, k)
     per_task_ms = (time.perf_counter() - started) * 1000 / max(len(cases), 1)
     recall = 1 - len(missed) / max(len(cases), 1)
+    # The same catalog with no upstream marked always_offer: what the ranking finds alone.
+    ranked = {
+        name: replace(t, upstream=replace(t.upstream, always_offer=False))
+        for name, t in tools.items()
+    }
+    missed_ranked = _missed(ranked, cases, k)
     return Result(
         name="shortlist_recall",
         value=round(recall, 3),
@@ -101,6 +117,11 @@ def _recall(
             "k": k,
             "cases": len(cases),
             "missed": missed,
+            "always_offered": sorted(n for n, t in tools.items() if t.always_offered),
+            "ranking_only": {
+                "recall": round(1 - len(missed_ranked) / max(len(cases), 1), 3),
+                "missed": missed_ranked,
+            },
             # the first task builds the index (once per catalog snapshot); later ones reuse it
             "ms_per_task_including_index": round(per_task_ms, 2),
         },

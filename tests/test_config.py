@@ -97,6 +97,7 @@ def test_no_endpoint_means_the_embedded_model(tmp_path: Path) -> None:
         ),
         ("not toml ===", "invalid TOML"),
         ("[storage]\npool_size = 0", "storage.pool_size"),
+        ('[[upstreams]]\nname = "a"\ntarget = "t"\nallow = ["x"]\ntls = "yes"', "upstreams[0].tls"),
         ("[storage]\npool_timeout_s = -1", "storage.pool_timeout_s"),
     ],
 )

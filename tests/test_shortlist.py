@@ -6,7 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from agentd.config import ConfigError, load_config
 from agentd.loop.shortlist import shortlist, words
+from agentd.tools.upstream import AgentTool
 from agentd.v1 import agent_pb2
 from tests.support.plans import answer, plan
 from tests.support.scripted_llm import schema_name
@@ -65,6 +69,37 @@ def test_a_small_catalog_is_offered_whole_and_built_ins_always() -> None:
     assert shortlist(with_memory, "stock item 3", len(tools)) is with_memory  # only ranked count
     chosen = shortlist(with_memory, "stock item 3", 2)
     assert "remember" in chosen and len(chosen) == 3
+
+
+def test_a_task_about_an_always_offered_tool_gets_no_ranked_ones() -> None:
+    calculator = FakeTool("Calculator_Evaluate", "Evaluates one RPN expression.")
+    calculator.always_offered = True  # type: ignore[attr-defined]
+    refund = FakeTool("PaymentsService_RefundPayment", "Refunds a captured payment.")
+    tools = _catalog([calculator, refund])
+    # Named by its words: the calculator alone, not forty zero-score distractors.
+    assert list(shortlist(tools, "Evaluate 3 4 + with the calculator", 5)) == [
+        "Calculator_Evaluate"
+    ]
+    # Offered besides the ranked tools for a task that does not name it.
+    chosen = shortlist(tools, "Refund the April payment minus the March one", 5)
+    assert list(chosen) == ["Calculator_Evaluate", "PaymentsService_RefundPayment"]
+    # A task that matches nothing at all still shows the planner k tools to choose from.
+    assert len(shortlist(tools, "zzz qqq", 5)) == 6  # the first five by name and the calculator
+
+
+def test_an_upstream_configured_always_offer_is_offered_past_the_shortlist(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "agentd.toml"
+    config.write_text(
+        '[[upstreams]]\nname = "calc"\ntarget = "127.0.0.1:1"\nallow = ["*"]\nalways_offer = true\n'
+    )
+    (up,) = load_config(config, env={}).upstreams
+    tool = AgentTool("Calc_Evaluate", None, up, "allow", None)  # type: ignore[arg-type]
+    assert up.always_offer and tool.always_offered
+    config.write_text(config.read_text().replace("true", '"yes"'))
+    with pytest.raises(ConfigError, match=r"upstreams\[0\]\.always_offer"):
+        load_config(config, env={})
 
 
 async def test_the_planner_sees_only_the_shortlist_and_the_record_says_which(

@@ -124,16 +124,23 @@ class _Index:
 
     def scores(self, query: Iterable[str]) -> list[float]:
         wanted = [w for w in set(query) if w in self.idf]
-        out = []
-        for counts, length in zip(self.terms, self.lengths, strict=True):
-            norm = _K1 * (1 - _B + _B * length / (self.average or 1.0))
-            score = 0.0
-            for word in wanted:
-                tf = counts.get(word, 0)
-                if tf:
-                    score += self.idf[word] * tf * (_K1 + 1) / (tf + norm)
-            out.append(score)
-        return out
+        return [self.score(c, n, wanted) for c, n in zip(self.terms, self.lengths, strict=True)]
+
+    def score(self, counts: Counter[str], length: int, wanted: Iterable[str]) -> float:
+        """BM25 of one tool's terms (indexed or not) for the query words ``wanted``."""
+        norm = _K1 * (1 - _B + _B * length / (self.average or 1.0))
+        score = 0.0
+        for word in wanted:
+            tf = counts.get(word, 0)
+            if tf:  # a word in no indexed tool (only in this one) has the highest weight
+                idf = self.idf.get(word) or math.log(1 + (len(self.names) + 0.5) / 0.5)
+                score += idf * tf * (_K1 + 1) / (tf + norm)
+        return score
+
+    def matches(self, tool: DescribedTool, query: Iterable[str]) -> bool:
+        """Whether a tool outside the index shares a weighted word with the query."""
+        counts = Counter(words(describe_tool(tool)))
+        return self.score(counts, sum(counts.values()), query) > 0
 
 
 # Keyed by the ranked tools themselves: a run's mapping is new each time, but the upstream
@@ -143,7 +150,8 @@ _INDEXES: IdentityCache[_Index] = IdentityCache(16)
 
 def shortlist(tools: Mapping[str, T], task: str, k: int) -> Mapping[str, T]:
     """The ``k`` tools that best match ``task``, plus every tool marked ``always_offered``
-    (the built-in memory tools: they are about the conversation, not the task's words).
+    (the built-in memory tools: they are about the conversation, not the task's words; and
+    the tools of upstreams configured ``always_offer``, utilities no task names).
 
     ``k <= 0``, or a catalog of at most ``k`` ranked tools, returns ``tools`` itself, so the
     planner's prompt is unchanged. Ties keep name order: the same task gets the same list.
@@ -153,7 +161,8 @@ def shortlist(tools: Mapping[str, T], task: str, k: int) -> Mapping[str, T]:
     if k <= 0 or len(ranked) <= k:
         return tools
     index = _INDEXES.get(ranked, lambda: _Index.build(ranked))
-    scores = index.scores(words(task))
+    query = words(task)
+    scores = index.scores(query)
     best = sorted(range(len(ranked)), key=lambda i: (-scores[i], i))[:k]
     if scores[best[0]] > 0:
         # Leave out what barely matches: a tool that shares only a word found in nearly every
@@ -161,6 +170,9 @@ def shortlist(tools: Mapping[str, T], task: str, k: int) -> Mapping[str, T]:
         floor = scores[best[0]] * _RELATIVE_FLOOR
         best = [i for i in best if scores[i] >= floor]
         best += _siblings(ranked, best, k - len(best))
+    elif any(index.matches(tools[n], query) for n in kept):
+        best = []  # the task is about an always-offered tool alone ("... with the calculator")
+    # else nothing matches at all: the first k by name, so the planner still sees some tools
     chosen = {index.names[i] for i in best} | set(kept)
     return {name: tools[name] for name in sorted(tools) if name in chosen}
 

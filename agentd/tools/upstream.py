@@ -49,6 +49,11 @@ class AgentTool:
         return self.tool.description
 
     @property
+    def always_offered(self) -> bool:
+        """Offered on every task, past the shortlist (``upstreams.always_offer``)."""
+        return self.upstream.always_offer
+
+    @property
     def side_effects(self) -> str:
         return self.tool.side_effects
 
