@@ -60,6 +60,14 @@ async def test_kinds_messages_tools_and_tokens(
     assert a[SpanAttributes.LLM_TOKEN_COUNT_COMPLETION] == out_total
     assert a[SpanAttributes.LLM_COST_TOTAL] == response.cost_usd > 0
 
+    # The SERVER span is the trace's root, the row Phoenix lists: a CHAIN with the run's input
+    # and output, not a span of unknown kind with nothing in it.
+    entry = one(tree, "/agentd.v1.AgentService/Run")
+    e = attrs(entry)
+    assert e[KIND] == "CHAIN" and parent_of(agent) == span_id(entry)
+    assert e[SpanAttributes.INPUT_VALUE] == a[SpanAttributes.INPUT_VALUE]
+    assert e[SpanAttributes.OUTPUT_VALUE] == response.output
+
     planning = one(tree, "plan")
     p = attrs(planning)
     assert p[KIND] == "CHAIN" and parent_of(planning) == span_id(agent)
@@ -93,6 +101,9 @@ async def test_kinds_messages_tools_and_tokens(
     outputs = SpanAttributes.LLM_OUTPUT_MESSAGES
     assert c[f"{outputs}.0.message.role"] == "assistant"
     assert "LedgerService_GetVendor" in c[f"{outputs}.0.message.content"]
+    # input.value/output.value of a model call: the turn that prompted it and the completion.
+    assert c[SpanAttributes.INPUT_VALUE] == c[f"{inputs}.{len(roles) - 1}.message.content"]
+    assert c[SpanAttributes.OUTPUT_VALUE] == c[f"{outputs}.0.message.content"]
 
     get = one(tree, "execute_tool LedgerService_GetVendor")
     g = attrs(get)
