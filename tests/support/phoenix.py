@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,17 +151,14 @@ def screenshot(url: str, path: Path, *, width: int = 1600, height: int = 1000) -
     if browser is None:
         raise RuntimeError("no chromium on PATH: apt-get install chromium")
     path.parent.mkdir(parents=True, exist_ok=True)
-    profile = path.parent / f".chromium-{os.getpid()}"
-    try:
+    with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
             [
                 browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                 "--no-first-run", "--disable-background-networking", f"--user-data-dir={profile}",
                 f"--window-size={width},{height}",
-                # Virtual time runs until the page's requests settle (or 20 s of it pass).
+                # --no-sandbox: Chromium will not sandbox as root. Virtual time runs until the page's requests settle (or 20 s of it pass).
                 "--virtual-time-budget=20000", f"--screenshot={path}", url,
             ],
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
