@@ -179,3 +179,20 @@ def test_guardrail_and_feedback_kinds(spans: InMemorySpanExporter) -> None:
     assert attrs(evaluation)[KIND] == "EVALUATOR"
     assert evaluation.context is not None
     assert format(evaluation.context.trace_id, "032x") == trace_id
+
+
+async def test_a_streamed_run_starts_in_a_chain_too(
+    priced_stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    s = priced_stack
+    s.llm.reply(when="plan", content=plan(answer="3"))
+    s.llm.reply(when="answer", content=answer("3"))
+    events = await s.stream("What is 1+2?")
+    final = events[-1].final
+    assert final.status == agent_pb2.RUN_STATUS_SUCCEEDED, final.error
+    tree = of_trace(spans, final.trace_id)
+    entry = one(tree, "/agentd.v1.AgentService/RunStream")
+    assert attrs(entry)[KIND] == "CHAIN"
+    assert attrs(entry)[SpanAttributes.INPUT_VALUE] == "What is 1+2?"
+    assert attrs(entry)[SpanAttributes.OUTPUT_VALUE] == final.output
+    assert parent_of(one(tree, "invoke_agent agentd")) == span_id(entry)
