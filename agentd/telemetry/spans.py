@@ -13,7 +13,9 @@ The tree of one run::
        └─ apply_guardrail {name}            guardrail_span(): the hook for guardrails
 
 Each span also carries the OpenInference attributes of the same data (``openinference.py``:
-AGENT, CHAIN, LLM, TOOL, GUARDRAIL, EVALUATOR), so Arize Phoenix shows a run as an agent.
+AGENT, CHAIN, LLM, TOOL, GUARDRAIL, EVALUATOR), so Arize Phoenix shows a run as an agent; the
+SERVER span a run starts in becomes a CHAIN with the run's input and output (Phoenix lists
+traces by their root span).
 
 Message content (prompts, completions, tool arguments and results) goes on spans only when
 ``[telemetry] capture_content`` is on, capped at ``max_content_chars``, and with every forwarded
