@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MODEL ?= qwen2.5-coder-1.5b
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: setup test lint fmt protos protos-check run demo bench bench-quick clean
+.PHONY: setup test lint fmt protos protos-check run demo bench bench-quick clean phoenix test-phoenix phoenix-screenshot
 
 setup: $(STAMP)
 
@@ -50,4 +50,27 @@ bench-quick: setup
 	$(PY) -m bench --quick --out bench/results-quick.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-phoenix build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Arize Phoenix in its own venv, so its few hundred dependencies never change agentd's.
+# tests/test_phoenix.py starts it on loopback (and skips, saying so, without it).
+PHOENIX_VERSION ?= 20.26.1
+PHOENIX_VENV := .venv-phoenix
+PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-$(PHOENIX_VERSION)
+
+phoenix: $(PHOENIX_STAMP)
+
+$(PHOENIX_STAMP):
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet 'arize-phoenix==$(PHOENIX_VERSION)'
+	rm -f $(PHOENIX_VENV)/.installed-*
+	touch $@
+
+test-phoenix: setup phoenix
+	$(PY) -m pytest -q -m phoenix tests/test_phoenix.py
+
+# Phoenix's trace view of the test's run, from headless Chromium (apt-get install chromium).
+phoenix-screenshot: setup phoenix
+	AGENTD_PHOENIX_SCREENSHOT=docs/phoenix-trace.png $(PY) -m pytest -q -m phoenix \
+	  tests/test_phoenix.py -k shows_the_run

@@ -60,6 +60,14 @@ async def test_kinds_messages_tools_and_tokens(
     assert a[SpanAttributes.LLM_TOKEN_COUNT_COMPLETION] == out_total
     assert a[SpanAttributes.LLM_COST_TOTAL] == response.cost_usd > 0
 
+    # The SERVER span is the trace's root, the row Phoenix lists: a CHAIN with the run's input
+    # and output, not a span of unknown kind with nothing in it.
+    entry = one(tree, "/agentd.v1.AgentService/Run")
+    e = attrs(entry)
+    assert e[KIND] == "CHAIN" and parent_of(agent) == span_id(entry)
+    assert e[SpanAttributes.INPUT_VALUE] == a[SpanAttributes.INPUT_VALUE]
+    assert e[SpanAttributes.OUTPUT_VALUE] == response.output
+
     planning = one(tree, "plan")
     p = attrs(planning)
     assert p[KIND] == "CHAIN" and parent_of(planning) == span_id(agent)
@@ -93,6 +101,9 @@ async def test_kinds_messages_tools_and_tokens(
     outputs = SpanAttributes.LLM_OUTPUT_MESSAGES
     assert c[f"{outputs}.0.message.role"] == "assistant"
     assert "LedgerService_GetVendor" in c[f"{outputs}.0.message.content"]
+    # input.value/output.value of a model call: the turn that prompted it and the completion.
+    assert c[SpanAttributes.INPUT_VALUE] == c[f"{inputs}.{len(roles) - 1}.message.content"]
+    assert c[SpanAttributes.OUTPUT_VALUE] == c[f"{outputs}.0.message.content"]
 
     get = one(tree, "execute_tool LedgerService_GetVendor")
     g = attrs(get)
@@ -168,3 +179,20 @@ def test_guardrail_and_feedback_kinds(spans: InMemorySpanExporter) -> None:
     assert attrs(evaluation)[KIND] == "EVALUATOR"
     assert evaluation.context is not None
     assert format(evaluation.context.trace_id, "032x") == trace_id
+
+
+async def test_a_streamed_run_starts_in_a_chain_too(
+    priced_stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    s = priced_stack
+    s.llm.reply(when="plan", content=plan(answer="3"))
+    s.llm.reply(when="answer", content=answer("3"))
+    events = await s.stream("What is 1+2?")
+    final = events[-1].final
+    assert final.status == agent_pb2.RUN_STATUS_SUCCEEDED, final.error
+    tree = of_trace(spans, final.trace_id)
+    entry = one(tree, "/agentd.v1.AgentService/RunStream")
+    assert attrs(entry)[KIND] == "CHAIN"
+    assert attrs(entry)[SpanAttributes.INPUT_VALUE] == "What is 1+2?"
+    assert attrs(entry)[SpanAttributes.OUTPUT_VALUE] == final.output
+    assert parent_of(one(tree, "invoke_agent agentd")) == span_id(entry)

@@ -52,6 +52,17 @@ def agent(name: str, conversation_id: str, user_id: str) -> dict[str, Any]:
     return attributes
 
 
+def entry(conversation_id: str, user_id: str) -> dict[str, Any]:
+    """The gRPC SERVER span a run starts in: Phoenix lists a trace by its root span (kind,
+    input, output, user), and without these that row says ``unknown`` with nothing in it."""
+    attributes: dict[str, Any] = {KIND: CHAIN}
+    if conversation_id:
+        attributes[SpanAttributes.SESSION_ID] = conversation_id
+    if user_id:
+        attributes[SpanAttributes.USER_ID] = user_id
+    return attributes
+
+
 def value(direction: str, content: str | None, *, is_json: bool = False) -> dict[str, Any]:
     """``input.value``/``output.value`` and their mime type; nothing when capture is off."""
     if content is None:
@@ -142,6 +153,7 @@ __all__ = [
     "TOOL",
     "agent",
     "cost",
+    "entry",
     "invocation_parameters",
     "kind",
     "llm",

@@ -13,7 +13,9 @@ The tree of one run::
        └─ apply_guardrail {name}            guardrail_span(): the hook for guardrails
 
 Each span also carries the OpenInference attributes of the same data (``openinference.py``:
-AGENT, CHAIN, LLM, TOOL, GUARDRAIL, EVALUATOR), so Arize Phoenix shows a run as an agent.
+AGENT, CHAIN, LLM, TOOL, GUARDRAIL, EVALUATOR), so Arize Phoenix shows a run as an agent; the
+SERVER span a run starts in becomes a CHAIN with the run's input and output (Phoenix lists
+traces by their root span).
 
 Message content (prompts, completions, tool arguments and results) goes on spans only when
 ``[telemetry] capture_content`` is on, capped at ``max_content_chars``, and with every forwarded
@@ -148,7 +150,11 @@ def run_span(
     if run.user_id:
         attributes["user.id"] = run.user_id
     attributes |= oi.agent(AGENT_NAME, run.conversation_id, run.user_id)
-    if (task := settings.content(run.task)) is not None:
+    entry = _entry_span()
+    task = settings.content(run.task)
+    if entry is not None:
+        entry.set_attributes(oi.entry(run.conversation_id, run.user_id) | oi.value("input", task))
+    if task is not None:
         attributes["gen_ai.input.messages"] = json.dumps(
             [{"role": "user", "parts": [{"type": "text", "content": task}]}]
         )
@@ -164,12 +170,23 @@ def run_span(
             try:
                 yield span
             finally:
-                _end_run(span, run, settings)
+                _end_run(span, run, settings, entry)
     finally:
         _run.reset(token)
 
 
-def _end_run(span: Span, run: RunState, settings: RunTelemetry) -> None:
+def _entry_span() -> Span | None:
+    """The gRPC SERVER span (Run, RunStream, ApproveRun) a run starts in, if it has no
+    OpenInference kind yet; None for runs resumed in the background (no span is current)."""
+    span = trace.get_current_span()
+    if not span.is_recording() or getattr(span, "kind", None) is not SpanKind.SERVER:
+        return None
+    if oi.KIND in (getattr(span, "attributes", None) or {}):
+        return None
+    return span
+
+
+def _end_run(span: Span, run: RunState, settings: RunTelemetry, entry: Span | None = None) -> None:
     span.set_attribute("agentd.run.status", run.status)
     span.set_attribute("agentd.cost_usd", run.cost_usd)
     span.set_attribute("gen_ai.usage.input_tokens", sum(u.input_tokens for u in run.usage.values()))
@@ -192,6 +209,8 @@ def _end_run(span: Span, run: RunState, settings: RunTelemetry) -> None:
             json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": output}]}]),
         )
         span.set_attributes(oi.value("output", output))
+        if entry is not None:
+            entry.set_attributes(oi.value("output", output))
     metrics.record_run(run.status, run.duration_s or (time.time() - run.start_time))
 
 
@@ -352,6 +371,11 @@ def capture_request(messages: list[dict[str, Any]], *, temperature: float, max_t
         return
     # OpenInference keeps the system message in the list, each message capped on its own.
     span.set_attributes(oi.messages("input", messages, settings))
+    # The span lists' input column: the turn that prompted this call, not the whole prompt.
+    if messages:
+        span.set_attributes(
+            oi.value("input", settings.content(str(messages[-1].get("content") or "")))
+        )
     # System instructions get their own attribute (as the GenAI conventions have it): they
     # hold the whole tool catalog, and would otherwise push the task past the size cap.
     system = [
@@ -386,6 +410,8 @@ def capture_response(reply: ModelReply, response_id: str | None) -> None:
         reply_message = {"role": "assistant", "content": reply.text}
         span.set_attributes(oi.messages("output", [reply_message], settings))
     text = settings.content(reply.text) if reply.text else None
+    # Phoenix shows output.value in its span lists; without it, it makes one from the response id.
+    span.set_attributes(oi.value("output", text))
     if text is not None:
         span.set_attribute(
             "gen_ai.output.messages",
