@@ -144,6 +144,13 @@ async def test_round_robin_over_two_replicas_sharing_postgresql(
                 health = health_pb2_grpc.HealthStub(probe)
                 reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        # What the image's HEALTHCHECK runs.
+        check = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agentd", "health", "--target", a.health,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await check.communicate()
+        assert (check.returncode, out) == (0, b"SERVING\n"), err
 
         target = f"ipv4:{a.address},{b.address}"
         async with channel_to(target, pki, **{"grpc.lb_policy_name": "round_robin"}) as channel:
