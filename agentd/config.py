@@ -87,6 +87,10 @@ class ServerConfig:
     # A second, plaintext port serving only grpc.health.v1 (""= none): Kubernetes' gRPC probes
     # cannot speak TLS, so with server.auth TLS on they probe this port instead.
     health_listen: str = ""
+    # Close each client connection after this long (GOAWAY; in-flight calls get the run timeout
+    # to finish), so clients balancing over a headless Service re-resolve and find new
+    # replicas (0: never).
+    max_connection_age_s: float = 0.0
     # Per principal, so one caller cannot starve the others (0: no limit).
     max_runs_per_principal: int = 0
     runs_per_minute: int = 0

@@ -20,7 +20,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agentd.v1 import agent_pb2
+from agentd.v1 import agent_pb2, agent_pb2_grpc
 from examples.calculator.server import serve as serve_calculator
 from examples.ledger.server import LedgerServer
 from examples.ledger.server import serve as serve_ledger
@@ -206,3 +206,42 @@ async def check_readable_everywhere(
                 assert record.output == "Acme's phone is +49 30 1234"
                 assert record.principal == "alice"
                 assert [s.tool for s in record.steps] == ["LedgerService_GetVendor"]
+
+
+async def test_connections_are_closed_after_max_connection_age(tmp_path: Path) -> None:
+    """server.max_connection_age_s: the daemon sends GOAWAY to an aged connection, so a
+    round_robin client re-resolves the headless name (and finds replicas added since); the
+    client reconnects by itself and its next call succeeds."""
+    from agentd.api.server import Daemon
+    from agentd.config import load_config
+
+    config = tmp_path / "agentd.toml"
+    config.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:0"
+max_connection_age_s = 0.5
+
+[llm]
+base_url = "http://127.0.0.1:9/v1"
+model = "m"
+
+[storage]
+path = "{tmp_path / "runs.db"}"
+"""
+    )
+    daemon = Daemon(load_config(config, {}), env={"OPENAI_API_KEY": "sk-test"})
+    await daemon.start()
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            await stub.ListTools(agent_pb2.ListToolsRequest(), timeout=5)
+            assert channel.get_state() == grpc.ChannelConnectivity.READY
+            state = grpc.ChannelConnectivity.READY
+            while state == grpc.ChannelConnectivity.READY:  # until the server's GOAWAY
+                await asyncio.wait_for(channel.wait_for_state_change(state), 30)
+                state = channel.get_state()
+            assert state != grpc.ChannelConnectivity.SHUTDOWN
+            await stub.ListTools(agent_pb2.ListToolsRequest(), timeout=5)
+    finally:
+        await daemon.stop(grace=0)

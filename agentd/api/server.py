@@ -130,13 +130,18 @@ class Daemon:
                 raise ValueError("server.auth: bearer tokens are configured but none were found")
             interceptors.append(BearerAuth(authenticator))
         size = config.server.max_message_bytes
-        self.server = grpc.aio.server(
-            interceptors=interceptors,
-            options=[
-                ("grpc.max_receive_message_length", size),
-                ("grpc.max_send_message_length", size),
-            ],
-        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", size),
+            ("grpc.max_send_message_length", size),
+        ]
+        if config.server.max_connection_age_s:
+            # After a GOAWAY, calls in flight get a run's whole time limit to finish.
+            grace_s = config.limits.run_timeout_s + 5
+            options += [
+                ("grpc.max_connection_age_ms", int(config.server.max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(grace_s * 1000)),
+            ]
+        self.server = grpc.aio.server(interceptors=interceptors, options=options)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(self.service, self.server)
         # Takes over the runs of replicas that died and expires undecided approvals.
         self.supervisor = Supervisor(self.service)
