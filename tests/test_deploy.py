@@ -206,6 +206,7 @@ def test_dockerfile_lints_clean_and_runs_agentd_unprivileged() -> None:
     config = config_of((DEPLOY / "base" / "agentd.toml").read_text())
     health_port = config["server"]["health_listen"].rpartition(":")[2]
     assert f'"agentd", "health", "--target", "127.0.0.1:{health_port}"' in final
+    assert f"AGENTD_SERVER_HEALTH_LISTEN=0.0.0.0:{health_port} " in final
     assert re.search(rf"^EXPOSE 50051 {health_port}$", final, re.M)
 
 
