@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -178,8 +179,6 @@ def test_overlay_renders_valid_manifests_keeping_the_promises(overlay: str) -> N
 def load_configmap(text: str, env: dict[str, str], path: Path) -> Any:
     """load_config on the ConfigMap's text with the pod's environment; the TLS files, mounted
     from a Secret in the pod, are replaced by empty files here (their paths were checked)."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / path.name
         config.write_text(text)
