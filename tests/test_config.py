@@ -82,6 +82,7 @@ def test_no_endpoint_means_the_embedded_model(tmp_path: Path) -> None:
     [
         ("[server]\nlisten = 5", "server.listen"),
         ('[server]\nlisten = "nohost"', "server.listen"),
+        ('[server]\nhealth_listen = "8081"', "server.health_listen"),
         ('[limits]\nmax_steps = "many"', "limits.max_steps"),
         ("[limits]\nmax_stepz = 3", "limits.max_stepz"),
         ("[bogus]\nx = 1", "bogus"),

@@ -81,12 +81,19 @@ class Daemon:
     embedded: EmbeddedModel | None = None
     models: dict[str, ChatModel] = field(default_factory=dict)
     supervisor: Supervisor | None = None
+    health_port: int = 0  # of server.health_listen, when set
     _health: HealthServicer | None = None
+    _health_server: grpc.aio.Server | None = None
 
     @property
     def address(self) -> str:
         host = self.config.server.listen.rpartition(":")[0]
         return f"{host}:{self.port}"
+
+    @property
+    def health_address(self) -> str:
+        host = self.config.server.health_listen.rpartition(":")[0]
+        return f"{host}:{self.health_port}" if self.health_port else ""
 
     async def start(self) -> None:
         config = self.config
@@ -123,13 +130,18 @@ class Daemon:
                 raise ValueError("server.auth: bearer tokens are configured but none were found")
             interceptors.append(BearerAuth(authenticator))
         size = config.server.max_message_bytes
-        self.server = grpc.aio.server(
-            interceptors=interceptors,
-            options=[
-                ("grpc.max_receive_message_length", size),
-                ("grpc.max_send_message_length", size),
-            ],
-        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", size),
+            ("grpc.max_send_message_length", size),
+        ]
+        if config.server.max_connection_age_s:
+            # After a GOAWAY, calls in flight get a run's whole time limit to finish.
+            grace_s = config.limits.run_timeout_s + 5
+            options += [
+                ("grpc.max_connection_age_ms", int(config.server.max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(grace_s * 1000)),
+            ]
+        self.server = grpc.aio.server(interceptors=interceptors, options=options)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(self.service, self.server)
         # Takes over the runs of replicas that died and expires undecided approvals.
         self.supervisor = Supervisor(self.service)
@@ -137,6 +149,13 @@ class Daemon:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         enable_reflection(self.server, [SERVICE_NAME, HEALTH_SERVICE])
         self.port = self._bind(config.server.listen, auth)
+        if config.server.health_listen:
+            # Plaintext and health only: what kubelet's gRPC probes (which cannot do TLS) and
+            # the image's HEALTHCHECK dial. It reports the same servicer as the main port.
+            self._health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
+            self.health_port = self._health_server.add_insecure_port(config.server.health_listen)
+            await self._health_server.start()
         await self.server.start()
         self.supervisor.start()
         status = health_pb2.HealthCheckResponse.SERVING
@@ -145,6 +164,7 @@ class Daemon:
         log.info(
             "agentd serving",
             address=self.address,
+            health=self.health_address or None,
             tools=len(self.catalog.tools),
             unavailable=self.catalog.unavailable or None,
         )
@@ -169,6 +189,8 @@ class Daemon:
             await self.supervisor.stop()
         if self.server:
             await self.server.stop(self.config.server.grace_s if grace is None else grace)
+        if self._health_server:  # kept to the end, answering NOT_SERVING while runs drain
+            await self._health_server.stop(None)
         if self.catalog:
             await self.catalog.close()
         if self.service:

@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print only the final RunResponse as JSON")
 
+    health = commands.add_parser(
+        "health",
+        help="check a daemon's gRPC health service (exit 0 when serving)",
+        description="Calls grpc.health.v1.Health/Check, as a load balancer or a container "
+        "health check does. Exit 0: SERVING; 3: unreachable; 5: any other status.",
+    )
+    health.add_argument("--target", default=None, help=target_help)
+    health.add_argument("--service", default="", help="the service to check (default: the server)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    add_connection_options(health)
+
     tools = commands.add_parser("tools", help="list the daemon's tools")
     tools.add_argument("--target", default=None, help=target_help)
     add_connection_options(tools)
@@ -133,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run(args))
         if args.command == "tools":
             return asyncio.run(list_tools(args))
+        if args.command == "health":
+            return asyncio.run(health_check(args))
         if args.command in ("get", "feedback", "runs", "approve", "reject"):
             return feedback_main(args)
         if args.command == "trace":
@@ -201,6 +214,8 @@ def serve(path: str | None) -> int:
     async def main() -> None:
         await daemon.start()
         print(f"agentd listening on {daemon.address}", flush=True)
+        if daemon.health_address:
+            print(f"agentd health on {daemon.health_address}", flush=True)
         await daemon.serve_forever()
 
     try:
@@ -373,6 +388,30 @@ def show_final(final: agent_pb2.RunResponse) -> None:
         print(
             f"approve: agentd approve {final.run_id}   reject: agentd reject {final.run_id} --reason TEXT"
         )
+
+
+async def health_check(args: argparse.Namespace) -> int:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    target = _target(args)
+    try:
+        conn = connection(args)
+    except BadOption as exc:
+        return fail(str(exc), Exit.USAGE)
+    async with conn.channel(target) as channel:
+        try:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return fail(f"{target} is unreachable ({exc.details()})", Exit.UNREACHABLE)
+            return fail(f"{exc.code().name}: {exc.details() or args.service}", Exit.NOT_SUCCEEDED)
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(status)
+    return (
+        Exit.OK if response.status == health_pb2.HealthCheckResponse.SERVING else Exit.NOT_SUCCEEDED
+    )
 
 
 async def list_tools(args: argparse.Namespace) -> int:
