@@ -141,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["crashed"] = crashed
     if skipped:
         report["skipped"] = skipped
-    print(table(results))
+    if results:
+        print(table(results))
     for entry in skipped:
         print(f"{entry['name']}: skipped, {entry['reason']}")
     for entry in crashed:

@@ -235,9 +235,10 @@ async def _fanout(peers: list[Framework], quick: bool) -> Result:
                     # Rotate who goes first so load drift does not always hit the same one.
                     for who in names[rep % len(names) :] + names[: rep % len(names)]:
                         times.setdefault(who, []).append(await once(who))
-                # The peers again, the model calling one tool a turn (agentd's ReAct script).
+                # The peers again, the model calling one tool a turn (agentd's ReAct script);
+                # quick mode leaves it out (it is 10 model calls a run).
                 meter.peers = seq
-                for _ in range(reps):
+                for _ in range(0 if quick else reps):
                     for who in names[1:]:
                         sequential.setdefault(who, []).append(await once(who))
     finally:
