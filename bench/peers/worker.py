@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections import Counter
 from typing import Any, TextIO
 
@@ -31,13 +32,26 @@ from bench.peers.common import BY_NAME, RunTask, Stubs
 from examples.calculator.v1 import calculator_pb2_grpc
 from examples.ledger.v1 import ledger_pb2_grpc
 
+_tracebacks = 0
+
+
+def _reason(exc: Exception) -> str:
+    """One line saying how a run failed; a gRPC error by its status, not its long repr."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"gRPC {exc.code().name} from an upstream call: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"[:300]
+
 
 async def _one(run: RunTask, task: str, expect: str) -> tuple[bool, float, str]:
     started = time.perf_counter()
     try:
         output = await run(task)
     except Exception as exc:  # a failed run is a figure, not a crash of the benchmark
-        return False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"[:300]
+        global _tracebacks
+        if _tracebacks < 3:  # the first few go to the worker's log, to say how runs failed
+            _tracebacks += 1
+            traceback.print_exc()
+        return False, time.perf_counter() - started, _reason(exc)
     took = time.perf_counter() - started
     if expect not in output:
         return False, took, f"wrong answer: {output[:200]!r}"
