@@ -161,7 +161,11 @@ async def _agentd_run(stub: Any, task: str) -> tuple[bool, float, str]:
             request, metadata=(("authorization", _stack.SECRET),), timeout=300
         )
     except grpc.aio.AioRpcError as exc:
-        return False, time.perf_counter() - started, f"{exc.code().name}: {exc.details()}"
+        return (
+            False,
+            time.perf_counter() - started,
+            f"gRPC {exc.code().name} from Run: {exc.details()}",
+        )
     took = time.perf_counter() - started
     if response.status != agent_pb2.RUN_STATUS_SUCCEEDED:
         return False, took, f"status {response.status}: {response.error}"
