@@ -432,7 +432,11 @@ async def _overhead(peers: list[Framework], quick: bool) -> Result:
             "note": (
                 "CPU and peak RSS of the process under test only. agentd's figure includes its "
                 "gRPC edge (AgentService), SQLite run journal, spans and info logs, as deployed; "
-                "a peer's is the bare library driven in its own process (no server in front)."
+                "a peer's is the bare library driven in its own process (no server in front). "
+                "A run fails when it raises or its answer is wrong; 'gRPC CANCELLED from an "
+                "upstream call' is the example calculator (a Python grpc.aio server) shedding "
+                "load: gRPC core cancels calls past 1,000 waiting for its handler, and a peer "
+                "sends the 3 calls of each run the moment its model turn returns."
             ),
             "load": load(),
         },
