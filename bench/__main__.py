@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._common import Result, load, machine, python
+from bench._common import Result, Skipped, load, machine, python
 
 # name -> (module, the benchmark names it produces); one module may produce several.
 _SUITES: dict[str, tuple[str, ...]] = {
@@ -27,6 +27,7 @@ _SUITES: dict[str, tuple[str, ...]] = {
     "bench.embedded": ("tool_tokens", "embedded_model"),
     "bench.shortlist": ("catalog_1000_tokens", "shortlist_recall"),
     "bench.durable": ("journal_overhead", "resume_after_crash"),
+    "bench.peers.suite": ("peer_fanout", "peer_overhead"),
 }
 NAMES: tuple[str, ...] = tuple(n for names in _SUITES.values() for n in names)
 
@@ -57,9 +58,12 @@ def _selected(only: str | None, parser: argparse.ArgumentParser) -> list[str]:
     return wanted
 
 
-async def _run_all(wanted: Sequence[str], quick: bool) -> tuple[list[Result], list[dict[str, Any]]]:
+async def _run_all(
+    wanted: Sequence[str], quick: bool
+) -> tuple[list[Result], list[dict[str, Any]], list[dict[str, Any]]]:
     results: list[Result] = []
     crashed: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     for module_name, names in _SUITES.items():
         chosen = [n for n in names if n in wanted]
         if not chosen:
@@ -70,6 +74,10 @@ async def _run_all(wanted: Sequence[str], quick: bool) -> tuple[list[Result], li
         print(f"running {', '.join(chosen)} ...", file=sys.stderr, flush=True)
         try:
             produced = await run(quick=quick, only=chosen)
+        except Skipped as why:
+            print(f"  skipped {', '.join(chosen)}: {why}", file=sys.stderr, flush=True)
+            skipped += [{"name": n, "reason": str(why)} for n in chosen]
+            continue
         except Exception as exc:  # one crash must not hide the other figures
             traceback.print_exc()
             crashed += [{"name": n, "error": repr(exc)} for n in chosen]
@@ -77,7 +85,7 @@ async def _run_all(wanted: Sequence[str], quick: bool) -> tuple[list[Result], li
         took = time.perf_counter() - started
         print(f"  done in {took:.1f} s", file=sys.stderr, flush=True)
         results += [r for r in produced if r.name in chosen]
-    return results, crashed
+    return results, crashed, skipped
 
 
 def _fmt(value: float | None) -> str:
@@ -118,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = _selected(args.only, parser)
     started = time.perf_counter()
     load_before = load()
-    results, crashed = asyncio.run(_run_all(wanted, args.quick))
+    results, crashed, skipped = asyncio.run(_run_all(wanted, args.quick))
     wall = time.perf_counter() - started
     report: dict[str, Any] = {
         "machine": machine(),
@@ -131,7 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if crashed:
         report["crashed"] = crashed
-    print(table(results))
+    if skipped:
+        report["skipped"] = skipped
+    if results:
+        print(table(results))
+    for entry in skipped:
+        print(f"{entry['name']}: skipped, {entry['reason']}")
     for entry in crashed:
         print(f"{entry['name']}: CRASHED {entry['error']}")
     print(f"\n{report['machine']}; {report['python']}; wall time {wall:.1f} s")

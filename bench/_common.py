@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 
+class Skipped(Exception):
+    """Raised by a suite that cannot run here (an optional extra is missing): one line, no row."""
+
+
 @dataclass
 class Result:
     """One benchmark's JSON entry; ``ratio`` and ``met`` are derived by the runner."""

@@ -39,6 +39,8 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 # Health and reflection stay open so load balancers and `toolgen preview` work.
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+# Calls gRPC core holds for the application before it cancels them (its default: 1,000).
+_MAX_PENDING_CALLS = 10_000
 
 
 class BearerAuth(grpc.aio.ServerInterceptor):
@@ -130,9 +132,15 @@ class Daemon:
                 raise ValueError("server.auth: bearer tokens are configured but none were found")
             interceptors.append(BearerAuth(authenticator))
         size = config.server.max_message_bytes
+        # gRPC core cancels calls still waiting for the application past 1,000 (by default):
+        # a burst of Runs then fails CANCELLED, which callers read as their own doing. Let
+        # every call in; max_concurrent_runs sheds load with RESOURCE_EXHAUSTED instead.
+        pending = max(_MAX_PENDING_CALLS, 4 * config.server.max_concurrent_runs)
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", size),
             ("grpc.max_send_message_length", size),
+            ("grpc.server.max_pending_requests", pending),
+            ("grpc.server.max_pending_requests_hard_limit", pending),
         ]
         if config.server.max_connection_age_s:
             # After a GOAWAY, calls in flight get a run's whole time limit to finish.

@@ -1,0 +1,1 @@
+"""Side-by-side peers: the same work through agentd and other agent frameworks."""
