@@ -185,8 +185,14 @@ async def start_server(
     # A SERVER span per call, parented by the caller's traceparent: agentd's tool call and this
     # upstream's work form one trace. A no-op until a tracer provider is installed.
     spans = server_spans([service_name])
-    # Without SO_REUSEPORT a busy port is an error instead of two servers sharing it.
-    server = grpc.aio.server(interceptors=[spans, gate], options=[("grpc.so_reuseport", 0)])
+    # Without SO_REUSEPORT a busy port is an error instead of two servers sharing it. gRPC
+    # core cancels calls past 1,000 waiting for the handler; a burst of agent runs is more.
+    options = [
+        ("grpc.so_reuseport", 0),
+        ("grpc.server.max_pending_requests", 10_000),
+        ("grpc.server.max_pending_requests_hard_limit", 10_000),
+    ]
+    server = grpc.aio.server(interceptors=[spans, gate], options=options)
     add_to_server(servicer, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
