@@ -87,6 +87,8 @@ class ServerConfig:
     # Per principal, so one caller cannot starve the others (0: no limit).
     max_runs_per_principal: int = 0
     runs_per_minute: int = 0
+    # `agentd serve`'s event loop: uvloop (agentd[fast]) when installed, else asyncio's.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     auth: AuthConfig = field(default_factory=AuthConfig)
 
 
@@ -399,6 +401,8 @@ class _Reader:
         auth = self.auth(self.table(server_raw, "server.auth"))
         server = ServerConfig(**self.fill(ServerConfig, server_raw, "server.", {"auth"}), auth=auth)
         _check_listen(self, server.listen)
+        if server.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise self.fail("server.event_loop", "must be auto, uvloop or asyncio")
         limits = LimitsConfig(**self.fill(LimitsConfig, self.table(raw, "limits"), "limits."))
         agent = AgentConfig(**self.fill(AgentConfig, self.table(raw, "agent"), "agent."))
         if agent.mode not in ("plan_execute", "react"):
