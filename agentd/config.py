@@ -43,6 +43,9 @@ class ModelConfig:
     # Open connections to the endpoint; more concurrent calls wait for one. The HTTP pool
     # scans its connections on every request, so thousands of them cost CPU on each call.
     max_connections: int = 128
+    # Idle connections kept open for the next calls; more are closed as calls end. Each idle
+    # connection is probed on every request too, which cost more CPU than reconnecting.
+    max_idle_connections: int = 16
 
 
 def embedded_alias(model: str) -> str:

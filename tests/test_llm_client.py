@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -291,6 +292,34 @@ async def test_roles_on_one_endpoint_share_a_client(llm: ScriptedLLM) -> None:
             assert models["planner"]._shared is models["executor"]._shared
             assert models["planner"]._shared is not models["guard"]._shared
             assert models["executor"].model == "small"
+        finally:
+            await close_models(models)
+
+
+async def test_idle_connections_beyond_the_limit_are_closed() -> None:
+    """Calls may use up to max_connections at once; afterwards only max_idle_connections stay
+    open (each idle one costs CPU on every later request)."""
+    async with ScriptedLLM(latency_s=0.2) as server:
+        server.reply(content={"answer": "a", "confidence": 1}, times=None)
+        config = ModelConfig(
+            base_url=server.base_url,
+            model="m",
+            max_retries=0,
+            max_connections=12,
+            max_idle_connections=3,
+        )
+        models = build_models({"planner": config}, env={})
+        try:
+            model = models["planner"]
+            await asyncio.gather(
+                *(model.complete_json(MESSAGES, ANSWER, name="answer") for _ in range(12))
+            )
+            assert server.peak_connections == 12
+            async with asyncio.timeout(10):  # the server sees the surplus close
+                while server.open_connections > 3:
+                    await asyncio.sleep(0.01)
+            await model.complete_json(MESSAGES, ANSWER, name="answer")  # a kept one still works
+            assert server.open_connections <= 3
         finally:
             await close_models(models)
 

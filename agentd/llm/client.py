@@ -460,7 +460,7 @@ def build_models(
         if key not in clients:
             limits = httpx2.Limits(
                 max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
+                max_keepalive_connections=min(config.max_idle_connections, config.max_connections),
             )
             clients[key] = openai.AsyncOpenAI(
                 base_url=config.base_url,
