@@ -293,9 +293,10 @@ class ChatModel:
             # The SDK's own POST (its retries, Retry-After and time-outs) without
             # ``chat.completions.create``'s recursive transform of typed parameters, which
             # cost over 1 ms a call on plan schemas; the body here is plain JSON already.
-            # The reply comes back as bytes, decoded here: building the SDK's typed
-            # ChatCompletion objects cost more than the few fields read from it.
-            raw = await self._client.post("/chat/completions", body=body, cast_to=bytes)
+            # The body goes as bytes when orjson made them (the SDK sends bytes as they
+            # are), and the reply comes back as bytes, decoded here: the SDK's json.dumps
+            # and its typed ChatCompletion objects cost more than the few fields read.
+            raw = await self._client.post("/chat/completions", body=_dumps(body), cast_to=bytes)
         except openai.APITimeoutError as exc:
             raise self._error(
                 "transport",
@@ -603,6 +604,17 @@ def _text(value: Any) -> str:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _dumps(body: dict[str, Any]) -> dict[str, Any] | bytes:
+    """A request body as JSON bytes with orjson when installed (agentd[fast]); else the body
+    itself, for the SDK's own json.dumps. What orjson refuses goes the SDK's way too."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(body)  # type: ignore[no-any-return]
+        except TypeError:
+            pass
+    return body
 
 
 def _loads(raw: bytes) -> Any:
