@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 import os
 import time
@@ -296,7 +297,7 @@ class ChatModel:
             # The body goes as bytes when orjson made them (the SDK sends bytes as they
             # are), and the reply comes back as bytes, decoded here: the SDK's json.dumps
             # and its typed ChatCompletion objects cost more than the few fields read.
-            raw = await self._client.post("/chat/completions", body=_dumps(body), cast_to=bytes)
+            raw = await self._client.post("/chat/completions", cast_to=bytes, **_payload(body))
         except openai.APITimeoutError as exc:
             raise self._error(
                 "transport",
@@ -606,15 +607,19 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _dumps(body: dict[str, Any]) -> dict[str, Any] | bytes:
-    """A request body as JSON bytes with orjson when installed (agentd[fast]); else the body
-    itself, for the SDK's own json.dumps. What orjson refuses goes the SDK's way too."""
-    if _orjson is not None:
+# SDK versions whose ``post`` takes the body as bytes (``content``), sent as they are.
+_POST_TAKES_BYTES = "content" in inspect.signature(openai.AsyncOpenAI.post).parameters
+
+
+def _payload(body: dict[str, Any]) -> dict[str, Any]:
+    """``post``'s body argument: JSON bytes from orjson when installed (agentd[fast]), else the
+    body itself for the SDK's own json.dumps; what orjson refuses goes the SDK's way too."""
+    if _orjson is not None and _POST_TAKES_BYTES:
         try:
-            return _orjson.dumps(body)  # type: ignore[no-any-return]
+            return {"content": _orjson.dumps(body)}
         except TypeError:
             pass
-    return body
+    return {"body": body}
 
 
 def _loads(raw: bytes) -> Any:
