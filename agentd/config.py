@@ -45,7 +45,7 @@ class ModelConfig:
     max_connections: int = 128
     # Idle connections kept open for the next calls; more are closed as calls end. Each idle
     # connection is probed on every request too, which cost more CPU than reconnecting.
-    max_idle_connections: int = 16
+    max_idle_connections: int = 32
 
 
 def embedded_alias(model: str) -> str:
