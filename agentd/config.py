@@ -46,6 +46,9 @@ class ModelConfig:
     # Idle connections kept open for the next calls; more are closed as calls end. Each idle
     # connection is probed on every request too, which cost more CPU than reconnecting.
     max_idle_connections: int = 32
+    # The SDK's HTTP transport: its aiohttp one (openai[aiohttp], in agentd[fast]) costs about
+    # half the CPU per call of httpx's pool; "auto" uses it when installed.
+    http_client: Literal["auto", "httpx", "aiohttp"] = "auto"
 
 
 def embedded_alias(model: str) -> str:
@@ -620,6 +623,8 @@ class _Reader:
             raise self.fail(prefix + "model", "is required when base_url is set")
         if values.get("tool_call_mode", "native") not in ("native", "structured"):
             raise self.fail(prefix + "tool_call_mode", "must be native or structured")
+        if values.get("http_client", "auto") not in ("auto", "httpx", "aiohttp"):
+            raise self.fail(prefix + "http_client", "must be auto, httpx or aiohttp")
         return ModelConfig(**{"base_url": base_url, "model": values.pop("model", ""), **values})
 
 

@@ -460,16 +460,12 @@ def build_models(
         is_embedded = embedded is not None and config.base_url == embedded.base_url
         key = (config.base_url.rstrip("/"), config.api_key_env)
         if key not in clients:
-            limits = httpx2.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=min(config.max_idle_connections, config.max_connections),
-            )
             clients[key] = openai.AsyncOpenAI(
                 base_url=config.base_url,
                 api_key=env.get(config.api_key_env) or _NO_KEY,
                 max_retries=config.max_retries,
                 timeout=config.timeout_s,
-                http_client=openai.DefaultAsyncHttpxClient(limits=limits),
+                http_client=_http_client(config),
             )
         models[role] = ChatModel(role, config, clients[key], embedded=is_embedded)
     return models
@@ -485,6 +481,28 @@ async def close_models(models: Mapping[str, ChatModel]) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _http_client(config: ModelConfig) -> httpx2.AsyncClient:
+    """The SDK's HTTP client for one endpoint (``llm.http_client``), its pool sized by
+    ``llm.max_connections``: the SDK's aiohttp transport when installed (or asked for), else
+    httpx's pool, which keeps at most ``llm.max_idle_connections`` idle ones."""
+    limits = httpx2.Limits(
+        max_connections=config.max_connections,
+        max_keepalive_connections=min(config.max_idle_connections, config.max_connections),
+    )
+    aiohttp_client = getattr(openai, "DefaultAioHttpClient", None)
+    if config.http_client != "httpx" and aiohttp_client is not None:
+        try:
+            return aiohttp_client(limits=limits)  # type: ignore[no-any-return]
+        except RuntimeError:  # the SDK's aiohttp extra is not installed
+            pass
+    if config.http_client == "aiohttp":
+        raise ValueError(
+            "llm.http_client = 'aiohttp' needs the openai SDK's aiohttp transport;"
+            " pip install 'agentd[fast]' (or 'openai[aiohttp]')"
+        )
+    return openai.DefaultAsyncHttpxClient(limits=limits)
 
 
 def _with_system_note(messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
