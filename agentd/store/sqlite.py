@@ -150,6 +150,8 @@ class SqliteRunStore:
             raise sqlite3.ProgrammingError("the run store is closed")
         loop = asyncio.get_running_loop()
         item = _Save(without_feedback(run), request, loop, loop.create_future())
+        # Read by the shielded await, or here when its caller was cancelled meanwhile.
+        item.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         if self._writer is None:
             self._writer = threading.Thread(
                 target=self._write_saves, name="agentd-store-writer", daemon=True
@@ -173,7 +175,10 @@ class SqliteRunStore:
                     stop = True
                     break
                 batch.append(item)
-            outcomes = self._commit(batch)
+            try:
+                outcomes = self._commit(batch)
+            except BaseException as exc:  # never leave a save waiting on a dead writer
+                outcomes = [exc] * len(batch)
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Save, BaseException | None]]]
             by_loop = {}
             for item, outcome in zip(batch, outcomes, strict=True):
