@@ -95,6 +95,11 @@ def test_no_endpoint_means_the_embedded_model(tmp_path: Path) -> None:
             '[llm.planner]\ntool_call_mode = "psychic"\nbase_url = "http://x"\nmodel = "m"',
             "llm.planner.tool_call_mode",
         ),
+        ('[server]\nevent_loop = "tokio"', "server.event_loop"),
+        (
+            '[llm]\nbase_url = "http://x"\nmodel = "m"\nhttp_client = "curl"',
+            "llm.planner.http_client",
+        ),
         ("not toml ===", "invalid TOML"),
     ],
 )
