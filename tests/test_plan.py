@@ -8,7 +8,10 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from agentd.llm.schemas import validator
 from agentd.loop.plan import (
     Unresolved,
     check_plan,
@@ -320,3 +323,79 @@ def test_steps_named_by_errors_and_their_dependents_can_be_dropped() -> None:
     assert pruned is not None and [s.id for s in pruned.steps] == ["s1"]
     assert without_bad_steps(plan, ["steps depend on each other in a cycle: a -> a"]) is None
     assert without_bad_steps(plan, ["step 's1': bad"]) is None  # nothing would be left
+
+
+# --- the validator's fast is_valid on the plan's tagged union ---------------------------------
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", "1 2 +", "x" * 70]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["id", "root", "expression", "child", "z"]), inner, max_size=3
+        )
+    ),
+    max_leaves=8,
+)
+_CALLS = st.fixed_dictionaries(
+    {"tool": st.sampled_from(["Get", "Sum", "Other", 3])},
+    optional={
+        "arguments": st.one_of(
+            _VALUES,
+            st.fixed_dictionaries({"id": st.sampled_from(["a", 1])}, optional={"root": _VALUES}),
+            st.fixed_dictionaries({"expression": st.sampled_from(["1 2 +", 5])}),
+        ),
+        "extra": st.just(1),
+    },
+)
+_PLANS = st.fixed_dictionaries(
+    {
+        "steps": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "id": st.sampled_from(["s1", "s2", "s9"]),
+                    "call": _CALLS | _VALUES,
+                    "depends_on": st.lists(st.sampled_from(["s1", "s2"]), max_size=2),
+                }
+            ),
+            max_size=3,
+        ),
+        "answer": st.none() | st.sampled_from(["", "done"]),
+        "rationale": st.sampled_from(["", "r"]),
+    }
+)
+
+
+# Plans that are valid, or one field off: tools late in the union, wrong or missing arguments.
+_GOOD_CALLS = st.sampled_from(
+    [
+        {"tool": "Sum", "arguments": {"expression": "1 2 +"}},
+        {"tool": "Get", "arguments": {"id": "a", "root": {"child": {}}}},
+        {"tool": "T5", "arguments": {}},
+        {"tool": "Sum", "arguments": {"expression": 5}},
+        {"tool": "Get", "arguments": {"root": {"child": {"z": 1}}}},
+        {"tool": "Sum"},
+    ]
+)
+_NEAR_PLANS = st.builds(
+    lambda calls, answer: {
+        "steps": [{"id": f"s{i + 1}", "call": c, "depends_on": []} for i, c in enumerate(calls)],
+        "answer": answer,
+        "rationale": "r",
+    },
+    st.lists(_GOOD_CALLS, min_size=1, max_size=3),
+    st.none() | st.just("done"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(plan=_NEAR_PLANS | _PLANS)
+def test_fast_is_valid_agrees_with_jsonschema_on_plans(plan: dict[str, Any]) -> None:
+    """Trying only the branch a step's tool names gives jsonschema's own verdict."""
+    many = {f"T{i}": FakeTool(f"T{i}", TOOLS["Sum"].input_schema) for i in range(6)}
+    for tools in (TOOLS, {**many, **TOOLS}):
+        schema = plan_schema(tools, max_steps=3)
+        expected = jsonschema.Draft202012Validator(schema).is_valid(plan)
+        assert validator(schema).is_valid(plan) == expected
+        if not expected:  # and the errors are jsonschema's own
+            assert list(validator(schema).iter_errors(plan))

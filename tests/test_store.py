@@ -11,10 +11,11 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agentd.store import RunStore
+from agentd.store import LeaseLost, RunStore
 from agentd.store.sqlite import SqliteRunStore
 from agentd.v1 import agent_pb2
 from tests.support.postgres import Postgres, throwaway_postgres
@@ -82,6 +83,46 @@ async def test_records_survive_a_reopen(tmp_path: Path) -> None:
     assert run is not None and [f.rating for f in run.feedback] == [-1, 4]
     assert await reopened.get_request("r1") == {"task": "first", "context": {}}
     await reopened.close()
+
+
+async def test_concurrent_saves_share_commits_and_keep_their_own_outcome(tmp_path: Path) -> None:
+    """Saves waiting together are group-committed; the one whose run another replica leases
+    gets LeaseLost (its record and request untouched), the others in its commit are written."""
+
+    batches: list[int] = []
+
+    class Counting(SqliteRunStore):
+        def _commit(self, batch: list[Any]) -> list[BaseException | None]:
+            batches.append(len(batch))
+            return super()._commit(batch)
+
+    a = SqliteRunStore(tmp_path / "runs.db")
+    b = Counting(tmp_path / "runs.db")  # a second replica on the same file
+    held = agent_pb2.RunResponse(run_id="held", task="a's", status=agent_pb2.RUN_STATUS_RUNNING)
+    await a.save(held, {"task": "a's"})
+    stolen = agent_pb2.RunResponse(run_id="held", task="b's", status=agent_pb2.RUN_STATUS_RUNNING)
+    runs = [agent_pb2.RunResponse(run_id=f"r{i}", task=f"t{i}") for i in range(300)]
+    outcomes = await asyncio.gather(
+        *(b.save(run, {"task": run.task}) for run in runs[:150]),
+        b.save(stolen, {"task": "b's"}),
+        *(b.save(run, {"task": run.task}) for run in runs[150:]),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes.pop(150), LeaseLost)
+    assert outcomes == [None] * len(runs)
+    assert sum(batches) == len(runs) + 1 and max(batches) > 1  # commits were shared
+    kept = await a.get("held")
+    assert kept is not None and kept.task == "a's"
+    assert await a.get_request("held") == {"task": "a's"}
+    reopened = SqliteRunStore(tmp_path / "runs.db")
+    for run in runs:
+        stored = await reopened.get(run.run_id)
+        assert stored is not None and stored.task == run.task
+        assert await reopened.get_request(run.run_id) == {"task": run.task}
+    for store in (a, b, reopened):
+        await store.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        await b.save(runs[0])
 
 
 async def exercise(store: RunStore) -> None:

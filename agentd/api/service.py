@@ -564,12 +564,17 @@ class Journal:
         self.writer: asyncio.Task[None] | None = None
         self.renewer: asyncio.Task[None] | None = None
         self.writes = 0
+        self.request_saved = False
         self.lock = asyncio.Lock()  # one save at a time, each of the state at its start
 
     async def save_now(self) -> None:
         async with self.lock:
             self.writes += 1
-            await self.store.save(run_message(self.run), self.request)
+            # The request does not change while the run goes on: stored with the first
+            # snapshot (and again with the final record), not with every one.
+            request = None if self.request_saved else self.request
+            await self.store.save(run_message(self.run), request)
+            self.request_saved = True
 
     def keep_lease(self) -> None:
         """Renew the run's lease while it runs, so no other replica takes it over."""

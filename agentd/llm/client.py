@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 import os
 import time
@@ -20,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx2  # the openai SDK's HTTP client
 import jsonschema
 import openai
-from openai.types.chat import ChatCompletion
 
 from agentd import telemetry
 from agentd.config import ModelConfig, ToolCallMode
@@ -28,6 +28,12 @@ from agentd.llm.schemas import validator
 
 if TYPE_CHECKING:
     from agentd.llm.embedded import EmbeddedModel
+
+_orjson: Any
+try:
+    import orjson as _orjson
+except ImportError:
+    _orjson = None
 
 __all__ = [
     "ChatModel",
@@ -153,7 +159,7 @@ class ChatModel:
     async def complete_text(self, messages: list[dict[str, Any]]) -> ModelReply:
         """Free text. ``length`` is still an error: a truncated answer is not an answer."""
         reply, message = await self._create(messages)
-        text = message.content or ""
+        text = _text(message.get("content"))
         if not text.strip():
             raise self._error("empty", "the reply had no content", reply=reply)
         return dataclasses.replace(reply, value=text, text=text)
@@ -174,7 +180,7 @@ class ChatModel:
         reply, message = await self._create(
             messages, response_format=_response_format(name, schema, strict)
         )
-        value = self._decode(reply, message.content)
+        value = self._decode(reply, _text(message.get("content")))
         self._validate(value, schema, reply, what=f"the {name!r} reply")
         return dataclasses.replace(reply, value=value)
 
@@ -214,36 +220,34 @@ class ChatModel:
             else "required"
         )
         reply, message = await self._create(messages, tools=specs, tool_choice=tool_choice)
-        calls = message.tool_calls or []
-        if not calls:
+        calls = message.get("tool_calls") or []
+        if not isinstance(calls, list) or not calls:
             raise self._error(
                 "no_tool_call",
                 f"expected a call to one of {[t.name for t in tools]}, got text instead",
                 reply=reply,
             )
-        call = calls[0]
-        function = getattr(call, "function", None)
-        if function is None:
+        call = calls[0] if isinstance(calls[0], dict) else {}
+        function = call.get("function")
+        if not isinstance(function, dict):
             raise self._error("no_tool_call", "the tool call was not a function call", reply=reply)
+        called, text = function.get("name"), _text(function.get("arguments"))
         by_name = {t.name: t for t in tools}
-        if function.name not in by_name:
+        if called not in by_name:
             raise self._error(
                 "no_tool_call",
-                f"called unknown tool {function.name!r}; offered {sorted(by_name)}",
-                reply=dataclasses.replace(reply, text=function.arguments or ""),
+                f"called unknown tool {called!r}; offered {sorted(by_name)}",
+                reply=dataclasses.replace(reply, text=text),
             )
-        reply = dataclasses.replace(reply, text=function.arguments or "")
-        arguments = self._decode(reply, function.arguments or "{}")
+        reply = dataclasses.replace(reply, text=text)
+        arguments = self._decode(reply, text or "{}")
         if not isinstance(arguments, dict):
             raise self._error("schema", "tool arguments must be a JSON object", reply=reply)
         self._validate(
-            arguments,
-            by_name[function.name].parameters,
-            reply,
-            what=f"arguments of {function.name!r}",
+            arguments, by_name[called].parameters, reply, what=f"arguments of {called!r}"
         )
-        reply = dataclasses.replace(reply, value={"tool": function.name, "arguments": arguments})
-        return ToolChoice(function.name, arguments, reply, call.id or _call_id())
+        reply = dataclasses.replace(reply, value={"tool": called, "arguments": arguments})
+        return ToolChoice(called, arguments, reply, str(call.get("id") or "") or _call_id())
 
     async def _choose_structured(
         self,
@@ -270,8 +274,11 @@ class ChatModel:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    async def _create(self, messages: list[dict[str, Any]], **extra: Any) -> tuple[ModelReply, Any]:
-        """One Chat Completions call; returns the reply skeleton and the first choice's message."""
+    async def _create(
+        self, messages: list[dict[str, Any]], **extra: Any
+    ) -> tuple[ModelReply, dict[str, Any]]:
+        """One Chat Completions call; returns the reply skeleton and the first choice's message
+        (the JSON object of the reply's ``choices[0].message``)."""
         telemetry.capture_request(
             messages, temperature=self.config.temperature, max_tokens=self.config.max_tokens
         )
@@ -287,9 +294,10 @@ class ChatModel:
             # The SDK's own POST (its retries, Retry-After and time-outs) without
             # ``chat.completions.create``'s recursive transform of typed parameters, which
             # cost over 1 ms a call on plan schemas; the body here is plain JSON already.
-            completion = await self._client.post(
-                "/chat/completions", body=body, cast_to=ChatCompletion
-            )
+            # The body goes as bytes when orjson made them (the SDK sends bytes as they
+            # are), and the reply comes back as bytes, decoded here: the SDK's json.dumps
+            # and its typed ChatCompletion objects cost more than the few fields read.
+            raw = await self._client.post("/chat/completions", cast_to=bytes, **_payload(body))
         except openai.APITimeoutError as exc:
             raise self._error(
                 "transport",
@@ -303,30 +311,40 @@ class ChatModel:
         except openai.OpenAIError as exc:
             raise self._error("transport", _clip(str(exc))) from exc
         latency = time.perf_counter() - start
+        try:
+            completion = _loads(raw)
+        except ValueError:
+            completion = None
+        if not isinstance(completion, dict):
+            text = raw.decode(errors="replace")
+            raise self._error("transport", f"the reply is not a JSON object: {_clip(text)}")
 
-        usage = getattr(completion, "usage", None)
-        choices = getattr(completion, "choices", None) or []
+        usage = completion.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        choices = completion.get("choices")
         reply = ModelReply(
             value=None,
             text="",
             finish_reason="",
-            input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-            output_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            model=getattr(completion, "model", None) or self.model,
+            input_tokens=_count(usage.get("prompt_tokens")),
+            output_tokens=_count(usage.get("completion_tokens")),
+            model=str(completion.get("model") or self.model),
             latency_s=latency,
         )
-        if not choices:
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise self._error("empty", "the reply had no choices", reply=reply)
         choice = choices[0]
-        message = choice.message
-        reply = dataclasses.replace(
-            reply, text=message.content or "", finish_reason=choice.finish_reason or ""
-        )
-        telemetry.capture_response(reply, getattr(completion, "id", None))
-        refusal = getattr(message, "refusal", None)
-        if refusal and not message.content and not message.tool_calls:
-            raise self._error("empty", f"the model refused: {_clip(refusal)}", reply=reply)
-        if choice.finish_reason == "length":
+        message = choice.get("message")
+        message = message if isinstance(message, dict) else {}
+        finish_reason = str(choice.get("finish_reason") or "")
+        content = _text(message.get("content"))
+        reply = dataclasses.replace(reply, text=content, finish_reason=finish_reason)
+        response_id = completion.get("id")
+        telemetry.capture_response(reply, response_id if isinstance(response_id, str) else None)
+        refusal = message.get("refusal")
+        if refusal and not content and not message.get("tool_calls"):
+            raise self._error("empty", f"the model refused: {_clip(str(refusal))}", reply=reply)
+        if finish_reason == "length":
             raise self._error(
                 "length",
                 f"the reply hit max_tokens ({self.config.max_tokens}) and was cut off; "
@@ -442,16 +460,12 @@ def build_models(
         is_embedded = embedded is not None and config.base_url == embedded.base_url
         key = (config.base_url.rstrip("/"), config.api_key_env)
         if key not in clients:
-            limits = httpx2.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
-            )
             clients[key] = openai.AsyncOpenAI(
                 base_url=config.base_url,
                 api_key=env.get(config.api_key_env) or _NO_KEY,
                 max_retries=config.max_retries,
                 timeout=config.timeout_s,
-                http_client=openai.DefaultAsyncHttpxClient(limits=limits),
+                http_client=_http_client(config),
             )
         models[role] = ChatModel(role, config, clients[key], embedded=is_embedded)
     return models
@@ -467,6 +481,28 @@ async def close_models(models: Mapping[str, ChatModel]) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _http_client(config: ModelConfig) -> httpx2.AsyncClient:
+    """The SDK's HTTP client for one endpoint (``llm.http_client``), its pool sized by
+    ``llm.max_connections``: the SDK's aiohttp transport when installed (or asked for), else
+    httpx's pool, which keeps at most ``llm.max_idle_connections`` idle ones."""
+    limits = httpx2.Limits(
+        max_connections=config.max_connections,
+        max_keepalive_connections=min(config.max_idle_connections, config.max_connections),
+    )
+    aiohttp_client = getattr(openai, "DefaultAioHttpClient", None)
+    if config.http_client != "httpx" and aiohttp_client is not None:
+        try:
+            return aiohttp_client(limits=limits)  # type: ignore[no-any-return]
+        except RuntimeError:  # the SDK's aiohttp extra is not installed
+            pass
+    if config.http_client == "aiohttp":
+        raise ValueError(
+            "llm.http_client = 'aiohttp' needs the openai SDK's aiohttp transport;"
+            " pip install 'agentd[fast]' (or 'openai[aiohttp]')"
+        )
+    return openai.DefaultAsyncHttpxClient(limits=limits)
 
 
 def _with_system_note(messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
@@ -578,6 +614,40 @@ def _redact(message: str, api_key: Any) -> str:
 
 def _clip(text: str) -> str:
     return text if len(text) <= _ERROR_TEXT_LIMIT else text[:_ERROR_TEXT_LIMIT] + "…"
+
+
+def _text(value: Any) -> str:
+    """A message's text field (``content``, ``arguments``); absent or null is ""."""
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+# SDK versions whose ``post`` takes the body as bytes (``content``), sent as they are.
+_POST_TAKES_BYTES = "content" in inspect.signature(openai.AsyncOpenAI.post).parameters
+
+
+def _payload(body: dict[str, Any]) -> dict[str, Any]:
+    """``post``'s body argument: JSON bytes from orjson when installed (agentd[fast]), else the
+    body itself for the SDK's own json.dumps; what orjson refuses goes the SDK's way too."""
+    if _orjson is not None and _POST_TAKES_BYTES:
+        try:
+            return {"content": _orjson.dumps(body)}
+        except TypeError:
+            pass
+    return {"body": body}
+
+
+def _loads(raw: bytes) -> Any:
+    """A reply's JSON, with orjson when installed (agentd[fast])."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(raw)
+        except _orjson.JSONDecodeError:
+            pass  # json says the same, or reads what orjson refuses (e.g. NaN)
+    return json.loads(raw)
 
 
 def _call_id() -> str:

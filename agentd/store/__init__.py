@@ -8,6 +8,7 @@ picks the backend, importing only the one configured.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -18,6 +19,12 @@ from typing import Any, Literal, Protocol
 from agentd.config import StorageConfig
 from agentd.tools.memory import Memory
 from agentd.v1 import agent_pb2
+
+_orjson: Any
+try:
+    import orjson as _orjson
+except ImportError:
+    _orjson = None
 
 
 class LeaseLost(Exception):
@@ -104,6 +111,17 @@ def keywords(query: str) -> list[str]:
     return re.findall(r"\w+", query.lower())[:16]
 
 
+def dumps(value: Any) -> str:
+    """``value`` as JSON text (a stored request), with orjson when installed (agentd[fast]);
+    what orjson refuses (an integer beyond 64 bits) goes through json, as before."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value, default=str).decode()
+        except TypeError:
+            pass
+    return json.dumps(value, default=str)
+
+
 def without_feedback(run: agent_pb2.RunResponse) -> agent_pb2.RunResponse:
     """Feedback lives in its own table; a record never carries a stale copy."""
     if not run.feedback:
@@ -135,6 +153,7 @@ __all__ = [
     "RunStore",
     "StoreUnavailable",
     "decision_outcome",
+    "dumps",
     "keywords",
     "open_store",
     "replica_id",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import queue
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from agentd.store import (
     Memory,
     Outcome,
     decision_outcome,
+    dumps,
     keywords,
     replica_id,
     without_feedback,
@@ -79,6 +82,20 @@ END;
 """
 
 
+# One group commit holds at most this many saves.
+_MAX_BATCH = 256
+
+
+@dataclass
+class _Save:
+    """One ``save`` waiting for the writer thread, and where to report how it went."""
+
+    run: agent_pb2.RunResponse
+    request: Mapping[str, Any] | None
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+
 def _owned_by(principal: str | None) -> tuple[str, tuple[str, ...]]:
     """The SQL condition (and its parameter) for one principal's runs; None: everyone's."""
     return ("", ()) if principal is None else (" AND principal = ?", (principal,))
@@ -89,6 +106,12 @@ class SqliteRunStore:
 
     WAL mode with ``synchronous=FULL``: a record is on disk when ``save`` returns,
     and a ``kill -9`` mid-write leaves the previous state intact.
+
+    Saves are group-committed: one writer thread takes every save waiting when it is free
+    and writes them in one transaction, so concurrent runs share a commit (and its fsync)
+    instead of paying one each. Each ``save`` still returns only once the commit holding
+    it is on disk, and each keeps its own outcome (a run whose lease another replica holds
+    gets LeaseLost; the others in its commit are written).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -123,6 +146,9 @@ class SqliteRunStore:
         self._lock = threading.Lock()
         self.owner = replica_id()
         self.lease_s = 30.0
+        self._saves: queue.SimpleQueue[_Save | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._closed = False
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -138,45 +164,111 @@ class SqliteRunStore:
     async def save(
         self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None
     ) -> None:
-        await asyncio.to_thread(self._save, run, request)
+        if self._closed:
+            raise sqlite3.ProgrammingError("the run store is closed")
+        loop = asyncio.get_running_loop()
+        item = _Save(without_feedback(run), request, loop, loop.create_future())
+        # Read by the shielded await, or here when its caller was cancelled meanwhile.
+        item.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_saves, name="agentd-store-writer", daemon=True
+            )
+            self._writer.start()
+        self._saves.put(item)
+        # Shielded like to_thread's work: a cancelled caller does not unwrite its record.
+        await asyncio.shield(item.future)
 
-    def _save(self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None) -> None:
+    def _write_saves(self) -> None:
+        """The writer thread: each pass commits every save that is waiting, in one go."""
+        while (first := self._saves.get()) is not None:
+            batch = [first]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._saves.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                outcomes = self._commit(batch)
+            except BaseException as exc:  # never leave a save waiting on a dead writer
+                outcomes = [exc] * len(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Save, BaseException | None]]]
+            by_loop = {}
+            for item, outcome in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(item.loop, []).append((item, outcome))
+            for loop, settled in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, settled)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Save]) -> list[BaseException | None]:
+        """Write ``batch`` in one transaction; each save's error, or None."""
+        try:
+            with self._lock, self._transaction():
+                return [self._save_one(item.run, item.request) for item in batch]
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+        # Something failed the whole commit: each on its own, so one bad save fails alone.
+        outcomes: list[BaseException | None] = []
+        for item in batch:
+            try:
+                with self._lock, self._transaction():
+                    outcomes.append(self._save_one(item.run, item.request))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _save_one(
+        self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None
+    ) -> LeaseLost | None:
+        """The record and its request in the open transaction; LeaseLost (not raised) when
+        another replica holds the run, with this save's writes undone and the others kept."""
         now = time.time()
         status = agent_pb2.RunStatus.Name(run.status)
         lease = now + self.lease_s if run.status == agent_pb2.RUN_STATUS_RUNNING else 0.0
-        run = without_feedback(run)
-        # One transaction: the record and its request are stored together or not at all.
-        with self._lock, self._transaction():
-            if request is not None:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO requests (run_id, request) VALUES (?, ?)",
-                    (run.run_id, json.dumps(request, default=str)),
-                )
-            # Fenced: only the lease holder writes, or anyone once the lease lapsed.
-            cursor = self._db.execute(
-                "INSERT INTO runs (run_id, created_at, updated_at, status, user_id,"
-                " conversation_id, principal, record, owner, lease_until)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(run_id) DO UPDATE SET updated_at=excluded.updated_at,"
-                " status=excluded.status, record=excluded.record, owner=excluded.owner,"
-                " lease_until=excluded.lease_until"
-                " WHERE runs.owner = excluded.owner OR runs.lease_until < ?",
-                (
-                    run.run_id,
-                    now,
-                    now,
-                    status,
-                    run.user_id,
-                    run.conversation_id,
-                    run.principal,
-                    run.SerializeToString(),
-                    self.owner,
-                    lease,
-                    now,
-                ),
+        # A savepoint per save: the record and its request are stored together or not at all.
+        self._db.execute("SAVEPOINT save")
+        if request is not None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO requests (run_id, request) VALUES (?, ?)",
+                (run.run_id, dumps(request)),
             )
-            if cursor.rowcount == 0:
-                raise LeaseLost(f"run {run.run_id} is held by another replica")
+        # Fenced: only the lease holder writes, or anyone once the lease lapsed.
+        cursor = self._db.execute(
+            "INSERT INTO runs (run_id, created_at, updated_at, status, user_id,"
+            " conversation_id, principal, record, owner, lease_until)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(run_id) DO UPDATE SET updated_at=excluded.updated_at,"
+            " status=excluded.status, record=excluded.record, owner=excluded.owner,"
+            " lease_until=excluded.lease_until"
+            " WHERE runs.owner = excluded.owner OR runs.lease_until < ?",
+            (
+                run.run_id,
+                now,
+                now,
+                status,
+                run.user_id,
+                run.conversation_id,
+                run.principal,
+                run.SerializeToString(),
+                self.owner,
+                lease,
+                now,
+            ),
+        )
+        if cursor.rowcount == 0:
+            self._db.execute("ROLLBACK TO save")
+            self._db.execute("RELEASE save")
+            return LeaseLost(f"run {run.run_id} is held by another replica")
+        self._db.execute("RELEASE save")
+        return None
 
     # --- leases and decisions ------------------------------------------------------------
 
@@ -402,5 +494,20 @@ class SqliteRunStore:
         return await asyncio.to_thread(write)
 
     async def close(self) -> None:
+        self._closed = True
+        if self._writer is not None:
+            self._saves.put(None)  # after every save already queued
+            await asyncio.to_thread(self._writer.join)
         with self._lock:
             self._db.close()
+
+
+def _settle(settled: list[tuple[_Save, BaseException | None]]) -> None:
+    """On the saving loop: wake each ``save`` with its outcome."""
+    for item, error in settled:
+        if item.future.done():
+            continue
+        if error is None:
+            item.future.set_result(None)
+        else:
+            item.future.set_exception(error)

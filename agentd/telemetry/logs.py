@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -22,6 +23,20 @@ def add_trace_ids(
     return event
 
 
+def json_serializer() -> Callable[..., str]:
+    """orjson when installed (agentd[fast]): a JSON log line costs about half as much CPU,
+    with the same fallback (``default``) for values JSON has no type for."""
+    try:
+        import orjson
+    except ImportError:
+        return json.dumps
+
+    def dumps(value: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
+        return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+    return dumps
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Logs go to ``stream`` (stderr); ``fmt`` auto picks console rendering on a terminal.
 
@@ -31,7 +46,9 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     stream = sys.stderr if stream is None else stream
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer()
+        if console
+        else structlog.processors.JSONRenderer(serializer=json_serializer())
     )
     structlog.configure(
         processors=[

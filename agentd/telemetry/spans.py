@@ -52,8 +52,26 @@ if TYPE_CHECKING:
 
 
 log = structlog.get_logger("agentd.telemetry")
-# A proxy until a provider is installed, so module import order does not matter.
-tracer = trace.get_tracer("agentd")
+
+
+class _Tracer:
+    """agentd's tracer from the provider installed now, so module import order does not
+    matter; the SDK's own once one is installed, since the API's proxy tracer wraps every
+    span in a second context manager (a cost on the hot path, several spans per run)."""
+
+    def __init__(self) -> None:
+        self.provider: trace.TracerProvider | None = None
+        self.tracer: trace.Tracer = trace.get_tracer("agentd")
+
+    def start_as_current_span(self, name: str, **kwargs: Any) -> Any:
+        provider = trace.get_tracer_provider()
+        if provider is not self.provider:
+            self.provider = provider
+            self.tracer = provider.get_tracer("agentd")
+        return self.tracer.start_as_current_span(name, **kwargs)
+
+
+tracer = _Tracer()
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -85,6 +85,8 @@ class ScriptedLLM:
     _port: int = 0
     _ids: itertools.count[int] = field(default_factory=itertools.count, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    # Most connections open at once, to check a client's pool from the server's side.
+    peak_connections: int = 0
     _arrived: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -115,6 +117,11 @@ class ScriptedLLM:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now (keep-alive ones included)."""
+        return len(self._tasks)
 
     @property
     def port(self) -> int:
@@ -203,6 +210,7 @@ class ScriptedLLM:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.peak_connections = max(self.peak_connections, len(self._tasks))
         try:
             while True:
                 try:
