@@ -10,7 +10,6 @@ calls: 2 model calls (planner, responder) and 3 upstream calls.
 from __future__ import annotations
 
 import asyncio
-import resource
 import tempfile
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any
 import grpc
 
 from bench import _stack
-from bench._common import Result, load, proc_cpu_ms, proc_peak_rss_mb
+from bench._common import Result, load, proc_cpu_ms, proc_peak_rss_mb, raise_fd_limit
 from bench._procs import child
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -44,20 +43,11 @@ def _plan() -> dict[str, Any]:
     )
 
 
-def _raise_fd_limit() -> int:
-    """Thousands of sockets are open at once (callers, model HTTP, upstream); children inherit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else 65536
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 async def run(quick: bool, only: Sequence[str] = ()) -> list[Result]:
     from agentd.v1 import agent_pb2, agent_pb2_grpc  # after the fd limit is raised
 
     n = 200 if quick else 1000
-    fd_limit = _raise_fd_limit()
+    fd_limit = raise_fd_limit()
     llm = ScriptedLLM(latency_s=MODEL_LATENCY_S)
     await llm.start()
     llm.responder(_stack.responder(_plan(), _stack.fanout_react))  # plan mode only

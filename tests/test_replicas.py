@@ -13,25 +13,21 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentd.v1 import agent_pb2, agent_pb2_grpc
-from examples.calculator.server import serve as serve_calculator
 from examples.ledger.server import LedgerServer
-from examples.ledger.server import serve as serve_ledger
 from tests.support.deploy import agentd_container, base_config_text, base_deployment, pod_env
 from tests.support.plans import answer, plan
 from tests.support.scripted_llm import ScriptedLLM
 from tests.test_identity import make_pki
-from tests.test_process import DaemonProcess
+from tests.test_process import DaemonProcess, upstreams
 from tests.test_store import postgres, postgres_url
 
-__all__ = ["postgres", "postgres_url"]  # the module-scoped PostgreSQL fixtures
+__all__ = ["postgres", "postgres_url", "upstreams"]  # fixtures shared with other tests
 
 GET_VENDOR = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}}
 ALICE = (("authorization", "Bearer t0k-alice"),)
@@ -72,18 +68,6 @@ class Replica(DaemonProcess):
                 if event.get("event") == "audit" and event.get("method") == "Run":
                     runs.add(event["run_id"])
         return runs
-
-
-@pytest.fixture
-async def services() -> AsyncIterator[tuple[ScriptedLLM, LedgerServer, str]]:
-    llm = ScriptedLLM()
-    await llm.start()
-    ledger = await serve_ledger(reflection="v1")
-    calculator = await serve_calculator(reflection="v1alpha")
-    yield llm, ledger, calculator.address
-    await ledger.stop(None)
-    await calculator.stop(None)
-    await llm.stop()
 
 
 def replica_setup(
@@ -127,9 +111,9 @@ def channel_to(target: str, pki: dict[str, Path], **options: object) -> grpc.aio
 
 
 async def test_round_robin_over_two_replicas_sharing_postgresql(
-    tmp_path: Path, services: tuple[ScriptedLLM, LedgerServer, str], postgres_url: str
+    tmp_path: Path, upstreams: tuple[ScriptedLLM, LedgerServer, str], postgres_url: str
 ) -> None:
-    llm, ledger, calculator = services
+    llm, ledger, calculator = upstreams
     config, env, pki = replica_setup(tmp_path, llm, ledger.address, calculator, postgres_url)
     runs = 8
     llm.reply(when="plan", content=plan(GET_VENDOR), times=runs + 4)

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,14 @@ from typing import Any
 import grpc
 
 from bench import _stack
-from bench._common import Result, Skipped, load, proc_cpu_ms, proc_peak_rss_mb
+from bench._common import (
+    Result,
+    Skipped,
+    load,
+    proc_cpu_ms,
+    proc_peak_rss_mb,
+    raise_fd_limit,
+)
 from bench._procs import ROOT, child
 from bench.peers import script
 from bench.peers.common import FRAMEWORKS, Framework
@@ -301,15 +307,6 @@ async def _fanout(peers: list[Framework], quick: bool) -> Result:
 # -- peer_overhead --------------------------------------------------------------------------
 
 
-def _raise_fd_limit() -> int:
-    """Thousands of sockets are open at once; children inherit the limit (as concurrency_1000)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else 65536
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 def _overhead_plan() -> dict[str, Any]:
     return _stack.plan(
         *(
@@ -365,7 +362,7 @@ async def _agentd_batch(tmp: Path, llm: str, calculator: str, n: int) -> dict[st
 
 async def _overhead(peers: list[Framework], quick: bool) -> Result:
     n = 200 if quick else 1000
-    fd_limit = _raise_fd_limit()
+    fd_limit = raise_fd_limit()
     llm = ScriptedLLM(latency_s=OVERHEAD_MODEL_S)
     await llm.start()
     llm.responder(
