@@ -215,7 +215,7 @@ async def test_expiry_as_rejection_resumes_the_run(tmp_path: Path, outbox: Outbo
         waiting = await waiting_run(s, s.llm)
         s.llm.reply(when="plan", content=plan(answer="not sent"))
         s.llm.reply(when="answer", content=answer("nobody approved, so nothing was sent"))
-        for _ in range(100):
+        for _ in range(300):  # the expiry sweep resumes it; ends as soon as it is done
             record = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=waiting.run_id))
             if record.status == agent_pb2.RUN_STATUS_SUCCEEDED:
                 break

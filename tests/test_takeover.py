@@ -155,7 +155,7 @@ async def kill_mid_run(llm: ScriptedLLM, outbox: Outbox, victim: DaemonProcess) 
     async for event in call:
         run_id = event.run_id
         break
-    for _ in range(300):
+    for _ in range(600):  # bounded wait; ends as soon as both calls arrived
         if outbox.count("Lookup", "b") and outbox.count("Send"):
             break
         await asyncio.sleep(0.05)
