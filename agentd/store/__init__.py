@@ -106,6 +106,11 @@ def open_store(config: StorageConfig) -> RunStore:
     return SqliteRunStore(config.path)
 
 
+def owned_by(principal: str | None, placeholder: str) -> tuple[str, tuple[str, ...]]:
+    """The SQL condition (and its parameter) for one principal's runs; None: everyone's."""
+    return ("", ()) if principal is None else (f" AND principal = {placeholder}", (principal,))
+
+
 def keywords(query: str) -> list[str]:
     """The words of a recall query (letters and digits), lower-cased, at most 16."""
     return re.findall(r"\w+", query.lower())[:16]
@@ -156,6 +161,7 @@ __all__ = [
     "dumps",
     "keywords",
     "open_store",
+    "owned_by",
     "replica_id",
     "without_feedback",
 ]

@@ -31,6 +31,7 @@ from agentd.store import (
     StoreUnavailable,
     decision_outcome,
     keywords,
+    owned_by,
     replica_id,
     without_feedback,
 )
@@ -78,11 +79,6 @@ CREATE INDEX IF NOT EXISTS memories_user ON memories (user_id, created_at);
 CREATE INDEX IF NOT EXISTS memories_tsv ON memories USING GIN (tsv);
 """
 _LOCK_ID = 0x61676E74  # advisory lock: replicas starting together create the schema once
-
-
-def _owned_by(principal: str | None) -> tuple[str, tuple[str, ...]]:
-    """The SQL condition (and its parameter) for one principal's runs; None: everyone's."""
-    return ("", ()) if principal is None else (" AND principal = %s", (principal,))
 
 
 class PostgresRunStore:
@@ -294,13 +290,13 @@ class PostgresRunStore:
     async def runs_with_feedback(
         self, limit: int = 100_000, principal: str | None = None
     ) -> list[agent_pb2.RunResponse]:
-        where, params = _owned_by(principal)
+        where, params = owned_by(principal, "%s")
         return await self._runs(f"run_id IN (SELECT run_id FROM feedback){where}", (*params, limit))
 
     async def runs_with_status(
         self, status: str, limit: int = 1000, principal: str | None = None
     ) -> list[agent_pb2.RunResponse]:
-        where, params = _owned_by(principal)
+        where, params = owned_by(principal, "%s")
         return await self._runs(f"status = %s{where}", (status, *params, limit))
 
     async def _runs(self, where: str, params: tuple[Any, ...]) -> list[agent_pb2.RunResponse]:

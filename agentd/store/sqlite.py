@@ -22,6 +22,7 @@ from agentd.store import (
     decision_outcome,
     dumps,
     keywords,
+    owned_by,
     replica_id,
     without_feedback,
 )
@@ -94,11 +95,6 @@ class _Save:
     request: Mapping[str, Any] | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
-
-
-def _owned_by(principal: str | None) -> tuple[str, tuple[str, ...]]:
-    """The SQL condition (and its parameter) for one principal's runs; None: everyone's."""
-    return ("", ()) if principal is None else (" AND principal = ?", (principal,))
 
 
 class SqliteRunStore:
@@ -399,13 +395,13 @@ class SqliteRunStore:
     async def runs_with_feedback(
         self, limit: int = 100_000, principal: str | None = None
     ) -> list[agent_pb2.RunResponse]:
-        where, params = _owned_by(principal)
+        where, params = owned_by(principal, "?")
         return await self._runs(f"run_id IN (SELECT run_id FROM feedback){where}", (*params, limit))
 
     async def runs_with_status(
         self, status: str, limit: int = 1000, principal: str | None = None
     ) -> list[agent_pb2.RunResponse]:
-        where, params = _owned_by(principal)
+        where, params = owned_by(principal, "?")
         return await self._runs(f"status = ?{where}", (status, *params, limit))
 
     async def _runs(self, where: str, params: tuple[Any, ...]) -> list[agent_pb2.RunResponse]:
