@@ -72,7 +72,6 @@ def test_file_tokens_with_a_colon_stay_whole(tmp_path: Path) -> None:
         (f"{TOKEN}:alice:admin,ops", "entry 1", "separate fields with spaces"),
         ("short-token alice", "entry 1", "at least 16 characters"),
         (f"{TOKEN} alice; admin-admin-admin-1 admin-admin-admin-1", "entry 2", "principal"),
-        (f"{TOKEN} alice ops; ops-ops-ops-ops-ops-1 bob; ops-ops-ops-ops-ops-1 x", "entry", "ops"),
         (f"{TOKEN} alice {TOKEN}", "entry 1", "role"),
         (f"{TOKEN} alice admin extra", "entry 1", "3 fields"),
         (f"{TOKEN} alice; {TOKEN} bob", "entry 2", "twice"),
@@ -93,16 +92,16 @@ def test_malformed_env_tokens_are_config_errors_naming_the_entry(
 def test_token_equal_to_a_role_name_is_refused() -> None:
     # "admin" as a token would authenticate anyone who writes the role's name
     raw = f"{TOKEN} alice ops; ops-ops-ops-ops-ops-1 bob; reader-reader-xyz1 carol ops-ops-ops-ops-ops-1"
-    with pytest.raises(ConfigError, match="entry 2: .*role"):
+    with pytest.raises(ConfigError, match=r"entry 2: .*role"):
         load_tokens(AuthConfig(bearer_tokens_env="T"), {"T": raw})
 
 
 def test_malformed_file_line_names_the_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
-    path.write_text(f"# tokens\n{TOKEN} alice\n\nshort bob\n")
+    path.write_text(f"# tokens\n{TOKEN} alice\n\ntiny-tok bob\n")
     with pytest.raises(ConfigError) as info:
         load_tokens(AuthConfig(bearer_tokens_file=str(path)), {})
-    assert f"{path}: line 4:" in str(info.value) and "short" not in str(info.value)
+    assert f"{path}: line 4:" in str(info.value) and "tiny-tok" not in str(info.value)
 
 
 async def test_a_role_in_the_env_form_does_not_authenticate(tmp_path: Path) -> None:
@@ -124,7 +123,8 @@ async def test_a_role_in_the_env_form_does_not_authenticate(tmp_path: Path) -> N
             for token in ("admin", "ops", "alice", "ops,admin", TOKEN[:10]):
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     await stub.ListTools(
-                        agent_pb2.ListToolsRequest(), metadata=(("authorization", f"Bearer {token}"),)
+                        agent_pb2.ListToolsRequest(),
+                        metadata=(("authorization", f"Bearer {token}"),),
                     )
                 assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
             await stub.ListTools(
@@ -312,7 +312,7 @@ async def test_echoed_credentials_never_leave_the_upstream_call(
         request = agent_pb2.RunRequest(task="Who is ven_001 again?")
         call = s.stub.RunStream(request, metadata=metadata, timeout=30)
         events = [event async for event in call]
-        streamed = events[-1].result
+        streamed = events[-1].final
         assert streamed.status == agent_pb2.RUN_STATUS_FAILED
         got = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=response.run_id), timeout=10)
         listed = await s.stub.ListRuns(
