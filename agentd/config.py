@@ -111,7 +111,11 @@ class UpstreamConfig:
     target: str
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    # Caller metadata passed on ("from=to" renames). The default: ["authorization"] with no
+    # inbound bearer auth; nothing with it, since then `authorization` is agentd's own token.
     forward_metadata: tuple[str, ...] = ("authorization",)
+    # With bearer auth on: send agentd's own inbound token (`authorization`) to this upstream.
+    forward_inbound_credential: bool = False
     side_effects: Policy = "approve"
     # Per-method policy overrides, keyed by "pkg.Service/Method" (globs allowed).
     methods: Mapping[str, Policy] = field(default_factory=dict)
@@ -452,7 +456,9 @@ class _Reader:
             raise self.fail("logging.level", "must be debug, info, warning or error")
         return Config(
             server=server,
-            upstreams=self.upstreams(raw.get("upstreams", [])),
+            upstreams=self.upstreams(
+                raw.get("upstreams", []), bool(auth.bearer_tokens_env or auth.bearer_tokens_file)
+            ),
             models={
                 role: model if model.base_url else dataclasses.replace(model, model=alias)
                 for role, model in self.models(self.table(raw, "llm"), env).items()
@@ -569,7 +575,7 @@ class _Reader:
             paths[name] = str(path)
         return paths
 
-    def upstreams(self, raw: Any) -> tuple[UpstreamConfig, ...]:
+    def upstreams(self, raw: Any, bearer: bool = False) -> tuple[UpstreamConfig, ...]:
         if not isinstance(raw, list):
             raise self.fail("upstreams", "must be an array of tables ([[upstreams]])")
         result: list[UpstreamConfig] = []
@@ -595,9 +601,28 @@ class _Reader:
                 raise self.fail(prefix + "allow", "is required: list the methods agents may call")
             if up.name in names:
                 raise self.fail(prefix + "name", f"duplicate upstream name {up.name!r}")
+            if bearer:
+                up = self.inbound_credential(up, "forward_metadata" in item, prefix)
             names.add(up.name)
             result.append(up)
         return tuple(result)
+
+    def inbound_credential(self, up: UpstreamConfig, explicit: bool, prefix: str) -> UpstreamConfig:
+        """With bearer auth on, the caller's `authorization` is agentd's own token: an upstream
+        gets it only when its config says so (``forward_inbound_credential``), never by default,
+        because an upstream holding it could call agentd as that caller."""
+        if not explicit:
+            return dataclasses.replace(up, forward_metadata=())
+        sources = {name.lower().partition("=")[0].strip() for name in up.forward_metadata}
+        if "authorization" in sources and not up.forward_inbound_credential:
+            raise self.fail(
+                prefix + "forward_metadata",
+                "with server.auth bearer tokens on, 'authorization' is agentd's own token and"
+                " this upstream could replay it against agentd; forward the upstream's credential"
+                ' under another header and rename it (["x-upstream-authorization=authorization"]),'
+                f" or set {prefix}forward_inbound_credential = true to send agentd's token to it",
+            )
+        return up
 
     def models(self, raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, ModelConfig]:
         defaults = {k: v for k, v in raw.items() if k not in ROLES}
@@ -672,7 +697,8 @@ def describe(config: Config, env: Mapping[str, str] | None = None) -> dict[str, 
             data["models"][role]["base_url"] = "(embedded llama.cpp)"
     auth = config.server.auth
     if auth.bearer_tokens_env:
-        count = len([t for t in env.get(auth.bearer_tokens_env, "").split(",") if t.strip()])
+        raw = env.get(auth.bearer_tokens_env, "").replace("\n", ";")
+        count = len([t for t in raw.split(";") if t.strip()])
         data["server"]["auth"]["bearer_tokens"] = f"{count} token(s) from ${auth.bearer_tokens_env}"
     return data
 

@@ -48,7 +48,7 @@ class Stack:
 
 def user_token(name: str) -> str:
     """The bearer token start_stack(users=...) gives user ``name``."""
-    return f"Bearer tok-{name}"
+    return f"Bearer tok-{name}-0123456789abcdef"  # 16+ characters
 
 
 def tokens_table(tmp_path: Path, users: Sequence[str]) -> str:

@@ -23,7 +23,7 @@ from agentd.v1 import agent_pb2
 from tests.support.outbox import Outbox, serve_outbox
 from tests.support.plans import answer, plan
 from tests.support.scripted_llm import ScriptedLLM
-from tests.test_agent import SECRET, Stack, start_stack, step
+from tests.test_agent import SECRET, Stack, start_stack, step, user_token
 
 SEND = {"id": "s1", "tool": "OutboxService_Send", "arguments": {"to": "ops", "text": "hello"}}
 LOOKUP = {"id": "s2", "tool": "OutboxService_Lookup", "arguments": {"key": "after"}}
@@ -188,7 +188,7 @@ async def test_someone_elses_run_cannot_be_approved(tmp_path: Path, outbox: Outb
         assert waiting.status == agent_pb2.RUN_STATUS_NEEDS_APPROVAL
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await approve(
-                s, waiting.run_id, decision(), metadata=(("authorization", "Bearer tok-bob"),)
+                s, waiting.run_id, decision(), metadata=(("authorization", user_token("bob")),)
             )
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
         assert outbox.count("Send") == 0

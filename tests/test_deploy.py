@@ -146,7 +146,7 @@ def test_overlay_renders_valid_manifests_keeping_the_promises(overlay: str) -> N
 
     # Traces and metrics go to a collector over OTLP.
     env = pod_env(container, {("agentd-database", "url"): "postgresql://db/agentd",
-                              ("agentd-tokens", "tokens"): "t0k:alice",
+                              ("agentd-tokens", "tokens"): "t0k-alice-0123456789abcdef alice",
                               ("agentd-llm", "api-key"): "sk-test"})  # fmt: skip
     assert env["OTEL_TRACES_EXPORTER"] == "otlp"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http")

@@ -30,7 +30,7 @@ from tests.test_store import postgres, postgres_url
 __all__ = ["postgres", "postgres_url", "upstreams"]  # fixtures shared with other tests
 
 GET_VENDOR = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}}
-ALICE = (("authorization", "Bearer t0k-alice"),)
+ALICE = (("authorization", "Bearer t0k-alice-0123456789abcdef"),)
 
 
 class Replica(DaemonProcess):
@@ -85,7 +85,10 @@ def replica_setup(
     pki = make_pki(tmp_path, [])
     secrets = {
         ("agentd-database", "url"): postgres_url,
-        ("agentd-tokens", "tokens"): "t0k-alice:alice,t0k-ops:ops:admin",
+        (
+            "agentd-tokens",
+            "tokens",
+        ): "t0k-alice-0123456789abcdef alice; t0k-ops-0123456789abcdef ops admin",
         ("agentd-llm", "api-key"): "sk-test",
     }
     env = pod_env(agentd_container(base_deployment()), secrets)

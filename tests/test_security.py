@@ -127,7 +127,9 @@ async def test_bearer_tokens_guard_the_service_but_not_health(tmp_path: Path) ->
         '[server]\nlisten = "127.0.0.1:0"\n[server.auth]\nbearer_tokens_env = "TEST_TOKENS"',
     )
     path.write_text(text)
-    daemon = Daemon(load_config(path, env={}), env={"TEST_TOKENS": "tok-one, tok-two"})
+    daemon = Daemon(
+        load_config(path, env={}), env={"TEST_TOKENS": "tok-one-0123456789ab; tok-two-0123456789ab"}
+    )
     await daemon.start()
     try:
         async with grpc.aio.insecure_channel(daemon.address) as channel:
@@ -135,13 +137,14 @@ async def test_bearer_tokens_guard_the_service_but_not_health(tmp_path: Path) ->
             for metadata in [
                 (),
                 (("authorization", "Bearer wrong"),),
-                (("authorization", "tok-two"),),
+                (("authorization", "tok-two-0123456789ab"),),
             ]:
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     await stub.ListTools(agent_pb2.ListToolsRequest(), metadata=metadata)
                 assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
             ok = await stub.ListTools(
-                agent_pb2.ListToolsRequest(), metadata=(("authorization", "Bearer tok-two"),)
+                agent_pb2.ListToolsRequest(),
+                metadata=(("authorization", "Bearer tok-two-0123456789ab"),),
             )
             assert len(ok.unavailable_upstreams) == 2
             health = health_pb2_grpc.HealthStub(channel)

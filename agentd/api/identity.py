@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from agentd.config import AuthConfig
+from agentd.config import AuthConfig, ConfigError
 
 log = structlog.get_logger("agentd.api.identity")
 
@@ -58,30 +58,79 @@ class TokenEntry:
     principal: Principal
 
 
-def parse_token_entry(text: str) -> TokenEntry:
-    """``TOKEN [PRINCIPAL [ROLE,ROLE]]``; fields split by whitespace (file) or ``:`` (env).
+MIN_TOKEN_CHARS = 16
 
-    A bare token (the old format) becomes ``token-<first 8 hex of its sha256>``, so two
-    bare tokens are still two principals and the token itself is never the name.
+
+def parse_token_entry(text: str, where: str = "entry") -> TokenEntry:
+    """``TOKEN [PRINCIPAL [ROLE,ROLE]]``: fields separated by whitespace only.
+
+    A ``:`` never splits (a token may contain one), so an entry cannot be misread. A bare token
+    becomes ``token-<first 8 hex of its sha256>``, so two bare tokens are still two principals
+    and the token itself is never the name. ``where`` names the entry in errors, which never
+    quote the token.
     """
-    parts = text.replace(":", " ").split()
+    parts = text.split()
+    if len(parts) > 3:
+        raise ConfigError(
+            f"{where}: {len(parts)} fields; write TOKEN PRINCIPAL ROLE,ROLE (at most 3 fields, "
+            "separated by spaces; roles separated by ',' without spaces)"
+        )
     token = parts[0]
+    if len(parts) == 1 and token.count(":") >= 1:
+        raise ConfigError(
+            f"{where}: looks like the old TOKEN:PRINCIPAL:ROLE form, which cannot be read "
+            "unambiguously; separate fields with spaces: TOKEN PRINCIPAL ROLE,ROLE"
+        )
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(
+            f"{where}: the token is too short; a token needs at least {MIN_TOKEN_CHARS} "
+            "characters (e.g. `openssl rand -hex 24`)"
+        )
     name = parts[1] if len(parts) > 1 else "token-" + hashlib.sha256(token.encode()).hexdigest()[:8]
-    roles = frozenset(r for r in (parts[2].split(",") if len(parts) > 2 else []) if r)
-    return TokenEntry(token.encode(), Principal(name, roles, "token"))
+    roles = parts[2].split(",") if len(parts) > 2 else []
+    if any(not r for r in roles):
+        raise ConfigError(f"{where}: an empty role; write roles as ROLE,ROLE")
+    return TokenEntry(token.encode(), Principal(name, frozenset(roles), "token"))
+
+
+def _check_tokens(entries: Sequence[tuple[str, TokenEntry]]) -> None:
+    """No token twice, and no token equal to any principal or role name (guessable)."""
+    names = {e.principal.id for _, e in entries} | {
+        r for _, e in entries for r in e.principal.roles
+    }
+    seen: set[bytes] = set()
+    for where, entry in entries:
+        if entry.token in seen:
+            raise ConfigError(f"{where}: this token is listed twice; give each principal its own")
+        seen.add(entry.token)
+        if entry.token.decode() in names:
+            raise ConfigError(
+                f"{where}: the token equals a principal or role name; use a random token"
+            )
 
 
 def load_tokens(auth: AuthConfig, env: Mapping[str, str]) -> list[TokenEntry]:
-    entries: list[TokenEntry] = []
+    """The configured tokens; a malformed entry is a ConfigError naming where it is.
+
+    Environment (``bearer_tokens_env``): entries separated by ``;`` or newlines. File
+    (``bearer_tokens_file``): one entry per line, ``#`` starts a comment line. Both:
+    ``TOKEN PRINCIPAL ROLE,ROLE`` with fields separated by whitespace.
+    """
+    entries: list[tuple[str, TokenEntry]] = []
     if auth.bearer_tokens_env:
         raw = env.get(auth.bearer_tokens_env, "")
-        entries += [parse_token_entry(t) for t in raw.split(",") if t.strip()]
+        items = [t for t in raw.replace("\n", ";").split(";") if t.strip()]
+        for number, item in enumerate(items, 1):
+            where = f"${auth.bearer_tokens_env}: entry {number}"
+            entries.append((where, parse_token_entry(item, where)))
     if auth.bearer_tokens_file:
-        lines = Path(auth.bearer_tokens_file).read_text().splitlines()
-        entries += [
-            parse_token_entry(line) for line in lines if line.strip() and not line.startswith("#")
-        ]
-    return entries
+        path = auth.bearer_tokens_file
+        for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                where = f"{path}: line {number}"
+                entries.append((where, parse_token_entry(line, where)))
+    _check_tokens(entries)
+    return [e for _, e in entries]
 
 
 def auth_mode(auth: AuthConfig) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
 
 from agentd.loop.state import (
     ApprovalRecord,
@@ -23,6 +24,7 @@ from agentd.loop.state import (
     StepRecord,
     VerdictRecord,
 )
+from agentd.telemetry.redact import Redactor
 from agentd.v1 import agent_pb2
 
 # --- records to messages ------------------------------------------------------------------
@@ -147,7 +149,43 @@ def run_message(run: RunState) -> agent_pb2.RunResponse:
     message.verdicts.extend(verdict_message(v) for v in run.verdicts)
     message.start_time.FromNanoseconds(int(run.start_time * 1e9))
     message.duration.FromNanoseconds(int(run.duration_s * 1e9))
+    if run.redactor:  # a second line behind the executor's: no secret of the run is stored
+        redact_message(message, run.redactor)
     return message
+
+
+def redact_message(message: Message, redactor: Redactor) -> None:
+    """Replace the run's secrets in every string field of ``message``, nested ones included."""
+    for fd, value in message.ListFields():
+        if fd.type == fd.TYPE_STRING:
+            if fd.is_repeated:
+                value[:] = [redactor.text(v) for v in value]
+            else:
+                setattr(message, fd.name, redactor.text(value))
+        elif fd.type == fd.TYPE_MESSAGE:
+            if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+                _redact_map(value, fd, redactor)
+            elif fd.is_repeated:
+                for item in value:
+                    redact_message(item, redactor)
+            else:
+                redact_message(value, redactor)
+
+
+def _redact_map(value: Any, fd: Any, redactor: Redactor) -> None:
+    entry = fd.message_type.fields_by_name["value"]
+    for key in list(value):
+        clean = redactor.text(key) if isinstance(key, str) else key
+        if entry.type == entry.TYPE_MESSAGE:
+            redact_message(value[key], redactor)
+            if clean != key:
+                value[clean].CopyFrom(value[key])
+                del value[key]
+        else:
+            item = value[key]
+            if clean != key:
+                del value[key]
+            value[clean] = redactor.text(item) if isinstance(item, str) else item
 
 
 def pending_message(p: PendingCall) -> agent_pb2.PendingCall:

@@ -32,6 +32,7 @@ from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent
 from agentd.loop.state import Budget, Event, RunState
 from agentd.store import LeaseLost, RunStore, StoreUnavailable
+from agentd.telemetry.redact import Redactor
 from agentd.tools import memory
 from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
@@ -355,6 +356,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         planner = self.agent.models.get("planner")
         return telemetry.provider_name(planner) if planner is not None else ""
 
+    def _configured_secrets(self) -> list[str]:
+        """Secrets from the config every run redacts too: the model endpoints' API keys."""
+        return [key for m in self.agent.models.values() if (key := getattr(m, "api_key", ""))]
+
     async def _prepare(
         self,
         request: agent_pb2.RunRequest,
@@ -486,16 +491,26 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if remaining is not None:
                 timeout = min(timeout, remaining)
             forwarded = {
-                name: forward(caller, tool.upstream.forward_metadata)
+                name: forward(
+                    caller,
+                    tool.upstream.forward_metadata,
+                    # agentd's own bearer token only where the upstream's config opts in
+                    inbound=not self.authenticator.uses_tokens
+                    or tool.upstream.forward_inbound_credential,
+                )
                 for name, tool in tools.items()
                 if hasattr(tool, "upstream")  # built-in tools get no caller metadata
             }
             bound = log.bind(run_id=run.run_id)
+            run.redactor = Redactor.of(_secrets(caller, forwarded) + self._configured_secrets())
+            # A credential the caller pasted into the task or context reaches no model either.
+            run.task = run.redactor.text(run.task)
+            run.context = run.redactor.value(run.context)
             # Sets run.trace_id; every log line inside carries run_id, trace_id and span_id.
             with telemetry.run_span(
                 run,
                 self.config,
-                secrets=_secrets(caller, forwarded),
+                secrets=run.redactor,
                 provider=self._provider(),
             ):
                 bound.info("run started", mode=run.mode, tools=len(tools))
@@ -532,7 +547,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         run.run_id,
                         run.trace_id,
                         run.status,
-                        run.error,
+                        run.redactor.text(run.error),
                         run.verdicts,
                     ):
                         self.alerter.send(alert)
@@ -679,26 +694,30 @@ def parse_schema(text: str) -> dict[str, Any]:
 def _secrets(
     caller: Sequence[tuple[str, str]], forwarded: Mapping[str, Sequence[tuple[str, str]]]
 ) -> list[str]:
-    """Values telemetry must never show: forwarded metadata and the caller's authorization."""
+    """A run's secrets: forwarded metadata and the caller's authorization (the Redactor adds
+    the bare token after "Bearer " and common encodings)."""
     values = [v for pairs in forwarded.values() for _, v in pairs]
-    values += [v for k, v in caller if k == "authorization"]
-    # The token alone as well, in case something quotes it without its "Bearer " prefix.
-    return values + [v.partition(" ")[2] for v in values if v.lower().startswith("bearer ")]
+    return values + [v for k, v in caller if k == "authorization"]
 
 
 def _metadata(pairs: Any) -> list[tuple[str, str]]:
     return [(str(k).lower(), v if isinstance(v, str) else v.decode()) for k, v in pairs or ()]
 
 
-def forward(caller: Sequence[tuple[str, str]], names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+def forward(
+    caller: Sequence[tuple[str, str]], names: Sequence[str], *, inbound: bool = True
+) -> tuple[tuple[str, str], ...]:
     """The caller's metadata entries that an upstream is configured to receive.
 
     An entry ``"from=to"`` renames on the way, e.g. ``"x-upstream-authorization=authorization"``
-    when the caller's ``authorization`` is agentd's own bearer token.
+    when the caller's ``authorization`` is agentd's own bearer token. ``inbound=False`` (bearer
+    auth on, the upstream did not opt in) never passes the caller's ``authorization`` on.
     """
     wanted = {}
     for name in names:
         source, _, target = name.lower().partition("=")
+        if source.strip() == "authorization" and not inbound:
+            continue
         wanted[source.strip()] = target.strip() or source.strip()
     return tuple((wanted[k], v) for k, v in caller if k in wanted)
 

@@ -195,6 +195,7 @@ def models_main(action: str, name: str | None) -> int:
 
 
 def serve(path: str | None) -> int:
+    from agentd.api.identity import load_tokens
     from agentd.api.server import Daemon
     from agentd.config import ConfigError, load_config
     from agentd.llm import EmbeddedModelError
@@ -208,6 +209,10 @@ def serve(path: str | None) -> int:
     try:
         setup_tracing()
     except ValueError as exc:  # an unknown OTEL_TRACES_EXPORTER or protocol
+        return fail(str(exc), Exit.USAGE)
+    try:
+        load_tokens(config.server.auth, os.environ)  # a malformed entry names its line
+    except ConfigError as exc:
         return fail(str(exc), Exit.USAGE)
     daemon = Daemon(config, env=dict(os.environ))
 
@@ -248,12 +253,13 @@ def run_loop(main: Coroutine[Any, Any, None], event_loop: str) -> None:
 
 
 def config_check(path: str) -> int:
-    from agentd.api.identity import auth_mode
+    from agentd.api.identity import auth_mode, load_tokens
     from agentd.config import ConfigError, describe, load_config
     from agentd.llm.bundled import ModelFileError, model_alias
 
     try:
         config = load_config(path)
+        load_tokens(config.server.auth, os.environ)  # a malformed entry names its line
         if config.uses_embedded_model:
             model_alias(config.embedded.model)  # a bundled model's name or a .gguf path
     except (ConfigError, ModelFileError) as exc:

@@ -134,6 +134,30 @@ class ModelError(Exception):
         """True when the model's own output was at fault, so asking again may succeed."""
         return self.kind in RECOVERABLE_KINDS
 
+    @property
+    def reason(self) -> str:
+        """A short, stable reason for callers: no URL, no upstream text, no model output."""
+        if self.kind == "http":
+            return f"HTTP {self.status}" if self.status else "HTTP error"
+        if self.kind == "transport":
+            return "timed out" if self.detail.startswith("timed out") else "endpoint unreachable"
+        return _REASONS.get(self.kind, self.kind)
+
+    @property
+    def public(self) -> str:
+        """What a caller is shown, e.g. "the planner model failed (HTTP 500)"; ``str()`` holds
+        the details (endpoint, status text, the model's output) for logs and spans."""
+        return f"the {self.role or 'model'} model failed ({self.reason})"
+
+
+_REASONS = {
+    "length": "reply cut short at max_tokens",
+    "invalid_json": "reply not valid JSON",
+    "schema": "reply did not match its schema",
+    "no_tool_call": "reply had no tool call",
+    "empty": "empty reply",
+}
+
 
 class ChatModel:
     """One role's model. Cheap to create; shares its AsyncOpenAI client with same-endpoint roles."""
@@ -148,6 +172,9 @@ class ChatModel:
         self.tool_call_mode: ToolCallMode = config.tool_call_mode
         self.endpoint = str(client.base_url).rstrip("/")
         self._shared = client
+        # A configured secret: runs redact it wherever it might be echoed.
+        key = client.api_key
+        self.api_key = key if isinstance(key, str) and key != _NO_KEY else ""
         # with_options shares the connection pool; timeouts and retries stay per role.
         self._client = client.with_options(timeout=config.timeout_s, max_retries=config.max_retries)
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import structlog
+
 from agentd import telemetry
 from agentd.config import LimitsConfig
 from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
@@ -55,6 +57,9 @@ from agentd.loop.state import (
 FINAL_ANSWER = "final_answer"
 _NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
 _PLACEHOLDERS = {"missing", "unknown", "null", "none", "n/a", "answer", "value", "result"}
+
+
+log = structlog.get_logger("agentd.loop")
 
 
 class Agent:
@@ -115,7 +120,10 @@ class Agent:
             run.finish("cancelled", "the caller cancelled the run")
             raise
         except* Exception as group:  # a bug must not take the daemon down; the record says what
-            run.finish("failed", f"internal error: {group.exceptions[0]!r}")
+            # Its text may hold anything (upstream or model text): the log gets it, not callers.
+            error = group.exceptions[0]
+            log.error("internal error", run_id=run.run_id, error=repr(error))
+            run.finish("failed", f"internal error ({type(error).__name__}); see the daemon log")
         finally:
             prompts.restore(overrides)
         return run
@@ -232,8 +240,10 @@ class _Session:
                     lambda m: m.complete_json(messages, schema, name="plan", strict=strict),
                 )
             except ModelError as exc:
-                errors = [str(exc)]
-                messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
+                errors = [exc.public]  # what the run's error may show the caller
+                messages.append(
+                    {"role": "user", "content": f"Your reply was unusable: {exc.detail}"}
+                )
                 continue
             plan = merge_repeats(decode_plan(reply.value, revision), self.tools)
             if offered is not self.tools:
@@ -344,7 +354,9 @@ class _Session:
                     lambda m: m.complete_json(messages, schema, name="answer"),
                 )
             except ModelError as exc:
-                messages.append({"role": "user", "content": f"Your reply was unusable: {exc}"})
+                messages.append(
+                    {"role": "user", "content": f"Your reply was unusable: {exc.detail}"}
+                )
                 continue
             answer = reply.value["answer"]
             missing = str(reply.value.get("missing") or "").strip()
@@ -474,11 +486,14 @@ class _Session:
             try:
                 result = await call(model)
             except ModelError as exc:
-                record.error = f"{exc.kind}: {exc}"
+                # Callers see a short reason; the endpoint, the status text and the model's
+                # output go to the log here and to the chat span.
+                record.error = f"{exc.kind}: {exc.reason}"
+                log.warning("model call failed", role=role, kind=exc.kind, error=str(exc))
                 if exc.reply is not None:
                     self._count(record, usage, exc.reply)
                 if exc.kind in ("transport", "http"):
-                    raise RunFailed(f"{role} model failed: {exc}") from exc
+                    raise RunFailed(exc.public) from exc
                 raise
             finally:
                 record.duration_s = time.monotonic() - started

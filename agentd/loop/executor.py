@@ -48,6 +48,10 @@ class CallContext:
     idempotency_header: str = "x-agentd-idempotency-key"  # "" sends no key
 
 
+# The step flag of a result or error that held a secret of the run (replaced by [REDACTED]).
+REDACTED_FLAG = "redacted: the upstream sent back a credential of this run; it was removed"
+
+
 class ArgumentsUnavailable(Exception):
     """The arguments of a step could not be completed."""
 
@@ -174,14 +178,25 @@ class Executor:
         except Exception as exc:  # typed tool errors become observations
             record.duration_s = time.monotonic() - started
             code, message = describe_tool_error(exc)
-            self._end(record, "failed", code, message)
+            # An upstream may echo the run's credentials in its error message.
+            self._end(record, "failed", code, self._redacted(record, message))
             return record
         record.duration_s = time.monotonic() - started
+        # The one place upstream data enters the run: every secret of the run it echoes is
+        # replaced here, so records, events, prompts, alerts and exports never hold one.
+        result = self._redacted(record, result)
         record.result, record.result_truncated = truncate(result, self.call.max_result_chars)
         if self.result_check:
             self.result_check(self.run, record)
         self._end(record, "succeeded", "", "")
         return record
+
+    def _redacted(self, record: StepRecord, value: Any) -> Any:
+        """``value`` without the run's secrets; a step whose data had one is flagged."""
+        clean = self.run.redactor.value(value)
+        if clean != value:
+            record.flags.append(REDACTED_FLAG)
+        return clean
 
     def _idempotency(self, step: PlanStep) -> tuple[tuple[str, str], ...]:
         """uuid5 of (run id, step id): the same key whenever this step of this run is called."""
@@ -260,7 +275,7 @@ class Executor:
                     lambda m: m.choose_tool(messages, [spec], name="step_arguments"),
                 )
             except ModelError as exc:
-                problems = [str(exc)]
+                problems = [exc.public]
                 continue
             arguments = choice.arguments
             try:

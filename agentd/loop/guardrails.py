@@ -235,8 +235,9 @@ class Guardrails:
                 lambda m: m.complete_json(messages, VERDICT_SCHEMA, name="guard_verdict"),
             )
         except (ModelError, Terminating) as exc:
+            why = exc.public if isinstance(exc, ModelError) else str(exc)
             return VerdictRecord(
-                "block", [f"the guard model gave no verdict: {exc}"], guard, "output"
+                "block", [f"the guard model gave no verdict: {why}"], guard, "output"
             )
         value = reply.value
         verdict = value.get("verdict")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agentd.config import LimitsConfig
+from agentd.telemetry.redact import NONE, Redactor
 
 RunStatus = Literal[
     "running",
@@ -236,6 +237,9 @@ class RunState:
     start_time: float = field(default_factory=time.time)
     duration_s: float = 0.0
     emit: Callable[[Event], None] = field(default=lambda event: None, repr=False)
+    # The run's secrets (credentials, forwarded metadata, configured secrets): what comes
+    # back from an upstream passes through it before it enters the run. Never stored.
+    redactor: Redactor = field(default=NONE, repr=False, compare=False)
 
     @property
     def plan(self) -> Plan | None:

@@ -11,6 +11,8 @@ from typing import Any, TextIO
 import structlog
 from opentelemetry import trace
 
+from agentd.telemetry.spans import current
+
 
 def add_trace_ids(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
@@ -20,6 +22,19 @@ def add_trace_ids(
     if context.is_valid:
         event.setdefault("trace_id", format(context.trace_id, "032x"))
         event.setdefault("span_id", format(context.span_id, "016x"))
+    return event
+
+
+def scrub_secrets(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """No secret of the run in progress in any string value of a log line (the run's
+    Redactor, the one the executor and spans use)."""
+    redactor = current().redactor
+    if redactor:
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = redactor.text(value)
     return event
 
 
@@ -56,6 +71,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             add_trace_ids,
+            scrub_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

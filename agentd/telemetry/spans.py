@@ -42,6 +42,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from agentd.telemetry import metrics
 from agentd.telemetry import openinference as oi
+from agentd.telemetry.redact import NONE, Redactor
 from agentd.telemetry.setup import AGENT_NAME
 
 if TYPE_CHECKING:
@@ -87,11 +88,13 @@ class RunTelemetry:
     capture_content: bool = False
     max_content_chars: int = 4000
     prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # USD per Mtok in/out
-    secrets: tuple[str, ...] = ()
+    redactor: Redactor = NONE
     conversation_id: str = ""
 
     @classmethod
-    def of(cls, config: Config, secrets: Iterable[str] = (), conversation_id: str = "") -> Any:
+    def of(
+        cls, config: Config, secrets: Iterable[str] | Redactor = (), conversation_id: str = ""
+    ) -> Any:
         return cls(
             capture_content=config.telemetry.capture_content,
             max_content_chars=config.telemetry.max_content_chars,
@@ -99,8 +102,7 @@ class RunTelemetry:
                 model: (price.input_per_mtok, price.output_per_mtok)
                 for model, price in config.pricing.items()
             },
-            # Short values would scrub ordinary words; real credentials are longer.
-            secrets=tuple(sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)),
+            redactor=secrets if isinstance(secrets, Redactor) else Redactor.of(secrets),
             conversation_id=conversation_id,
         )
 
@@ -112,10 +114,8 @@ class RunTelemetry:
         return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
 
     def scrub(self, text: str) -> str:
-        """Remove every forwarded credential, wherever it appears."""
-        for secret in self.secrets:
-            text = text.replace(secret, "[REDACTED]")
-        return text
+        """Remove every secret of the run (and its encodings), wherever it appears."""
+        return self.redactor.text(text)
 
     def content(self, value: Any) -> str | None:
         """``value`` as capped, scrubbed text for a span, or None when capture is off."""
@@ -147,7 +147,11 @@ _RUN_ERRORS = {"failed", "limits_exceeded", "deadline_exceeded", "cancelled"}
 
 @contextmanager
 def run_span(
-    run: RunState, config: Config, *, secrets: Iterable[str] = (), provider: str = ""
+    run: RunState,
+    config: Config,
+    *,
+    secrets: Iterable[str] | Redactor = (),
+    provider: str = "",
 ) -> Iterator[Span]:
     """The ``invoke_agent`` span of one run; binds ``run_id`` to every log line inside it.
 
@@ -348,7 +352,10 @@ def _end_chat(
     if record.error or error is not None:
         # "kind: message" from the loop; otherwise the exception's class.
         error_type = record.error.partition(":")[0] if record.error else type(error).__name__
-        message = settings.scrub(record.error or str(error))[:500]
+        # The span keeps the whole story (endpoint, status, the model's text); the record
+        # the caller sees keeps a short reason.
+        detail = error.__cause__ if error is not None and error.__cause__ else error
+        message = settings.scrub(str(detail) if detail is not None else record.error)[:500]
         span.set_attribute("error.type", error_type)
         span.set_status(Status(StatusCode.ERROR, message))
         if error is not None:
