@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from google.protobuf import json_format
 
 from agentd import cli
+from agentd.api.sealing import Sealer
 from agentd.api.server import Daemon
 from agentd.config import load_config
 from agentd.v1 import agent_pb2, agent_pb2_grpc
@@ -492,3 +494,36 @@ async def test_an_approval_the_sweep_expired_is_refused_as_expired(
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "expired after 0.3 s (approvals.ttl_s)" in (info.value.details() or "")
         assert outbox.count("Send") == 0
+
+
+def test_sealed_credentials_open_only_for_their_run_key_and_lifetime() -> None:
+    key = os.urandom(32)
+    sealer = Sealer(key)
+    metadata = {"outbox": [(UPSTREAM_TOKEN, ALICE_SECRET)]}
+    sealed = sealer.seal("run-1", metadata, expires_at=time.time() + 60)
+    assert ALICE_SECRET not in json.dumps(sealed)
+    assert sealer.open("run-1", sealed) == metadata
+    assert Sealer(key).open("run-1", json.loads(json.dumps(sealed))) == metadata  # a replica
+    assert sealer.open("run-2", sealed) is None  # bound to its run
+    assert Sealer(os.urandom(32)).open("run-1", sealed) is None  # another key
+    assert sealer.open("run-1", sealed, now=time.time() + 61) is None  # past its lifetime
+    assert sealer.open("run-1", {**sealed, "exp": sealed["exp"] + 3600}) is None  # extended
+    blob = bytearray(base64.b64decode(sealed["blob"]))
+    blob[-1] ^= 1
+    assert sealer.open("run-1", {**sealed, "blob": base64.b64encode(blob).decode()}) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [(None, "TEST_SEAL_KEY is not set"), ("c2hvcnQ=", "holds 5 bytes"), ("*", "not base64")],
+)
+async def test_a_bad_seal_key_stops_the_start_naming_the_key(
+    tmp_path: Path, value: str | None, named: str
+) -> None:
+    llm = ScriptedLLM()
+    path = write_config(tmp_path, llm, "127.0.0.1:1", "127.0.0.1:1", SEALED)
+    env = {} if value is None else {"TEST_SEAL_KEY": value}
+    daemon = Daemon(load_config(path, env={}), env=env)
+    with pytest.raises(ValueError, match=r"approvals\.seal_key_env") as info:
+        await daemon.start()
+    assert named in str(info.value)
