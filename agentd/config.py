@@ -192,6 +192,11 @@ class ApprovalsConfig:
     ttl_s: float = 86_400.0
     # "expire": the run ends expired; "reject": it resumes as if every pending call was rejected.
     on_expiry: Literal["expire", "reject"] = "expire"
+    # Env var holding a base64 32-byte key (the same on every replica): the owner's forwarded
+    # metadata is kept sealed with it (AES-GCM) while a run waits or may be taken over, so a
+    # run resumed by an admin's approval, the expiry or a takeover calls upstreams as its
+    # owner. Unset: such a resumed run forwards no metadata (never the approver's).
+    seal_key_env: str = ""
 
 
 # --- guardrails, memory, alerts --------------------------------------------------------

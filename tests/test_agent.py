@@ -115,8 +115,10 @@ async def start_stack(
     env: dict[str, str] | None = None,
     ledger_side_effects: str = "approve",
     users: Sequence[str] = (),
+    daemon_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
-    """Scripted model, both example upstreams and a daemon; ``env`` overrides config keys.
+    """Scripted model, both example upstreams and a daemon; ``env`` overrides config keys,
+    ``daemon_env`` is the daemon's environment (beside the model's API key).
 
     ``users`` (``"alice"``, ``"root:admin"``) turns bearer auth on with a token per user
     (``Stack.run(..., as_user="alice")``) besides the default caller token."""
@@ -130,7 +132,7 @@ async def start_stack(
         write_config(tmp_path, llm, ledger.address, calculator.address, extra, ledger_side_effects),
         env=env or {},
     )
-    daemon = Daemon(config, env={"OPENAI_API_KEY": "sk-test-key"})
+    daemon = Daemon(config, env={"OPENAI_API_KEY": "sk-test-key", **(daemon_env or {})})
     await daemon.start()
     channel = grpc.aio.insecure_channel(daemon.address)
     stack = Stack(llm, ledger, calculator, daemon, agent_pb2_grpc.AgentServiceStub(channel))

@@ -5,6 +5,9 @@ restarted (SQLite). Real ``agentd serve`` processes; the upstream counts every c
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +21,8 @@ from agentd.v1 import agent_pb2, agent_pb2_grpc
 from tests.support.outbox import Outbox, serve_outbox
 from tests.support.plans import answer, plan
 from tests.support.scripted_llm import ScriptedLLM
-from tests.test_approvals import SEND, outbox_upstream
+from tests.test_agent import step
+from tests.test_approvals import FORWARD, SEND, TIGHTER, UPSTREAM_TOKEN, outbox_upstream
 from tests.test_process import DaemonProcess
 from tests.test_store import postgres, postgres_url
 
@@ -58,9 +62,18 @@ async def upstreams() -> AsyncIterator[tuple[ScriptedLLM, Outbox]]:
     await llm.stop()
 
 
-def config(tmp_path: Path, llm: ScriptedLLM, outbox: Outbox, url: str, side_effects: str) -> Path:
+def config(
+    tmp_path: Path,
+    llm: ScriptedLLM,
+    outbox: Outbox,
+    url: str,
+    side_effects: str,
+    more: str = "",
+    tables: str = "",
+) -> Path:
     """One config for every replica: the outbox only, short leases (a dead replica's run is
-    taken over within about two seconds), PostgreSQL at ``url`` or SQLite."""
+    taken over within about two seconds), PostgreSQL at ``url`` or SQLite; ``more``: lines of
+    the outbox's upstream table, ``tables``: more tables after it."""
     path = tmp_path / "agentd.toml"
     path.write_text(
         f"""
@@ -78,7 +91,8 @@ path = "{tmp_path / "runs.db"}"
 url = "{url}"
 lease_s = 1.5
 takeover_s = 0.3
-{outbox_upstream(outbox, side_effects)}
+{outbox_upstream(outbox, side_effects, more)}
+{tables}
 """
     )
     return path
@@ -224,3 +238,102 @@ async def test_kill_9_sqlite_the_restarted_process_takes_over(
     finally:
         await stop(first)
         await stop(again)
+
+
+# s1 is held in flight by the upstream; with one call at a time, s2 waits for it, unstarted.
+TWO_SENDS = (
+    {"id": "s1", "tool": "OutboxService_Send", "arguments": {"to": "first", "hold": True}},
+    {"id": "s2", "tool": "OutboxService_Send", "arguments": {"to": "second"}},
+)
+
+
+def tamper(db: Path, run_id: str, step_id: str, **arguments: str) -> None:
+    """Change the stored approved arguments of ``step_id``, leaving its hash as it was."""
+    with sqlite3.connect(db) as conn:
+        (blob,) = conn.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        record = agent_pb2.RunResponse.FromString(blob)
+        for approval in record.approvals:
+            if approval.step_id == step_id:
+                approval.arguments.update(arguments)
+        conn.execute(
+            "UPDATE runs SET record = ? WHERE run_id = ?", (record.SerializeToString(), run_id)
+        )
+
+
+@pytest.mark.parametrize(
+    "variant", ["as-approved", "no-seal-key", "tampered", "denied-now", "removed-now"]
+)
+async def test_a_takeover_after_an_approval_applies_it_without_asking_again(
+    tmp_path: Path,
+    upstreams: tuple[ScriptedLLM, Outbox],
+    monkeypatch: pytest.MonkeyPatch,
+    variant: str,
+) -> None:
+    llm, outbox = upstreams
+    monkeypatch.setenv("TEST_SEAL_KEY", base64.b64encode(os.urandom(32)).decode())
+    tables = "[limits]\nmax_parallel_steps = 1\n"
+    if variant != "no-seal-key":
+        tables += '[approvals]\nseal_key_env = "TEST_SEAL_KEY"\n'
+    path = config(tmp_path, llm, outbox, "", "approve", FORWARD, tables)
+    first = await started(path)
+    again: DaemonProcess | None = None
+    try:
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            stub = first.stub(channel)
+            llm.reply(when="plan", content=plan(*TWO_SENDS))
+            owner = ((UPSTREAM_TOKEN, "owner-secret"),)
+            waiting = await stub.Run(agent_pb2.RunRequest(task="Send both"), metadata=owner)
+            assert [p.step_id for p in waiting.pending_calls] == ["s1", "s2"], waiting.error
+            decisions = [agent_pb2.CallDecision(step_id=i, approve=True) for i in ("s1", "s2")]
+            request = agent_pb2.ApproveRunRequest(
+                run_id=waiting.run_id, request_id=uuid.uuid4().hex, decisions=decisions
+            )
+            approving = asyncio.ensure_future(stub.ApproveRun(request, metadata=owner, timeout=30))
+            for _ in range(600):  # bounded; ends as soon as s1 is in flight
+                if outbox.count("Send", "first"):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # the journal's snapshot of s1 in flight
+            assert first.proc is not None
+            first.proc.kill()
+            await first.proc.wait()
+            with pytest.raises(grpc.aio.AioRpcError):
+                await approving
+        outbox.release()
+        assert outbox.count("Send", "second") == 0  # decided, never started
+        if variant == "tampered":
+            tamper(tmp_path / "runs.db", waiting.run_id, "s2", to="evil")
+        if variant in ("denied-now", "removed-now"):  # the operator tightened the config
+            tighter = TIGHTER["policy" if variant == "denied-now" else "allowlist"]
+            path = config(tmp_path, llm, outbox, "", "approve", f"{FORWARD}\n{tighter}", tables)
+        llm.reply(when="answer", content=answer("both sent"))
+        again = await started(path)
+        async with grpc.aio.insecure_channel(again.address) as channel:
+            stub = again.stub(channel)
+            taken = await wait_status(stub, waiting.run_id, agent_pb2.RUN_STATUS_NEEDS_APPROVAL)
+            # s1 was in flight: its outcome is unknown, so a person decides again. s2 was
+            # decided and is never asked for again: it ran as approved, or was refused.
+            (pending,) = taken.pending_calls
+            assert pending.step_id == "s1" and "outcome unknown" in pending.reason
+            s2 = step(taken, "s2")
+            assert outbox.count("Send", "evil") == 0
+            if variant in ("as-approved", "no-seal-key"):
+                assert s2.status == agent_pb2.STEP_STATUS_SUCCEEDED, s2.error
+                # Nobody attended the takeover: the owner's sealed credential, or none.
+                expected = "" if variant == "no-seal-key" else "owner-secret"
+                assert outbox.seen(UPSTREAM_TOKEN)[-1] == ("Send", "second", expected)
+                done = await approve_all(stub, waiting.run_id)
+                assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+                assert outbox.count("Send", "first") == 2 and outbox.count("Send", "second") == 1
+            elif variant == "tampered":
+                assert s2.status == agent_pb2.STEP_STATUS_FAILED
+                assert s2.error.code == "ARGUMENTS_CHANGED"
+                assert outbox.count("Send", "second") == 0
+            else:
+                assert s2.status == agent_pb2.STEP_STATUS_DENIED
+                assert s2.error.code == "PERMISSION_DENIED"
+                assert outbox.count("Send", "second") == 0
+    finally:
+        await stop(first)
+        if again is not None:
+            await stop(again)

@@ -44,8 +44,16 @@ OUTCOME_UNKNOWN = (
 )
 
 
+# The request_id of the rejections the expiry sweep records (approvals.on_expiry = "reject").
+EXPIRY_REQUEST = "expiry"
+
+
 class BadDecision(Exception):
     """A decision that cannot be applied; the message names the field."""
+
+
+class PolicyForbids(BadDecision):
+    """An approval the current allowlist or policy no longer lets run (FAILED_PRECONDITION)."""
 
 
 def waiting_key(record: agent_pb2.RunResponse) -> str:
@@ -99,13 +107,24 @@ def decide(
     missing = [s for s in pending if s not in chosen]
     if missing:
         raise BadDecision(f"decisions: no decision for pending call(s) {', '.join(missing)}")
+    revision = run.plan.revision if run.plan else 0
     for i, (step_id, item) in enumerate(chosen.items()):
         call = pending[step_id]
         tool = tools.get(call.tool)
-        if tool is None:
-            raise BadDecision(f"decisions[{i}]: tool {call.tool} is no longer in the catalog")
+        # The allowlist and policy as they are now, not as when the call went pending; a
+        # rejection is always possible (it calls nothing).
+        if item.approve and tool is None:
+            raise PolicyForbids(
+                f"decisions[{i}]: tool {call.tool} is no longer allowed (not in the catalog or"
+                " the run's tools: upstreams[].allow/deny changed); reject it instead"
+            )
+        if item.approve and getattr(tool, "policy", "") == "deny":
+            raise PolicyForbids(
+                f"decisions[{i}]: tool {call.tool} is now denied by policy ('deny',"
+                " upstreams[].side_effects or methods); reject it instead"
+            )
         arguments = call.arguments
-        if item.HasField("arguments"):
+        if tool is not None and item.HasField("arguments"):  # an approval's edit
             arguments = json_format.MessageToDict(item.arguments)
             problems = validate(tool, arguments)
             if problems:
@@ -113,8 +132,11 @@ def decide(
         reason = item.reason or "rejected"
         if not item.approve:
             reason = f"rejected by {principal}: {reason}"
+        # Fixed now, of what the approver saw or wrote; stored with the decision.
         digest = arguments_sha256(arguments)
-        run.decisions[step_id] = Decision(step_id, item.approve, arguments, reason, digest)
+        run.decisions[step_id] = Decision(
+            step_id, item.approve, arguments, reason, digest, revision
+        )
         run.approvals.append(
             ApprovalRecord(
                 step_id=step_id,
@@ -128,6 +150,7 @@ def decide(
                 principal=principal,
                 request_id=request_id,
                 time=time.time(),
+                plan_revision=revision,
             )
         )
     reopen(run)
@@ -155,42 +178,80 @@ async def approve(
     record: agent_pb2.RunResponse,
     caller: list[tuple[str, str]],
 ) -> agent_pb2.RunResponse:
-    """ApproveRun on the caller's own run ``record``."""
+    """ApproveRun on the caller's own run ``record`` (or, for an admin, anyone's)."""
     request_id = request.request_id or uuid.uuid4().hex
     if len(request_id) > 128:
         await service.deny(
             context, audit, grpc.StatusCode.INVALID_ARGUMENT, "request_id: at most 128 characters"
         )
-    run: RunState | None = None
-    tools: dict[str, Any] = {}
-    updated = record
-    if record.status == agent_pb2.RUN_STATUS_NEEDS_APPROVAL:
-        ttl = service.config.approvals.ttl_s
-        if ttl and time.time() - waiting_since(record) > ttl:
-            await expire(service, record)
-            await service.deny(
-                context,
-                audit,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"run_id: the approval of run {record.run_id} expired after {ttl:g} s"
-                " (approvals.ttl_s)",
+    if record.status != agent_pb2.RUN_STATUS_NEEDS_APPROVAL:
+        # Nothing to decide: the store says whether this repeats a decision, or why not.
+        outcome, current = await service.store.decide(
+            record.run_id, waiting_key(record), request_id, record
+        )
+        return await _refused(service, context, audit, record, outcome, current)
+    ttl = service.config.approvals.ttl_s
+    if ttl and time.time() - waiting_since(record) > ttl:
+        await expire(service, record)
+        await _deny_expired(service, context, audit, record.run_id)
+    stored = await service.store.get_request(record.run_id) or {}
+    run = run_state(record, stored)
+    tools = tools_of(service, run, stored)
+    try:
+        decide(run, tools, list(request.decisions), audit.principal, request_id)
+    except PolicyForbids as exc:
+        await service.deny(context, audit, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    except BadDecision as exc:
+        await service.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    # Admission first (a slot, and room in the owner's limits), then the decision: a
+    # decision is never recorded for a resume that cannot start.
+    async with service.admitted(context, audit, record.principal):
+        outcome, current = await service.store.decide(
+            record.run_id, waiting_key(record), request_id, run_message(run)
+        )
+        if outcome != "decided" or current is None:
+            return await _refused(service, context, audit, record, outcome, current)
+        # What runs is what the store kept: the decisions (and the hashes they are bound to)
+        # as stored, as a replica taking the run over would read them.
+        run = run_state(current, stored)
+        log.info(
+            "run decided", run_id=run.run_id, decisions=len(request.decisions), by=audit.principal
+        )
+        limits = Budget.of(service.config.limits).charge(run)
+        # An approver decides, never lends: the run calls upstreams as its owner. The owner
+        # approving sends their credentials now; anyone else's are never used, only the
+        # owner's kept sealed (approvals.seal_key_env), else none.
+        if audit.principal == record.principal:
+            return await service.run_to_end(
+                run, tools, limits, caller, context.time_remaining, admitted=True
             )
-        stored = await service.store.get_request(record.run_id) or {}
-        run = run_state(record, stored)
-        tools = tools_of(service, run, stored)
-        try:
-            decide(run, tools, list(request.decisions), audit.principal, request_id)
-        except BadDecision as exc:
-            await service.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        updated = run_message(run)
-    outcome, current = await service.store.decide(
-        record.run_id, waiting_key(record), request_id, updated
-    )
-    status = agent_pb2.RunStatus.Name(current.status) if current else ""
-    if outcome == "repeat":
-        assert current is not None
+        owner = service.unseal(run.run_id, stored)
+        return await service.run_to_end(
+            run, tools, limits, [], context.time_remaining, owner_metadata=owner, admitted=True
+        )
+
+
+async def _refused(
+    service: AgentService,
+    context: grpc.aio.ServicerContext,
+    audit: Audit,
+    record: agent_pb2.RunResponse,
+    outcome: str,
+    current: agent_pb2.RunResponse | None,
+) -> agent_pb2.RunResponse:
+    """The answer to an ApproveRun that decided nothing: a repeat gets the run as it stands,
+    anything else a status naming why (an expired wait says so, whoever noticed it)."""
+    if outcome == "repeat" and current is not None:
         audit.outcome = "OK repeat"
         return current  # the run as it stands; nothing is decided again
+    if outcome == "missing" or current is None:
+        await service.deny(
+            context, audit, grpc.StatusCode.NOT_FOUND, f"run_id: no run {record.run_id!r}"
+        )
+    assert current is not None
+    if outcome == "expired" or expired(current):
+        await _deny_expired(service, context, audit, record.run_id)
+    status = agent_pb2.RunStatus.Name(current.status)
     if outcome == "taken":
         await service.deny(
             context,
@@ -198,21 +259,35 @@ async def approve(
             grpc.StatusCode.ABORTED,
             f"run_id: run {record.run_id} is {status}: another decision was taken first",
         )
-    if outcome == "not_waiting":
-        await service.deny(
-            context,
-            audit,
-            grpc.StatusCode.FAILED_PRECONDITION,
-            f"run_id: run {record.run_id} is {status}, not waiting for approval",
-        )
-    if outcome == "missing" or run is None:
-        await service.deny(
-            context, audit, grpc.StatusCode.NOT_FOUND, f"run_id: no run {record.run_id!r}"
-        )
-    assert run is not None
-    log.info("run decided", run_id=run.run_id, decisions=len(request.decisions), by=audit.principal)
-    limits = Budget.of(service.config.limits).charge(run)
-    return await service.run_to_end(run, tools, limits, caller, context.time_remaining)
+    await service.deny(
+        context,
+        audit,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"run_id: run {record.run_id} is {status}, not waiting for approval",
+    )
+    raise AssertionError("unreachable: deny aborts")
+
+
+def expired(record: agent_pb2.RunResponse) -> bool:
+    """Whether the run's last wait ended by expiry: ended EXPIRED, or resumed as rejected
+    (approvals.on_expiry = "reject") and not waiting again since."""
+    if record.status == agent_pb2.RUN_STATUS_EXPIRED:
+        return True
+    last = record.approvals[-1] if record.approvals else None
+    waiting = record.status == agent_pb2.RUN_STATUS_NEEDS_APPROVAL
+    return last is not None and last.request_id == EXPIRY_REQUEST and not waiting
+
+
+async def _deny_expired(
+    service: AgentService, context: grpc.aio.ServicerContext, audit: Audit, run_id: str
+) -> None:
+    ttl = service.config.approvals.ttl_s
+    await service.deny(
+        context,
+        audit,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"run_id: the approval of run {run_id} expired after {ttl:g} s (approvals.ttl_s)",
+    )
 
 
 async def expire(service: AgentService, record: agent_pb2.RunResponse) -> None:
@@ -228,7 +303,7 @@ async def expire(service: AgentService, record: agent_pb2.RunResponse) -> None:
             for p in run.pending_calls
         ]
         with contextlib.suppress(BadDecision):
-            decide(run, tools, rejections, "agentd", "expiry")
+            decide(run, tools, rejections, "agentd", EXPIRY_REQUEST)
     if not reject or run.status != "running":
         run.finish("expired", f"nobody decided the pending calls within {ttl:g} s")
     outcome, _ = await service.store.decide(
@@ -239,7 +314,15 @@ async def expire(service: AgentService, record: agent_pb2.RunResponse) -> None:
     log.info("approval expired", run_id=run.run_id, on_expiry=service.config.approvals.on_expiry)
     if run.status == "running":
         limits = Budget.of(service.config.limits).charge(run)
-        await service.run_to_end(run, tools, limits, [])
+        # Nobody attends it: it calls upstreams with its owner's sealed metadata, or none.
+        owner = service.unseal(run.run_id, stored)
+        await service.run_to_end(run, tools, limits, [], owner_metadata=owner)
+    elif "sealed_credentials" in stored:  # the run ended: its sealed credentials go
+        await service.store.save(run_message(run), without_seal(stored))
+
+
+def without_seal(request: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in request.items() if k != "sealed_credentials"}
 
 
 async def take_over(service: AgentService, run_id: str) -> None:
@@ -266,16 +349,20 @@ async def take_over(service: AgentService, run_id: str) -> None:
     run.resumes += 1
     run.pending_calls = unknown
     log.info("run taken over", run_id=run_id, in_flight_unknown=len(unknown))
+    # No caller is waiting: the run calls upstreams with its owner's metadata if it was kept
+    # sealed (approvals.seal_key_env, until the run's deadline); else with none, and calls
+    # that need credentials fail and the model sees why.
+    owner = service.unseal(run_id, stored)
     if unknown and run.mode == "react":  # nothing else to finish first: wait right away
         run.finish("needs_approval", f"{', '.join(p.tool for p in unknown)}: {OUTCOME_UNKNOWN}")
-        await service.store.save(run_message(run))
+        sealed = service.seal_while_waiting(run_id, owner)
+        request = without_seal(stored) | ({"sealed_credentials": sealed} if sealed else {})
+        await service.store.save(run_message(run), request)
         return
     # The plan carries on: safe steps run, the unknown ones wait (and what depends on them),
     # and the run then stops for approval.
     limits = Budget.of(service.config.limits).charge(run)
-    # No caller is waiting, and none of its credentials were stored: upstream calls that
-    # need forwarded metadata fail and the model sees why.
-    await service.run_to_end(run, tools, limits, [])
+    await service.run_to_end(run, tools, limits, [], owner_metadata=owner)
 
 
 class Supervisor:

@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 
 from agentd.loop.state import (
     ApprovalRecord,
+    Decision,
     Event,
     ModelCallRecord,
     PendingCall,
@@ -211,6 +212,7 @@ def approval_message(a: ApprovalRecord) -> agent_pb2.Approval:
         reason=a.reason,
         principal=a.principal,
         request_id=a.request_id,
+        plan_revision=a.plan_revision,
     )
     message.time.FromNanoseconds(int(a.time * 1e9))
     return message
@@ -355,9 +357,31 @@ def run_state(record: agent_pb2.RunResponse, request: Mapping[str, Any]) -> RunS
             principal=a.principal,
             request_id=a.request_id,
             time=_seconds(a.time),
+            plan_revision=a.plan_revision,
         )
         for a in record.approvals
     ]
+    run.decisions = undone_decisions(run)
     if record.HasField("output_json"):
         run.output_json = json_format.MessageToDict(record.output_json)
     return run
+
+
+def undone_decisions(run: RunState) -> dict[str, Decision]:
+    """The stored decisions still to apply: the latest one per step of the current plan
+    revision whose step has not run yet (a takeover after an approval does not ask again)."""
+    revision = run.plan.revision if run.plan else 0
+    ran = {s.id for s in run.steps if s.plan_revision == revision}
+    decisions: dict[str, Decision] = {}
+    for a in run.approvals:  # in the order taken: a later decision of a step wins
+        if a.plan_revision != revision or a.step_id in ran:
+            continue
+        decisions[a.step_id] = Decision(
+            a.step_id,
+            a.approved,
+            a.arguments if a.approved else {},
+            a.reason,
+            a.arguments_sha256,
+            a.plan_revision,
+        )
+    return decisions

@@ -21,6 +21,7 @@ from grpc_health.v1._async import HealthServicer  # the grpc.aio servicer (healt
 from agentd.api.alerts import Alerter
 from agentd.api.approvals import Supervisor
 from agentd.api.identity import Authenticator
+from agentd.api.sealing import Sealer
 from agentd.api.service import AgentService
 from agentd.config import AuthConfig, Config
 from agentd.llm import EmbeddedModel, build_models, close_models
@@ -99,6 +100,8 @@ class Daemon:
 
     async def start(self) -> None:
         config = self.config
+        # First, so a bad key stops the start before anything else is up.
+        sealer = Sealer.from_env(config.approvals.seal_key_env, self.env)
         setup_tracing(self.env)
         setup_metrics(self.env)
         if config.uses_embedded_model:
@@ -121,7 +124,7 @@ class Daemon:
         agent = Agent(self.models, config.limits, guardrails, overrides)
         authenticator = Authenticator(config.server.auth, self.env)
         self.service = AgentService(
-            config, self.catalog, agent, store, Alerter(config.alerts), authenticator
+            config, self.catalog, agent, store, Alerter(config.alerts), authenticator, sealer
         )
 
         # Tracing first, so even calls the auth check refuses get a span.

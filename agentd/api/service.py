@@ -28,6 +28,7 @@ from agentd.api import feedback as feedback_
 from agentd.api.alerts import Alert, Alerter, run_alerts
 from agentd.api.identity import ANONYMOUS, Authenticator, Principal
 from agentd.api.records import event_message, run_message
+from agentd.api.sealing import Sealer, UpstreamMetadata
 from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent
 from agentd.loop.state import Budget, Event, RunState
@@ -75,14 +76,15 @@ class PrincipalLimits:
             collections.deque
         )
 
-    def acquire(self, principal: str) -> str:
-        """'' when the run may start (and is counted), else the message naming the limit."""
+    def acquire(self, principal: str, starting: bool = True) -> str:
+        """'' when the run may start (and is counted), else the message naming the limit.
+        ``starting=False``: a stopped run resuming, counted as running but not as a start."""
         if self.concurrent and self.running[principal] >= self.concurrent:
             return (
                 f"server.max_runs_per_principal: {principal!r} already has {self.concurrent}"
                 " runs in progress; retry when one finishes"
             )
-        if self.per_minute:
+        if self.per_minute and starting:
             now = time.monotonic()
             window = self.started[principal]
             while window and window[0] <= now - 60:
@@ -111,6 +113,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         store: RunStore,
         alerter: Alerter | None = None,
         authenticator: Authenticator | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.config = config
         self.catalog = catalog
@@ -122,6 +125,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self.limits = PrincipalLimits(
             config.server.max_runs_per_principal, config.server.runs_per_minute
         )
+        # Keeps a run's owner credentials sealed while nobody of theirs attends it (None:
+        # approvals.seal_key_env unset, and such resumed runs forward no metadata).
+        self.sealer = sealer
 
     # --- identity, ownership and the audit line ----------------------------------------------
 
@@ -172,6 +178,65 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def visible(record: agent_pb2.RunResponse, principal: Principal) -> bool:
         """Only the run's own principal, or an admin, may see it."""
         return principal.admin or record.principal == principal.id
+
+    @contextlib.asynccontextmanager
+    async def admitted(
+        self, context: grpc.aio.ServicerContext, audit: Audit, owner: str
+    ) -> AsyncIterator[None]:
+        """Admission of a stopped run about to resume (ApproveRun): a slot of
+        ``server.max_concurrent_runs`` and room in its owner's ``max_runs_per_principal``,
+        taken before anything is decided; else RESOURCE_EXHAUSTED and nothing changes."""
+        if self.slots.locked():
+            await self.deny(
+                context,
+                audit,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.config.server.max_concurrent_runs} runs already in progress"
+                " (server.max_concurrent_runs); nothing was decided, retry later",
+            )
+        await self.slots.acquire()  # free: taken at once
+        try:
+            refused = self.limits.acquire(owner, starting=False)
+            if refused:
+                await self.deny(
+                    context,
+                    audit,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{refused} (the run's owner); nothing was decided",
+                )
+            try:
+                yield
+            finally:
+                self.limits.release(owner)
+        finally:
+            self.slots.release()
+
+    def seal(
+        self, run_id: str, metadata: UpstreamMetadata, lifetime_s: float | None
+    ) -> dict[str, Any] | None:
+        """``metadata`` sealed for ``run_id`` for ``lifetime_s`` (None: no expiry); None
+        without a seal key or when there is nothing to keep."""
+        if self.sealer is None or not any(metadata.values()):
+            return None
+        expires_at = time.time() + lifetime_s if lifetime_s is not None else None
+        return self.sealer.seal(run_id, metadata, expires_at)
+
+    def seal_while_waiting(self, run_id: str, metadata: UpstreamMetadata) -> dict[str, Any] | None:
+        """Sealed for as long as the run may wait: approvals.ttl_s, and the expiry sweep's
+        period and a minute more, so a run resumed as rejected by expiry still has them."""
+        ttl = self.config.approvals.ttl_s
+        grace = 60 + self.config.storage.takeover_s
+        return self.seal(run_id, metadata, ttl + grace if ttl else None)
+
+    def unseal(self, run_id: str, request: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
+        """The owner's metadata kept sealed with ``request``; {} when none (or unreadable)."""
+        sealed = request.get("sealed_credentials")
+        if self.sealer is None or sealed is None:
+            return {}
+        opened = self.sealer.open(run_id, sealed)
+        if opened is None:
+            log.warning("sealed credentials unusable (expired, or another key)", run_id=run_id)
+        return opened or {}
 
     async def owned_run(
         self, context: grpc.aio.ServicerContext, audit: Audit, principal: Principal, run_id: str
@@ -483,9 +548,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         limits: Budget,
         caller: Sequence[tuple[str, str]],
         time_left: Callable[[], float | None] = lambda: None,
+        *,
+        owner_metadata: UpstreamMetadata | None = None,
+        admitted: bool = False,
     ) -> agent_pb2.RunResponse:
-        """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end."""
-        async with self.slots:
+        """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end.
+
+        ``owner_metadata``: per upstream, what a resumed run forwards instead of a caller's
+        (its owner's, unsealed; never an approver's). ``admitted``: the slot is already held.
+        """
+        async with contextlib.nullcontext() if admitted else self.slots:
             timeout = self.config.limits.run_timeout_s
             remaining = time_left()
             if remaining is not None:
@@ -498,9 +570,15 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     inbound=not self.authenticator.uses_tokens
                     or tool.upstream.forward_inbound_credential,
                 )
+                if owner_metadata is None
+                else tuple(owner_metadata.get(tool.upstream.name, ()))
                 for name, tool in tools.items()
                 if hasattr(tool, "upstream")  # built-in tools get no caller metadata
             }
+            # The owner's metadata per upstream, kept sealed (never in clear) with the request
+            # while the run may be taken over, and while it waits for a decision.
+            per_upstream = {tools[n].upstream.name: pairs for n, pairs in forwarded.items()}
+            run.sealed_credentials = self.seal(run.run_id, per_upstream, timeout)
             bound = log.bind(run_id=run.run_id)
             run.redactor = Redactor.of(_secrets(caller, forwarded) + self._configured_secrets())
             # A credential the caller pasted into the task or context reaches no model either.
@@ -540,6 +618,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         run.finish("deadline_exceeded", "the caller's deadline passed")
                     # Persist even when the caller cancelled: an acknowledged run is never lost.
                     await asyncio.shield(journal.drain())
+                    run.sealed_credentials = (  # kept while it waits; dropped when it ends
+                        self.seal_while_waiting(run.run_id, per_upstream)
+                        if run.status == "needs_approval"
+                        else None
+                    )
                     record = run_message(run)
                     await asyncio.shield(save_final(self.store, record, request_record(run, tools)))
                     for alert in run_alerts(
@@ -657,7 +740,8 @@ _LIMIT_FIELDS = ("max_steps", "max_replans", "max_model_calls", "max_tokens")
 
 
 def request_record(run: RunState, tools: Mapping[str, Any]) -> dict[str, Any]:
-    """The request as stored with the run: every field the caller sent, no metadata."""
+    """The request as stored with the run: every field the caller sent, no metadata in clear
+    (the owner's forwarded metadata only sealed, while the run may resume without them)."""
     return {
         "task": run.task,
         "context": run.context,
@@ -667,7 +751,7 @@ def request_record(run: RunState, tools: Mapping[str, Any]) -> dict[str, Any]:
         "user_id": run.user_id,
         "principal": run.principal,
         "conversation_id": run.conversation_id,
-    }
+    } | ({"sealed_credentials": run.sealed_credentials} if run.sealed_credentials else {})
 
 
 def parse_schema(text: str) -> dict[str, Any]:

@@ -113,8 +113,11 @@ class Executor:
 
     async def run_step(self, step: PlanStep, revision: int) -> StepRecord:
         """One tool call, start to end, in its span; also used by the ReAct loop."""
-        tool = self.tools[step.tool]
+        tool = self.tools.get(step.tool)
         record = self._record(step, step.arguments, revision)
+        if tool is None:  # a resumed plan whose tool left the allowlist meanwhile
+            self._end(record, "denied", "PERMISSION_DENIED", f"{step.tool} is no longer allowed")
+            return record
         with telemetry.tool_span(tool, record):  # reads the record's status when the step ends
             return await self._call(step, tool, record)
 
@@ -144,17 +147,26 @@ class Executor:
         self, step: PlanStep, tool: LoopTool, record: StepRecord, decision: Decision
     ) -> StepRecord:
         """A resumed call someone decided: rejected, or approved with exactly the arguments
-        the approval was bound to."""
+        the approval was bound to, if the tool's policy still lets it run."""
         if not decision.approve:
             self._end(record, "failed", "REJECTED", decision.reason or "rejected")
             return record
-        record.arguments = decision.arguments
-        if decision.arguments_sha256 != arguments_sha256(record.arguments):
-            self._end(record, "failed", "ARGUMENTS_CHANGED", "the approved arguments changed")
+        if tool.policy == "deny":  # tightened after the decision: the policy now wins
+            self._end(
+                record,
+                "denied",
+                "PERMISSION_DENIED",
+                f"{tool.name} is denied by policy (set after it was approved)",
+            )
             return record
-        return await self._invoke(step, tool, record)
+        record.arguments = dict(decision.arguments)
+        return await self._invoke(step, tool, record, bound_to=decision.arguments_sha256)
 
-    async def _invoke(self, step: PlanStep, tool: LoopTool, record: StepRecord) -> StepRecord:
+    async def _invoke(
+        self, step: PlanStep, tool: LoopTool, record: StepRecord, bound_to: str | None = None
+    ) -> StepRecord:
+        """The upstream call; ``bound_to``: the hash an approval fixed, which the arguments
+        about to be sent must have."""
         try:
             self.budget.before_step()
         except LimitsExceeded as exc:
@@ -163,11 +175,20 @@ class Executor:
         self.run.emit(Event("step_started", record))
         if tool.side_effects != "none" and self.before_side_effect is not None:
             await self.before_side_effect()
+        arguments = record.arguments  # exactly what is sent
+        if bound_to is not None and bound_to != arguments_sha256(arguments):
+            self._end(
+                record,
+                "failed",
+                "ARGUMENTS_CHANGED",
+                "the arguments differ from the ones approved (their SHA-256 does not match)",
+            )
+            return record
         record.start_time = time.time()
         started = time.monotonic()
         try:
             result = await tool.invoke(
-                record.arguments,
+                arguments,
                 # The caller's forwarded metadata, the step's idempotency key, and traceparent
                 # so the upstream joins the trace.
                 metadata=telemetry.with_trace_context(
@@ -292,9 +313,23 @@ class Executor:
 
 
 def arguments_sha256(arguments: Mapping[str, Any]) -> str:
-    """The hash an approval binds a call to: canonical JSON (sorted keys, no spaces)."""
-    text = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The hash an approval binds a call to: canonical JSON (sorted keys, no spaces, whole
+    numbers as integers, so it survives the record's Struct, which stores every number as a
+    double)."""
+    text = json.dumps(
+        _canonical(arguments), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
 
 
 def describe_tool_error(exc: BaseException) -> tuple[str, str]:

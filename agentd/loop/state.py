@@ -165,7 +165,10 @@ class Decision:
     approve: bool
     arguments: dict[str, Any]  # what runs when approved: the pending arguments or the edit
     reason: str = ""  # a rejection's reason, which the model sees as the call's error
-    arguments_sha256: str = ""  # the approved call is bound to exactly these arguments
+    # Fixed when the decision is taken (of the arguments the approver saw or wrote) and stored
+    # with it: the executor refuses to send arguments whose hash differs.
+    arguments_sha256: str = ""
+    plan_revision: int = 0  # of the decided step: with step_id, the call it applies to
 
 
 @dataclass
@@ -183,6 +186,7 @@ class ApprovalRecord:
     principal: str
     request_id: str
     time: float
+    plan_revision: int = 0
 
 
 @dataclass
@@ -227,8 +231,12 @@ class RunState:
     # The calls waiting for a decision (needs_approval), in plan order.
     pending_calls: list[PendingCall] = field(default_factory=list)
     approvals: list[ApprovalRecord] = field(default_factory=list)
-    # Decisions to apply in this resume, by step id (not stored: approvals is the record).
+    # Decisions to apply in this resume, by step id; stored as ``approvals`` (with their plan
+    # revision), from which a resumed record rebuilds the ones not applied yet.
     decisions: dict[str, Decision] = field(default_factory=dict)
+    # The owner's forwarded metadata, sealed (agentd.api.sealing; never in clear), stored with
+    # the request while the run waits or may be taken over; None: nothing kept.
+    sealed_credentials: dict[str, Any] | None = None
     resumes: int = 0
     model_calls: list[ModelCallRecord] = field(default_factory=list)
     verdicts: list[VerdictRecord] = field(default_factory=list)

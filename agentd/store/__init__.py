@@ -32,8 +32,9 @@ class LeaseLost(Exception):
 
 
 # What ``decide`` found: the decision is taken now, was taken before by the same request,
-# was taken by another request, the run is not waiting for one, or there is no such run.
-Outcome = Literal["decided", "repeat", "taken", "not_waiting", "missing"]
+# was taken by another request, was taken by the expiry sweep (its request_id starts with
+# "expiry-"), the run is not waiting for one, or there is no such run.
+Outcome = Literal["decided", "repeat", "taken", "expired", "not_waiting", "missing"]
 
 
 def replica_id() -> str:
@@ -137,15 +138,16 @@ def without_feedback(run: agent_pb2.RunResponse) -> agent_pb2.RunResponse:
     return copy
 
 
-def decision_outcome(status: str, seen: str | None, taken: bool) -> Outcome | None:
+def decision_outcome(status: str, seen: str | None, taken_by: str | None) -> Outcome | None:
     """``decide``'s answer from what the transaction read (None: take the decision now).
 
-    ``seen`` is the key this request_id decided before, ``taken`` whether ``key`` is decided.
+    ``seen`` is the key this request_id decided before, ``taken_by`` the request_id that
+    decided ``key`` (None: undecided).
     """
     if seen is not None:
         return "repeat"
-    if taken:
-        return "taken"
+    if taken_by is not None:
+        return "expired" if taken_by.startswith("expiry-") else "taken"
     if status != "RUN_STATUS_NEEDS_APPROVAL":
         return "not_waiting"
     return None

@@ -232,10 +232,10 @@ class PostgresRunStore:
             )
             seen = await cursor.fetchone()
             cursor = await db.execute(
-                "SELECT 1 FROM decisions WHERE run_id = %s AND key = %s", (run_id, key)
+                "SELECT request_id FROM decisions WHERE run_id = %s AND key = %s", (run_id, key)
             )
             taken = await cursor.fetchone()
-            outcome = decision_outcome(row[0], seen and seen[0], taken is not None)
+            outcome = decision_outcome(row[0], seen and seen[0], taken and taken[0])
             if outcome is not None:
                 return outcome, agent_pb2.RunResponse.FromString(row[1])
             await db.execute(

@@ -316,9 +316,9 @@ class SqliteRunStore:
                     (run_id, request_id),
                 ).fetchone()
                 taken = self._db.execute(
-                    "SELECT 1 FROM decisions WHERE run_id = ? AND key = ?", (run_id, key)
+                    "SELECT request_id FROM decisions WHERE run_id = ? AND key = ?", (run_id, key)
                 ).fetchone()
-                outcome = decision_outcome(row[0], seen and seen[0], taken is not None)
+                outcome = decision_outcome(row[0], seen and seen[0], taken and taken[0])
                 if outcome is not None:
                     return outcome, agent_pb2.RunResponse.FromString(row[1])
                 self._db.execute(

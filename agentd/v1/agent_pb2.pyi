@@ -331,7 +331,7 @@ class ApproveRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., request_id: _Optional[str] = ..., decisions: _Optional[_Iterable[_Union[CallDecision, _Mapping]]] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("step_id", "tool", "approved", "original_arguments", "arguments", "edited", "arguments_sha256", "reason", "principal", "request_id", "time")
+    __slots__ = ("step_id", "tool", "approved", "original_arguments", "arguments", "edited", "arguments_sha256", "reason", "principal", "request_id", "time", "plan_revision")
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
     APPROVED_FIELD_NUMBER: _ClassVar[int]
@@ -343,6 +343,7 @@ class Approval(_message.Message):
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    PLAN_REVISION_FIELD_NUMBER: _ClassVar[int]
     step_id: str
     tool: str
     approved: bool
@@ -354,7 +355,8 @@ class Approval(_message.Message):
     principal: str
     request_id: str
     time: _timestamp_pb2.Timestamp
-    def __init__(self, step_id: _Optional[str] = ..., tool: _Optional[str] = ..., approved: _Optional[bool] = ..., original_arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., edited: _Optional[bool] = ..., arguments_sha256: _Optional[str] = ..., reason: _Optional[str] = ..., principal: _Optional[str] = ..., request_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    plan_revision: int
+    def __init__(self, step_id: _Optional[str] = ..., tool: _Optional[str] = ..., approved: _Optional[bool] = ..., original_arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., edited: _Optional[bool] = ..., arguments_sha256: _Optional[str] = ..., reason: _Optional[str] = ..., principal: _Optional[str] = ..., request_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_revision: _Optional[int] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("run_id", "sequence", "time", "plan", "replan_reason", "step_started", "step_finished", "final", "verdict")

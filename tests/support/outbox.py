@@ -50,6 +50,8 @@ class Outbox:
     server: Any = None
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, argument)
     keys: list[tuple[str, str]] = field(default_factory=list)  # (method, idempotency key)
+    # (method, argument, every metadata entry of the call): what credentials each call carried
+    metadata: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     gate: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -58,6 +60,10 @@ class Outbox:
 
     def count(self, method: str, argument: str | None = None) -> int:
         return sum(1 for m, a in self.calls if m == method and argument in (None, a))
+
+    def seen(self, header: str) -> list[tuple[str, str, str]]:
+        """(method, argument, value of ``header`` or "") of every call, in order."""
+        return [(m, a, md.get(header, "")) for m, a, md in self.metadata]
 
     def release(self) -> None:
         self.gate.set()
@@ -75,6 +81,7 @@ async def serve_outbox() -> Outbox:
         outbox.calls.append((method, argument))
         metadata = dict(context.invocation_metadata() or ())
         outbox.keys.append((method, metadata.get("x-agentd-idempotency-key", "")))
+        outbox.metadata.append((method, argument, metadata))
         if argument == "flaky" and outbox.count(method, argument) == 1:  # fails once
             await context.abort(grpc.StatusCode.UNAVAILABLE, "flaky: try again")
 
