@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +21,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 import agentd.loop.executor
+from agentd import cli
 from agentd.v1 import agent_pb2
+from tests.support.plans import answer, plan
 from tests.test_agent import Stack, start_stack
 from toolgen.protos import reflection_v1_pb2 as v1_pb2
 from toolgen.protos import reflection_v1_pb2_grpc as v1_pb2_grpc
@@ -224,3 +227,68 @@ def test_step_error_code_lists_every_code_agentd_writes() -> None:
     assert {"REJECTED", "LIMITS_EXCEEDED", "ARGUMENTS_CHANGED", "SKIPPED"} <= codes
     missing = {c for c in codes if f'"{c}"' not in location.leading_comments}
     assert missing == set(), location.leading_comments
+
+
+# --- one JSON naming: what the CLI prints is what grpcurl prints --------------------------------
+
+
+def message_keys(value: object) -> set[str]:
+    """Every object key in a JSON document, at any depth."""
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in message_keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in message_keys(v)}
+    return set()
+
+
+async def test_cli_json_uses_the_names_grpcurl_prints(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = stack
+    evaluate = "CalculatorService_Evaluate"
+    s.llm.reply(
+        when="plan",
+        content=plan(
+            {"id": "s1", "tool": evaluate, "arguments": {"expression": "1 1 +"}},
+            {
+                "id": "s2",
+                "tool": evaluate,
+                "arguments": {"expression": "2 2 +"},
+                "depends_on": ["s1"],
+            },
+        ),
+    )
+    s.llm.reply(when="answer", content=answer("2 and 4"))
+    target = ["--target", s.daemon.address]
+
+    async def cli_json(*args: str) -> dict[str, object]:
+        assert await asyncio.to_thread(cli.main, [*args, *target]) == 0
+        out: dict[str, object] = json.loads(capsys.readouterr().out)
+        return out
+
+    async def grpcurl_json(method: str, request: str = "{}") -> dict[str, object]:
+        out = await run_grpcurl(
+            "-plaintext", "-d", request, s.daemon.address, f"agentd.v1.AgentService/{method}"
+        )
+        parsed: dict[str, object] = json.loads(out)
+        return parsed
+
+    ran = await cli_json("run", "What are 1+1 and 2+2?", "--json")
+    run_id = str(ran["run_id"])
+    assert ran["status"] == "RUN_STATUS_SUCCEEDED", ran
+    request = json.dumps({"run_id": run_id})
+    assert await cli_json("get", run_id, "--json") == await grpcurl_json("GetRun", request)
+    assert await cli_json("tools", "--json") == await grpcurl_json("ListTools")
+    # The run as `run --json` printed it uses the same names (its timing differs from the
+    # stored record's only in values, never in keys).
+    stored = await grpcurl_json("GetRun", request)
+    assert message_keys(ran) == message_keys(stored)
+    assert {"run_id", "trace_id", "start_time", "depends_on", "model_calls"} <= message_keys(ran)
+    assert not {"runId", "traceId", "dependsOn", "modelCalls"} & message_keys(ran)
+
+    # `feedback export`'s plan uses them too.
+    assert await asyncio.to_thread(cli.main, ["feedback", run_id, "--rating", "1", *target]) == 0
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli.main, ["feedback", "export", *target]) == 0
+    (chat,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert chat["plan"]["steps"][1]["depends_on"] == ["s1"], chat["plan"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from agentd.cli.channel import BadOption, add_connection_options, connection
 from agentd.v1 import agent_pb2, agent_pb2_grpc
@@ -280,6 +281,13 @@ def _rpc_failure(exc: grpc.aio.AioRpcError, target: str) -> int:
     return fail(f"{exc.code().name}: {exc.details()}", Exit.REJECTED)
 
 
+def print_json(message: Message) -> None:
+    """One message as JSON, the way every `--json` prints: the proto3 JSON mapping with the
+    proto field names (`run_id`, as grpcurl prints and as `feedback export` writes), enums by
+    name, 64-bit integers as strings, fields at their default left out."""
+    print(json_format.MessageToJson(message, indent=2, preserving_proto_field_name=True))
+
+
 @contextlib.asynccontextmanager
 async def agent_stub(args: argparse.Namespace) -> AsyncIterator[agent_pb2_grpc.AgentServiceStub]:
     """A stub for the daemon at ``--target`` (TLS, client certificate, ``-H`` and
@@ -324,7 +332,7 @@ async def run(args: argparse.Namespace) -> int:
     if final is None:
         return fail("the stream ended without a final response", Exit.NOT_SUCCEEDED)
     if args.json:
-        print(json_format.MessageToJson(final, indent=2))
+        print_json(final)
     else:
         show_final(final)
     return Exit.OK if final.status == agent_pb2.RUN_STATUS_SUCCEEDED else Exit.NOT_SUCCEEDED
@@ -436,7 +444,7 @@ async def list_tools(args: argparse.Namespace) -> int:
     async with agent_stub(args) as stub:
         response = await stub.ListTools(agent_pb2.ListToolsRequest(), timeout=30)
     if args.json:
-        print(json_format.MessageToJson(response, indent=2))
+        print_json(response)
         return 0
     width = max((len(t.name) for t in response.tools), default=4)
     for tool in response.tools:
@@ -541,7 +549,7 @@ async def get_run(args: argparse.Namespace) -> int:
     async with agent_stub(args) as stub:
         run = await stub.GetRun(agent_pb2.GetRunRequest(run_id=args.run_id), timeout=30)
     if args.json:
-        print(json_format.MessageToJson(run, indent=2))
+        print_json(run)
         return 0
     print(f"task: {run.task}")
     for step in run.steps:
@@ -611,7 +619,7 @@ async def decide_run(args: argparse.Namespace) -> int:
         )
         final = await stub.ApproveRun(request, timeout=600)
     if args.json:
-        print(json_format.MessageToJson(final, indent=2))
+        print_json(final)
     else:
         show_final(final)
     return 0
