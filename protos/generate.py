@@ -21,6 +21,9 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 DESCRIPTOR_SET = Path("examples/descriptors.binpb")
+# agentd's own API with its comments (source_code_info), which the generated code leaves out:
+# agentd serves it over reflection so grpcurl and other reflection clients show the docs.
+AGENTD_DESCRIPTOR_SET = Path("agentd/v1/agent.binpb")
 
 
 def _include_dirs() -> list[str]:
@@ -51,8 +54,14 @@ def generate(out: Path) -> list[Path]:
     set_args += [f"--descriptor_set_out={descriptor_set}", *examples]
     if protoc.main(set_args) != 0:
         raise SystemExit("protoc failed on the examples' descriptor set")
+    # Only agentd's own files: their imports (well-known types) come from the runtime's pool.
+    own = [str(s) for s in sources if s.parts[0] == "agentd"]
+    own_args = ["grpc_tools.protoc", *(f"-I{d}" for d in _include_dirs())]
+    own_args += ["--include_source_info", f"--descriptor_set_out={out / AGENTD_DESCRIPTOR_SET}"]
+    if protoc.main([*own_args, *own]) != 0:
+        raise SystemExit("protoc failed on agentd's descriptor set")
     generated = sorted(p.relative_to(out) for p in out.rglob("*_pb2*.py*"))
-    return [*generated, DESCRIPTOR_SET]
+    return [*generated, DESCRIPTOR_SET, AGENTD_DESCRIPTOR_SET]
 
 
 def main() -> int:

@@ -247,7 +247,12 @@ def test_the_images_python_layer_installs_into_a_fresh_venv(tmp_path: Path) -> N
         "print(importlib.util.find_spec('xllamacpp') is None)"
     )
     out = subprocess.run(
-        [str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+        [str(python), "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert out[0].startswith(str(venv)), out  # installed, not a link to this checkout
     assert out[1] == "True"  # slim: no llama.cpp without EMBEDDED_MODEL
@@ -273,3 +278,123 @@ def test_the_images_python_layer_installs_into_a_fresh_venv(tmp_path: Path) -> N
     )
     assert unreachable.returncode == 3, unreachable.stderr  # the HEALTHCHECK sees "unhealthy"
     assert "unreachable" in unreachable.stderr
+
+    # The wheel ships agentd's own packages only: no top-level `examples` (a name that collides
+    # with anything), and the API's commented descriptors that reflection serves.
+    site = Path(out[0]).parent.parent
+    assert not (site / "examples").exists()
+    assert (site / "agentd" / "v1" / "agent.binpb").is_file()
+    # The `fast` extra the README recommends for less CPU per run.
+    fast = "import uvloop, orjson, aiohttp; print('fast')"
+    ran = subprocess.run([str(python), "-c", fast], env=env, capture_output=True, text=True)
+    assert ran.stdout == "fast\n", ran.stderr
+
+    # No model in the image and no [llm] base_url: the error says what to do in an image.
+    bare = tmp_path / "bare.toml"
+    bare.write_text(f'[storage]\npath = "{tmp_path / "runs.db"}"\n')
+    serve = subprocess.run(
+        [str(venv / "bin" / "agentd"), "serve", "--config", str(bare)],
+        env={**env, "AGENTD_IMAGE_MODEL": "none", "AGENTD_EMBEDDED_MODEL": "/nowhere/none.gguf"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert serve.returncode == 2, serve.stderr
+    (line,) = serve.stderr.strip().splitlines()
+    assert "llm.base_url" in line and "--build-arg EMBEDDED_MODEL=" in line, line
+    assert "pip install" not in line and "make setup" not in line, line
+
+    # A model the image's install left beside the venv (VENV/../models/NAME.gguf, verified at
+    # build) is reported installed, with its file, though its wheels are not kept.
+    from agentd.llm.bundled import MODELS
+
+    smallest = min(MODELS.values(), key=lambda m: m.size)
+    models = venv.parent / "models"
+    models.mkdir(exist_ok=True)
+    with (models / f"{smallest.name}.gguf").open("wb") as sparse:
+        sparse.truncate(smallest.size)
+    listed = subprocess.run(
+        [str(venv / "bin" / "agentd"), "models"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (row,) = [r for r in listed.splitlines() if r.startswith(smallest.name + " ")]
+    assert " installed " in row and str(models / f"{smallest.name}.gguf") in row, listed
+    others = [r for r in listed.splitlines() if not r.startswith(smallest.name + " ")]
+    assert others and all("not installed" in r for r in others), listed
+
+
+UNWRITABLE = {
+    "a directory": lambda tmp: tmp,
+    "under a file": lambda tmp: tmp / "file" / "agentd.db",
+    "a read-only file system": lambda tmp: Path("/proc/agentd-test.db"),
+}
+
+
+@pytest.mark.parametrize("where", UNWRITABLE)
+def test_serve_with_an_unwritable_sqlite_path_fails_in_one_line_naming_storage_path(
+    tmp_path: Path, where: str
+) -> None:
+    """What a read-only root with the default SQLite store meets: one line naming the key and
+    the fixes, exit 2, no traceback."""
+    (tmp_path / "file").write_text("")
+    path = UNWRITABLE[where](tmp_path)
+    config = tmp_path / "agentd.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:0"\n[llm]\nbase_url = "http://127.0.0.1:9/v1"\n'
+        f'model = "m"\n[storage]\npath = "{path}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "agentd", "serve", "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("agentd: cannot start: storage.path: "), line
+    assert str(path) in line and "writable" in line and "storage.url" in line, line
+
+
+def test_the_wheel_ships_agentd_and_toolgen_only(tmp_path: Path) -> None:
+    """`pip wheel` of a checkout (examples/ included): no top-level `examples` package in it,
+    and the commented descriptors reflection serves are."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for item in ("pyproject.toml", "README.md", "toolgen", "agentd", "examples"):
+        if (ROOT / item).is_dir():
+            shutil.copytree(ROOT / item, src / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / item, src / item)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(src),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("agentd-*.whl")
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/", 1)[0] for n in names if not n.startswith("agentd-")}
+    assert tops == {"agentd", "toolgen"}, tops
+    assert "agentd/v1/agent.binpb" in names

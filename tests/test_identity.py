@@ -323,7 +323,7 @@ async def test_every_client_command_reaches_a_bearer_and_mtls_daemon(tmp_path: P
         assert code == 0, err
         run = json.loads(out)
         assert run["principal"] == "alice"
-        run_id = run["runId"]
+        run_id = run["run_id"]
         suite = tmp_path / "suite.jsonl"
         suite.write_text(
             json.dumps({"id": "one", "task": "t", "expect": {"status": "succeeded"}}) + "\n"

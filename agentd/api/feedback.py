@@ -79,7 +79,8 @@ def record_span(run: agent_pb2.RunResponse, feedback: agent_pb2.Feedback) -> Non
 
 
 def _plain(message: Any) -> Any:
-    return json_format.MessageToDict(message)
+    """As every JSON agentd's CLI prints: the proto field names (`depends_on`), as grpcurl."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def chat_record(run: agent_pb2.RunResponse) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # the grpc.aio servicer (health.aio)
 
@@ -42,6 +43,17 @@ SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 # Calls gRPC core holds for the application before it cancels them (its default: 1,000).
 _MAX_PENDING_CALLS = 10_000
+
+
+def _api_docs() -> list[descriptor_pb2.FileDescriptorProto]:
+    """agent.proto's descriptors with their comments (agentd/v1/agent.binpb, written by
+    `make protos`), so reflection clients (grpcurl describe, ...) show the API's docs."""
+    path = Path(agent_pb2.__file__).with_name("agent.binpb")
+    try:
+        return list(descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes()).file)
+    except OSError as exc:
+        log.warning("reflection serves agentd's API without comments", reason=str(exc))
+        return []
 
 
 class BearerAuth(grpc.aio.ServerInterceptor):
@@ -158,7 +170,7 @@ class Daemon:
         self.supervisor = Supervisor(self.service)
         self._health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
-        enable_reflection(self.server, [SERVICE_NAME, HEALTH_SERVICE])
+        enable_reflection(self.server, [SERVICE_NAME, HEALTH_SERVICE], commented=_api_docs())
         self.port = self._bind(config.server.listen, auth)
         if config.server.health_listen:
             # Plaintext and health only: what kubelet's gRPC probes (which cannot do TLS) and

