@@ -13,9 +13,9 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import jsonschema
@@ -30,6 +30,7 @@ from agentd.api.identity import ANONYMOUS, Authenticator, Principal
 from agentd.api.records import event_message, run_message
 from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent
+from agentd.loop.deadline import Deadline
 from agentd.loop.state import Budget, Event, RunState
 from agentd.store import LeaseLost, RunStore, StoreUnavailable
 from agentd.tools import memory
@@ -37,6 +38,7 @@ from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 
 log = structlog.get_logger("agentd.api.service")
+T = TypeVar("T")
 
 MAX_TASK_CHARS = 32_000
 MAX_CONTEXT_BYTES = 256 * 1024
@@ -463,6 +465,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             return await self.run_to_end(
                 run, tools, limits, _metadata(context.invocation_metadata()), context.time_remaining
             )
+        except asyncio.CancelledError:  # the caller's deadline, or the caller went away
+            deadline = run.status == "deadline_exceeded"
+            audit.outcome = "DEADLINE_EXCEEDED" if deadline else "CANCELLED"
+            raise
         except LeaseLost as exc:  # another replica took the run over: it carries on there
             await self.deny(
                 context, audit, grpc.StatusCode.UNAVAILABLE, f"{exc}; follow it with GetRun"
@@ -478,13 +484,17 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         limits: Budget,
         caller: Sequence[tuple[str, str]],
         time_left: Callable[[], float | None] = lambda: None,
+        deadline: Deadline | None = None,
     ) -> agent_pb2.RunResponse:
-        """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end."""
+        """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end.
+
+        ``deadline``: the run's, when it resumes with one stored; else made here from the
+        caller's ``time_left`` and ``limits.run_timeout_s``. Its end (final record, alerts,
+        log) happens whatever is cancelled meanwhile."""
         async with self.slots:
-            timeout = self.config.limits.run_timeout_s
-            remaining = time_left()
-            if remaining is not None:
-                timeout = min(timeout, remaining)
+            if deadline is None:
+                deadline = Deadline.start(self.config.limits.run_timeout_s, time_left())
+            run.deadline_at, run.deadline_caller = deadline.at, deadline.caller
             forwarded = {
                 name: forward(caller, tool.upstream.forward_metadata)
                 for name, tool in tools.items()
@@ -502,49 +512,81 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 # Stored from its start (RUNNING), then again after every step that ends, so
                 # GetRun and ListRuns show a run in progress; the final save below wins.
                 journal = Journal(self.store, run, request_record(run, tools))
-                if self.config.storage.journal:
-                    await journal.save_now()
-                    run.emit = journal.wrap(run.emit)
-                    journal.keep_lease()
                 try:
+                    if self.config.storage.journal:
+                        await journal.save_now()
+                        run.emit = journal.wrap(run.emit)
+                        journal.keep_lease()
                     await self.agent.run(
                         run,
                         tools,
                         metadata=forwarded,
-                        timeout_s=timeout,
+                        deadline=deadline,
                         budget=limits,
                         before_side_effect=journal.save_now
                         if self.config.storage.journal
                         else None,
                     )
+                except BaseException as exc:  # only CancelledError gets past agent.run
+                    if run.status == "running":  # stopped before its loop began
+                        cancelled = isinstance(exc, asyncio.CancelledError)
+                        if cancelled:
+                            ending = deadline.ending(True, self.config.limits.run_timeout_s)
+                        else:
+                            ending = ("failed", "the run could not be stored when it began")
+                        run.finish(*ending)  # type: ignore[arg-type]
+                    raise
                 finally:
-                    # gRPC cancels the handler when the caller's deadline passes, which can
-                    # beat the run's own timer: that is still a deadline, not a cancellation.
-                    left = time_left()
-                    if run.status == "cancelled" and left is not None and left <= 0.05:
-                        run.finish("deadline_exceeded", "the caller's deadline passed")
-                    # Persist even when the caller cancelled: an acknowledged run is never lost.
-                    await asyncio.shield(journal.drain())
-                    record = run_message(run)
-                    await asyncio.shield(save_final(self.store, record, request_record(run, tools)))
-                    for alert in run_alerts(
-                        self.config.alerts,
-                        run.run_id,
-                        run.trace_id,
-                        run.status,
-                        run.error,
-                        run.verdicts,
-                    ):
-                        self.alerter.send(alert)
-                    bound.info(
-                        "run finished",
-                        status=run.status,
-                        steps=len(run.steps),
-                        store_writes=journal.writes + 1,
-                        duration_s=round(run.duration_s, 3),
-                        error=run.error or None,
-                    )
+                    # gRPC cancels the handler at the caller's deadline or when the caller
+                    # goes away, possibly right now: the end runs as its own task.
+                    record = await to_completion(self._finish(run, tools, journal, bound))
             return record
+
+    async def _finish(
+        self, run: RunState, tools: Mapping[str, Any], journal: Journal, bound: Any
+    ) -> agent_pb2.RunResponse:
+        """The end of a run: the last journal write, the final record, alerts, the log line."""
+        # Persist even when the caller cancelled: an acknowledged run is never lost.
+        await journal.drain()
+        record = run_message(run)
+        await save_final(self.store, record, request_record(run, tools))
+        for alert in run_alerts(
+            self.config.alerts,
+            run.run_id,
+            run.trace_id,
+            run.status,
+            run.error,
+            run.verdicts,
+        ):
+            self.alerter.send(alert)
+        bound.info(
+            "run finished",
+            status=run.status,
+            steps=len(run.steps),
+            store_writes=journal.writes + 1,
+            duration_s=round(run.duration_s, 3),
+            error=run.error or None,
+        )
+        return record
+
+
+async def to_completion(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even if the awaiting task is cancelled meanwhile (any number
+    of times); then the cancellation is raised, as itself. ``asyncio.shield`` alone protects
+    the work but not the awaiting coroutine, which would skip whatever follows it."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.cancelled():  # the work itself was cancelled, not just its waiter
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError()
+    return result
 
 
 class Journal:
@@ -652,6 +694,10 @@ def request_record(run: RunState, tools: Mapping[str, Any]) -> dict[str, Any]:
         "user_id": run.user_id,
         "principal": run.principal,
         "conversation_id": run.conversation_id,
+        # The run's deadline (unix seconds): a replica taking it over ends it DEADLINE_EXCEEDED
+        # once this has passed, instead of resuming it.
+        "deadline_at": run.deadline_at or None,
+        "deadline_caller": run.deadline_caller,
     }
 
 
