@@ -112,6 +112,11 @@ async def scenario(
     stub: agent_pb2_grpc.AgentServiceStub, db: str, outbox: Outbox, stream: bool, seed: int
 ) -> dict[str, Any]:
     """RUNS runs, CONCURRENT at a time; returns the counts (and asserts on them)."""
+    for _ in range(300):  # the outbox discovered (on a loaded machine it may be retried)
+        tools = await stub.ListTools(agent_pb2.ListToolsRequest(), timeout=10)
+        if any(t.name == "OutboxService_Send" for t in tools.tools):
+            break
+        await asyncio.sleep(0.1)
     rng = random.Random(seed)
     calls = outbox.calls = TimedCalls()
     outcomes: dict[str, tuple[str, float]] = {}

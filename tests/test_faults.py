@@ -25,6 +25,7 @@ from google.protobuf import json_format
 from agentd.api.identity import ANONYMOUS
 from agentd.api.records import run_message
 from agentd.api.service import request_record
+from agentd.loop.deadline import MARGIN_S, Deadline
 from agentd.loop.state import Plan, PlanStep, RunState, StepRecord
 from agentd.store.sqlite import SqliteRunStore
 from agentd.v1 import agent_pb2
@@ -343,6 +344,31 @@ async def test_deadline_shorter_than_one_model_call(stack: Stack) -> None:
     assert len(s.llm.requests) == 1  # asked once, never again
     # The daemon keeps serving.
     assert (await s.stub.ListTools(agent_pb2.ListToolsRequest())).tools
+
+
+def test_one_deadline_per_run_ends_the_loop_a_margin_before_the_callers() -> None:
+    callers = Deadline.start(run_timeout_s=120, caller_remaining_s=2.0)
+    assert callers.caller and callers.margin_s == MARGIN_S
+    assert 2.0 - MARGIN_S - 0.05 < callers.remaining() <= 2.0 - MARGIN_S
+    assert abs((callers.at - time.time()) - 2.0) < 0.05  # the caller's, on the wall clock
+    assert callers.call_timeout(10.0) <= 2.0 - MARGIN_S  # an upstream call gets what is left
+    assert Deadline.start(120, 0.05).margin_s == 0.025  # a short deadline keeps half
+    assert Deadline.start(120, -1.0).expired()  # already passed when the run starts
+    own = Deadline.start(run_timeout_s=5, caller_remaining_s=None)
+    assert not own.caller and own.margin_s == 0 and 4.9 < own.remaining() <= 5
+    assert own.ending(cancelled=True, run_timeout_s=5) == (
+        "cancelled",
+        "the caller cancelled the run",
+    )
+    # Stored with the run and read back by a replica taking it over: the same instant.
+    passed = Deadline.stored(time.time() - 1, True, run_timeout_s=120)
+    assert passed.expired() and passed.ending(cancelled=True, run_timeout_s=120) == (
+        "deadline_exceeded",
+        "the caller's deadline passed",
+    )
+    ahead = Deadline.stored(time.time() + 30, True, run_timeout_s=120)
+    assert 29 < ahead.remaining() <= 30
+    assert Deadline.stored(time.time() + 300, True, run_timeout_s=120).remaining() <= 120
 
 
 @pytest.mark.parametrize("method", ["Run", "RunStream"])
