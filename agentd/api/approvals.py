@@ -27,6 +27,7 @@ import structlog
 from google.protobuf import json_format
 
 from agentd.api.records import run_message, run_state
+from agentd.loop.deadline import Deadline
 from agentd.loop.executor import arguments_sha256
 from agentd.loop.plan import validate
 from agentd.loop.state import ApprovalRecord, Budget, Decision, PendingCall, RunState
@@ -332,6 +333,22 @@ async def take_over(service: AgentService, run_id: str) -> None:
         return
     stored = await service.store.get_request(run_id) or {}
     run = run_state(record, stored)
+    deadline = Deadline.stored(
+        float(stored.get("deadline_at") or 0),
+        bool(stored.get("deadline_caller")),
+        service.config.limits.run_timeout_s,
+    )
+    if deadline.expired():
+        # Its caller was told DEADLINE_EXCEEDED (or its time is up): it ends so, calling no
+        # model and no upstream; a call in flight when its replica died stays unknown.
+        for step in [s for s in run.steps if s.status == "running"]:
+            step.status, step.error_code = "failed", "DEADLINE_EXCEEDED"
+            step.error_message = f"{OUTCOME_UNKNOWN.partition(':')[0]}; the deadline passed"
+        run.resumes += 1
+        run.finish(*deadline.ending(False, service.config.limits.run_timeout_s))  # type: ignore[arg-type]
+        log.info("run taken over after its deadline", run_id=run_id)
+        await service.store.save(run_message(run))
+        return
     tools = tools_of(service, run, stored)
     unknown: list[PendingCall] = []
     for step in [s for s in run.steps if s.status == "running"]:
@@ -362,7 +379,8 @@ async def take_over(service: AgentService, run_id: str) -> None:
     # The plan carries on: safe steps run, the unknown ones wait (and what depends on them),
     # and the run then stops for approval.
     limits = Budget.of(service.config.limits).charge(run)
-    await service.run_to_end(run, tools, limits, [], owner_metadata=owner)
+    # Only the owner's sealed metadata (or none); it keeps its deadline.
+    await service.run_to_end(run, tools, limits, [], owner_metadata=owner, deadline=deadline)
 
 
 class Supervisor:

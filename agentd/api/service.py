@@ -13,9 +13,9 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import jsonschema
@@ -31,6 +31,7 @@ from agentd.api.records import event_message, run_message
 from agentd.api.sealing import Sealer, UpstreamMetadata
 from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent
+from agentd.loop.deadline import Deadline
 from agentd.loop.state import Budget, Event, RunState
 from agentd.store import LeaseLost, RunStore, StoreUnavailable
 from agentd.telemetry.redact import Redactor
@@ -39,6 +40,7 @@ from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 
 log = structlog.get_logger("agentd.api.service")
+T = TypeVar("T")
 
 MAX_TASK_CHARS = 32_000
 MAX_CONTEXT_BYTES = 256 * 1024
@@ -533,6 +535,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             return await self.run_to_end(
                 run, tools, limits, _metadata(context.invocation_metadata()), context.time_remaining
             )
+        except asyncio.CancelledError:  # the caller's deadline, or the caller went away
+            deadline = run.status == "deadline_exceeded"
+            audit.outcome = "DEADLINE_EXCEEDED" if deadline else "CANCELLED"
+            raise
         except LeaseLost as exc:  # another replica took the run over: it carries on there
             await self.deny(
                 context, audit, grpc.StatusCode.UNAVAILABLE, f"{exc}; follow it with GetRun"
@@ -551,17 +557,19 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         *,
         owner_metadata: UpstreamMetadata | None = None,
         admitted: bool = False,
+        deadline: Deadline | None = None,
     ) -> agent_pb2.RunResponse:
         """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end.
 
         ``owner_metadata``: per upstream, what a resumed run forwards instead of a caller's
         (its owner's, unsealed; never an approver's). ``admitted``: the slot is already held.
-        """
+        ``deadline``: the run's, when it resumes with one stored; else made here from the
+        caller's ``time_left`` and ``limits.run_timeout_s``. Its end (final record, alerts,
+        log) happens whatever is cancelled meanwhile."""
         async with contextlib.nullcontext() if admitted else self.slots:
-            timeout = self.config.limits.run_timeout_s
-            remaining = time_left()
-            if remaining is not None:
-                timeout = min(timeout, remaining)
+            if deadline is None:
+                deadline = Deadline.start(self.config.limits.run_timeout_s, time_left())
+            run.deadline_at, run.deadline_caller = deadline.at, deadline.caller
             forwarded = {
                 name: forward(
                     caller,
@@ -578,7 +586,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             # The owner's metadata per upstream, kept sealed (never in clear) with the request
             # while the run may be taken over, and while it waits for a decision.
             per_upstream = {tools[n].upstream.name: pairs for n, pairs in forwarded.items()}
-            run.sealed_credentials = self.seal(run.run_id, per_upstream, timeout)
+            run.sealed_credentials = self.seal(run.run_id, per_upstream, deadline.remaining())
             bound = log.bind(run_id=run.run_id)
             run.redactor = Redactor.of(_secrets(caller, forwarded) + self._configured_secrets())
             # A credential the caller pasted into the task or context reaches no model either.
@@ -595,54 +603,93 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 # Stored from its start (RUNNING), then again after every step that ends, so
                 # GetRun and ListRuns show a run in progress; the final save below wins.
                 journal = Journal(self.store, run, request_record(run, tools))
-                if self.config.storage.journal:
-                    await journal.save_now()
-                    run.emit = journal.wrap(run.emit)
-                    journal.keep_lease()
                 try:
+                    if self.config.storage.journal:
+                        await journal.save_now()
+                        run.emit = journal.wrap(run.emit)
+                        journal.keep_lease()
                     await self.agent.run(
                         run,
                         tools,
                         metadata=forwarded,
-                        timeout_s=timeout,
+                        deadline=deadline,
                         budget=limits,
                         before_side_effect=journal.save_now
                         if self.config.storage.journal
                         else None,
                     )
+                except BaseException as exc:  # only CancelledError gets past agent.run
+                    if run.status == "running":  # stopped before its loop began
+                        cancelled = isinstance(exc, asyncio.CancelledError)
+                        if cancelled:
+                            ending = deadline.ending(True, self.config.limits.run_timeout_s)
+                        else:
+                            ending = ("failed", "the run could not be stored when it began")
+                        run.finish(*ending)  # type: ignore[arg-type]
+                    raise
                 finally:
-                    # gRPC cancels the handler when the caller's deadline passes, which can
-                    # beat the run's own timer: that is still a deadline, not a cancellation.
-                    left = time_left()
-                    if run.status == "cancelled" and left is not None and left <= 0.05:
-                        run.finish("deadline_exceeded", "the caller's deadline passed")
-                    # Persist even when the caller cancelled: an acknowledged run is never lost.
-                    await asyncio.shield(journal.drain())
-                    run.sealed_credentials = (  # kept while it waits; dropped when it ends
-                        self.seal_while_waiting(run.run_id, per_upstream)
-                        if run.status == "needs_approval"
-                        else None
-                    )
-                    record = run_message(run)
-                    await asyncio.shield(save_final(self.store, record, request_record(run, tools)))
-                    for alert in run_alerts(
-                        self.config.alerts,
-                        run.run_id,
-                        run.trace_id,
-                        run.status,
-                        run.redactor.text(run.error),
-                        run.verdicts,
-                    ):
-                        self.alerter.send(alert)
-                    bound.info(
-                        "run finished",
-                        status=run.status,
-                        steps=len(run.steps),
-                        store_writes=journal.writes + 1,
-                        duration_s=round(run.duration_s, 3),
-                        error=run.error or None,
+                    # gRPC cancels the handler at the caller's deadline or when the caller
+                    # goes away, possibly right now: the end runs as its own task.
+                    record = await to_completion(
+                        self._finish(run, tools, journal, bound, per_upstream)
                     )
             return record
+
+    async def _finish(
+        self,
+        run: RunState,
+        tools: Mapping[str, Any],
+        journal: Journal,
+        bound: Any,
+        per_upstream: UpstreamMetadata,
+    ) -> agent_pb2.RunResponse:
+        """The end of a run: the last journal write, the final record, alerts, the log line."""
+        # Persist even when the caller cancelled: an acknowledged run is never lost.
+        await journal.drain()
+        run.sealed_credentials = (  # kept while it waits; dropped when it ends
+            self.seal_while_waiting(run.run_id, per_upstream)
+            if run.status == "needs_approval"
+            else None
+        )
+        record = run_message(run)
+        await save_final(self.store, record, request_record(run, tools))
+        for alert in run_alerts(
+            self.config.alerts,
+            run.run_id,
+            run.trace_id,
+            run.status,
+            run.redactor.text(run.error),
+            run.verdicts,
+        ):
+            self.alerter.send(alert)
+        bound.info(
+            "run finished",
+            status=run.status,
+            steps=len(run.steps),
+            store_writes=journal.writes + 1,
+            duration_s=round(run.duration_s, 3),
+            error=run.error or None,
+        )
+        return record
+
+
+async def to_completion(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even if the awaiting task is cancelled meanwhile (any number
+    of times); then the cancellation is raised, as itself. ``asyncio.shield`` alone protects
+    the work but not the awaiting coroutine, which would skip whatever follows it."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.cancelled():  # the work itself was cancelled, not just its waiter
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError()
+    return result
 
 
 class Journal:
@@ -751,6 +798,10 @@ def request_record(run: RunState, tools: Mapping[str, Any]) -> dict[str, Any]:
         "user_id": run.user_id,
         "principal": run.principal,
         "conversation_id": run.conversation_id,
+        # The run's deadline (unix seconds): a replica taking it over ends it DEADLINE_EXCEEDED
+        # once this has passed, instead of resuming it.
+        "deadline_at": run.deadline_at or None,
+        "deadline_caller": run.deadline_caller,
     } | ({"sealed_credentials": run.sealed_credentials} if run.sealed_credentials else {})
 
 

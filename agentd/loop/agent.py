@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import time
+from asyncio import CancelledError
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from agentd.config import LimitsConfig
 from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.llm.schemas import NotStrict, strict_schema
 from agentd.loop import prompts
+from agentd.loop.deadline import Deadline
 from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
 from agentd.loop.guardrails import Guardrails
@@ -83,16 +85,16 @@ class Agent:
         tools: Mapping[str, LoopTool],
         *,
         metadata: Mapping[str, Sequence[tuple[str, str]]],
-        timeout_s: float,
+        deadline: Deadline,
         budget: Budget | None = None,
         before_side_effect: Callable[[], Awaitable[None]] | None = None,
     ) -> RunState:
-        """Run to the end; never raises except for cancellation of the caller."""
+        """Run to the end, or until ``deadline`` (its margin before the caller's); never
+        raises except CancelledError (itself, never in a group) when the run is cancelled."""
         budget = budget or Budget.of(self.config)
-        loop = asyncio.get_running_loop()
         call = CallContext(
             metadata=metadata,
-            deadline=loop.time() + timeout_s,
+            deadline=deadline,
             tool_timeout_s=self.config.tool_timeout_s,
             max_result_chars=self.config.max_result_chars,
             idempotency_header=self.config.idempotency_header,
@@ -101,7 +103,7 @@ class Agent:
         session.executor.before_side_effect = before_side_effect
         overrides = prompts.use(self.prompt_overrides)
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(deadline.remaining()):
                 if self.guardrails:  # input checks come before any model sees the task
                     self.guardrails.guard_input(run)
                 if run.mode == "react":
@@ -110,23 +112,43 @@ class Agent:
                     await session.plan_execute()
                 if self.guardrails and run.status == "succeeded":
                     await self.guardrails.guard_output(run, session.ask)
-        except* Terminating as group:
-            first = group.exceptions[0]
-            assert isinstance(first, Terminating)
-            run.finish(first.status, str(first))
-        except* TimeoutError:
-            run.finish("deadline_exceeded", f"the run did not finish within {timeout_s:.1f} s")
-        except* asyncio.CancelledError:
-            run.finish("cancelled", "the caller cancelled the run")
-            raise
-        except* Exception as group:  # a bug must not take the daemon down; the record says what
-            # Its text may hold anything (upstream or model text): the log gets it, not callers.
-            error = group.exceptions[0]
-            log.error("internal error", run_id=run.run_id, error=repr(error))
-            run.finish("failed", f"internal error ({type(error).__name__}); see the daemon log")
+        except BaseException as exc:  # sorted by _ended; what it leaves is re-raised
+            if not _ended(run, exc, deadline, self.config.run_timeout_s):
+                raise
+            if run.status in ("cancelled", "deadline_exceeded") and _leaves(exc, CancelledError):
+                # The task is being cancelled: say so as itself, not inside a group.
+                if isinstance(exc, CancelledError):
+                    raise
+                raise CancelledError() from None
         finally:
             prompts.restore(overrides)
         return run
+
+
+def _leaves(exc: BaseException, kind: type[BaseException]) -> list[BaseException]:
+    """The exceptions of type ``kind`` in ``exc``, looking inside (nested) groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner, kind)]
+    return [exc] if isinstance(exc, kind) else []
+
+
+def _ended(run: RunState, exc: BaseException, deadline: Deadline, run_timeout_s: float) -> bool:
+    """Set the run's end from what stopped it; False for what is not the loop's to handle."""
+    if _leaves(exc, CancelledError) or _leaves(exc, TimeoutError):
+        status, error = deadline.ending(bool(_leaves(exc, CancelledError)), run_timeout_s)
+        run.finish(status, error)  # type: ignore[arg-type]
+        return True
+    if terminating := _leaves(exc, Terminating):
+        first = terminating[0]
+        assert isinstance(first, Terminating)
+        run.finish(first.status, str(first))
+        return True
+    if errors := _leaves(exc, Exception):  # a bug must not take the daemon down
+        # Its text may hold anything (upstream or model text): the log gets it, not callers.
+        log.error("internal error", run_id=run.run_id, error=repr(errors[0]))
+        run.finish("failed", f"internal error ({type(errors[0]).__name__}); see the daemon log")
+        return True
+    return False  # KeyboardInterrupt, SystemExit
 
 
 class _Session:

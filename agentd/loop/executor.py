@@ -20,6 +20,7 @@ from typing import Any
 from agentd import telemetry
 from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.loop import prompts
+from agentd.loop.deadline import Deadline
 from agentd.loop.plan import LoopTool, Unresolved, resolve, validate
 from agentd.loop.state import (
     Budget,
@@ -42,7 +43,7 @@ class CallContext:
     """What every upstream call of one run carries."""
 
     metadata: Mapping[str, Sequence[tuple[str, str]]]  # per tool name: forwarded caller metadata
-    deadline: float  # loop.time() by which the run must end
+    deadline: Deadline  # the run's: each call gets at most what is left of it
     tool_timeout_s: float
     max_result_chars: int
     idempotency_header: str = "x-agentd-idempotency-key"  # "" sends no key
@@ -184,6 +185,9 @@ class Executor:
                 "the arguments differ from the ones approved (their SHA-256 does not match)",
             )
             return record
+        if self.call.deadline.expired():  # no call starts once the run's time is up
+            self._end(record, "skipped", "DEADLINE_EXCEEDED", "the run's deadline passed")
+            raise TimeoutError("the run's deadline passed")
         record.start_time = time.time()
         started = time.monotonic()
         try:
@@ -227,8 +231,7 @@ class Executor:
         return ((self.call.idempotency_header, str(key)),)
 
     def _timeout(self) -> float:
-        left = self.call.deadline - asyncio.get_running_loop().time()
-        return max(0.001, min(self.call.tool_timeout_s, left))
+        return self.call.deadline.call_timeout(self.call.tool_timeout_s)
 
     def _record(self, step: PlanStep, arguments: dict[str, Any], revision: int) -> StepRecord:
         tool = self.tools.get(step.tool)

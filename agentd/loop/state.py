@@ -244,6 +244,10 @@ class RunState:
     history: str = ""
     start_time: float = field(default_factory=time.time)
     duration_s: float = 0.0
+    # When the run must have ended (unix seconds; 0: not yet set), and whether the caller's
+    # deadline set it (else limits.run_timeout_s). Stored with the request.
+    deadline_at: float = 0.0
+    deadline_caller: bool = False
     emit: Callable[[Event], None] = field(default=lambda event: None, repr=False)
     # The run's secrets (credentials, forwarded metadata, configured secrets): what comes
     # back from an upstream passes through it before it enters the run. Never stored.
