@@ -9,7 +9,6 @@ against a real daemon and must do the same thing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import subprocess
@@ -25,6 +24,7 @@ from agentd.cli.channel import connection, target
 from agentd.cli.reference import reference
 from agentd.v1 import agent_pb2
 from tests.test_agent import Stack, plan, start_stack
+from tests.test_identity import agentd_cli  # python -m agentd ARGS, as a user runs it
 from tests.test_reflection import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,17 +146,6 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         yield s
 
 
-async def agentd(*args: str) -> tuple[int, str, str]:
-    """``python -m agentd ARGS``, as a user runs it."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agentd", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_feedback_rate_and_export_spelled_both_ways(stack: Stack) -> None:
     runs = []
     for answer in ("4", "5"):
@@ -167,21 +156,23 @@ async def test_feedback_rate_and_export_spelled_both_ways(stack: Stack) -> None:
     good, bad = runs
     target = ["--target", stack.daemon.address]
 
-    code, _, err = await agentd("feedback", "rate", good.run_id, "--rating", "1", *target)
+    code, _, err = await agentd_cli("feedback", "rate", good.run_id, "--rating", "1", *target)
     assert (code, err) == (0, f"feedback stored for run {good.run_id}\n")
-    code, _, err = await agentd("feedback", *target, bad.run_id, "--rating", "-1", "--label", "x")
+    code, _, err = await agentd_cli(
+        "feedback", *target, bad.run_id, "--rating", "-1", "--label", "x"
+    )
     assert (code, err) == (0, f"feedback stored for run {bad.run_id}\n")
-    code, _, err = await agentd("feedback", "rate", bad.run_id, "--rating", "9", *target)
+    code, _, err = await agentd_cli("feedback", "rate", bad.run_id, "--rating", "9", *target)
     assert code == 4 and err.startswith("agentd: INVALID_ARGUMENT")
     stored = await stack.stub.GetRun(agent_pb2.GetRunRequest(run_id=bad.run_id))
     assert [(f.rating, list(f.labels)) for f in stored.feedback] == [(-1, ["x"])]
 
     db = str(stack.daemon.config.storage.path)
     exports = [
-        await agentd("feedback", "export", *target),
-        await agentd("feedback", *target, "export"),
-        await agentd("feedback", "export", "--format", "jsonl", "--db", db),
-        await agentd("feedback", "--db", db, "export"),
+        await agentd_cli("feedback", "export", *target),
+        await agentd_cli("feedback", *target, "export"),
+        await agentd_cli("feedback", "export", "--format", "jsonl", "--db", db),
+        await agentd_cli("feedback", "--db", db, "export"),
     ]
     assert [code for code, _, _ in exports] == [0, 0, 0, 0]
     assert len({out for _, out, _ in exports}) == 1
@@ -204,10 +195,10 @@ async def test_an_unreachable_daemon_exits_3_in_one_line_for_every_client_comman
         ["tools"],
         ["run", "hello"],
     ):
-        code, _, err = await agentd(*command, "--target", address)
+        code, _, err = await agentd_cli(*command, "--target", address)
         assert code == 3, (command, err)
         assert err.startswith(f"agentd: {address} is unreachable") and err.count("\n") == 1, err
-    code, _, err = await agentd("health", "--target", address, "--timeout", "2")
+    code, _, err = await agentd_cli("health", "--target", address, "--timeout", "2")
     assert code == 3 and err.startswith(f"agentd: {address} is unreachable"), err
 
 
