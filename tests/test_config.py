@@ -165,3 +165,44 @@ def test_config_check_names_an_unknown_embedded_model(
 def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "examples" / "agentd.toml", env={})
     assert [u.name for u in config.upstreams] == ["ledger", "calculator"]
+
+
+UPSTREAM = '[[upstreams]]\nname = "a"\ntarget = "t"\nallow = ["x"]\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (UPSTREAM + 'timeout_s = "ten"', "upstreams[0].timeout_s"),
+        (UPSTREAM + "timeout_s = true", "upstreams[0].timeout_s"),
+        (UPSTREAM + "timeout_s = -1", "upstreams[0].timeout_s"),
+        (UPSTREAM + "ca_file = 5", "upstreams[0].ca_file"),
+        (UPSTREAM + 'descriptor_set = ["a.binpb"]', "upstreams[0].descriptor_set"),
+        (UPSTREAM + "methods = { m = 3 }", "upstreams[0].methods"),
+        (UPSTREAM + 'deny = "x"', "upstreams[0].deny"),
+        ('[server.auth]\nbearer_tokens_env = ["T"]', "server.auth.bearer_tokens_env"),
+        ('[server.auth]\ncert_roles = { ops = "admin" }', "server.auth.cert_roles.ops"),
+        ('[llm]\nbase_url = 5\nmodel = "m"', "llm.planner.base_url"),
+        ('[pricing."gpt-4.1"]\ninput_per_mtok = "cheap"', 'pricing."gpt-4.1".input_per_mtok'),
+        ('[pricing."gpt-4.1"]\ninput_per_mtok = 1\nper_call = 2', 'pricing."gpt-4.1".per_call'),
+        ("[prompts]\nplanner = 3", "prompts.planner"),
+    ],
+)
+def test_every_field_is_type_checked(tmp_path: Path, text: str, key: str) -> None:
+    """Fields whose default is None (or whose values are tables and lists) are checked like
+    the others: the error names the key and the file, one line."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key}"), message
+    assert "\n" not in message
+
+
+def test_env_values_are_type_checked(tmp_path: Path) -> None:
+    """An environment override is checked like the file's value it replaces."""
+    path = write(tmp_path, UPSTREAM)
+    with pytest.raises(ConfigError, match=r": limits\.run_timeout_s: must be a number"):
+        load_config(path, env={"AGENTD_LIMITS_RUN_TIMEOUT_S": "soon"})
+    with pytest.raises(ConfigError, match=r": server\.auth\.tls_cert: must be a"):
+        load_config(path, env={"AGENTD_SERVER_AUTH_TLS_CERT": "5"})
