@@ -206,3 +206,47 @@ def test_env_values_are_type_checked(tmp_path: Path) -> None:
         load_config(path, env={"AGENTD_LIMITS_RUN_TIMEOUT_S": "soon"})
     with pytest.raises(ConfigError, match=r": server\.auth\.tls_cert: must be a"):
         load_config(path, env={"AGENTD_SERVER_AUTH_TLS_CERT": "5"})
+
+
+def test_reference_is_generated_from_the_models() -> None:
+    """docs/config.md is what `make config-docs` writes, and names every key of every model
+    (a new field without a description fails here)."""
+    import dataclasses
+
+    from agentd.config import Config
+    from agentd.config.reference import reference
+
+    text = reference()
+    assert (ROOT / "docs" / "config.md").read_text() == text, "run `make config-docs`"
+
+    def keys(cls: type, prefix: str) -> list[tuple[str, str]]:
+        found = []
+        for f in dataclasses.fields(cls):
+            hint = cls.__pydantic_fields__[f.name].annotation
+            if dataclasses.is_dataclass(hint):
+                found += keys(hint, f"{prefix}{f.name}.")
+            else:
+                found.append((f"`{prefix}{f.name}`", f.default.description))
+        return found
+
+    from agentd.config import ModelConfig, PriceConfig, UpstreamConfig
+
+    expected = keys(ModelConfig, "llm.") + keys(UpstreamConfig, "upstreams[].")
+    expected += keys(PriceConfig, 'pricing."MODEL".')
+    for f in dataclasses.fields(Config):
+        hint = Config.__pydantic_fields__[f.name].annotation
+        if dataclasses.is_dataclass(hint):
+            expected += keys(hint, f"{f.name}.")
+    for key, description in expected:
+        assert description, f"{key} has no description"
+        assert f"| {key} |" in text, key
+
+
+def test_reference_check_command(tmp_path: Path) -> None:
+    stale = tmp_path / "config.md"
+    stale.write_text("old\n")
+    run = [sys.executable, "-m", "agentd.config", "--check"]
+    bad = subprocess.run([*run, str(stale)], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 1 and "make config-docs" in bad.stderr
+    good = subprocess.run([*run, "docs/config.md"], capture_output=True, text=True, cwd=ROOT)
+    assert good.returncode == 0, good.stderr

@@ -137,7 +137,7 @@ class _Reader:
             role_raw = raw.get(role, {})
             if not isinstance(role_raw, dict):
                 raise self.fail(f"llm.{role}", "must be a table")
-            models[role] = {"base_url": None, "model": "", **defaults, **role_raw}
+            models[role] = {**defaults, **role_raw}
         return models
 
     def error(self, error: Mapping[str, Any], data: Mapping[str, Any]) -> ConfigError:

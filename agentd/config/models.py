@@ -94,10 +94,15 @@ class ModelConfig:
     """One role's endpoint. The API key itself is never stored here, only the env var's name."""
 
     base_url: Str | None = Field(
-        description="OpenAI-compatible endpoint; default `$OPENAI_BASE_URL`, else (unset) the"
-        " embedded model"
+        default=None,
+        description="OpenAI-compatible endpoint; unset: `$OPENAI_BASE_URL`, else the embedded"
+        " model",
     )
-    model: Str = Field(description="model name (required with a base_url)")
+    model: Str = Field(
+        default="",
+        description="model name (required with a base_url; the embedded model's is"
+        " `embedded.model`)",
+    )
     api_key_env: Str = Field(default="OPENAI_API_KEY", description="env var holding the API key")
     tool_call_mode: ToolCallMode = Field(
         default="native",
