@@ -338,9 +338,9 @@ def response_schema(source: str) -> dict[str, Any]:
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path)
+        at = "/".join(str(p) for p in exc.absolute_path)
         raise BadField(
-            f"response_schema: invalid JSON Schema at /{where}: {exc.message[:300]}"
+            f"response_schema: invalid JSON Schema at /{at}: {exc.message[:300]}"
         ) from None
     return schema
 

@@ -56,7 +56,7 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
             return handler
         kind = getattr(getattr(decode, "__self__", None), "__name__", "") or "request"
         if handler.unary_unary is not None:
-            inner = handler.unary_unary
+            inner: Any = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 if isinstance(request, _Undecodable):
@@ -67,7 +67,7 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
                 request_deserializer=_lenient(decode, kind), unary_unary=unary
             )
         if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
+            inner_stream: Any = handler.unary_stream
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 if isinstance(request, _Undecodable):
