@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 MODEL ?= qwen2.5-coder-1.5b
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: setup deploy-tools test lint fmt protos protos-check run demo bench bench-quick clean \
+.PHONY: setup deploy-tools test lint fmt protos protos-check config-docs config-docs-check run demo \
+	bench bench-quick clean \
 	phoenix test-phoenix phoenix-screenshot
 
 setup: $(STAMP)
@@ -41,6 +42,14 @@ protos: setup
 
 protos-check: setup
 	$(PY) protos/generate.py --check
+
+# docs/config.md is generated from agentd/config/models.py; `make config-docs-check` fails when
+# it is stale.
+config-docs: setup
+	$(PY) -m agentd.config --reference > docs/config.md
+
+config-docs-check: setup
+	$(PY) -m agentd.config --check docs/config.md
 
 run: setup
 	$(PY) -m examples.run_all --config examples/agentd.toml

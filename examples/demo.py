@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from agentd.api.server import Daemon
-from agentd.cli.main import show_event, show_final
+from agentd.cli.run import show_event, show_final
 from agentd.cli.trace_view import render
 from agentd.config import load_config
 from agentd.telemetry import logs

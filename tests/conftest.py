@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import structlog
@@ -15,6 +15,16 @@ from examples.ledger.server import serve as serve_ledger
 
 # Daemon logs go to stderr, as under `agentd serve`: in-process CLI tests read stdout.
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_per_test() -> Iterator[None]:
+    """Each test starts with the logging set-up above: an in-process `agentd eval` or serve
+    configures structlog for the process (e.g. level "error"), which would hide the info lines
+    a later test captures."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -172,7 +172,7 @@ async def test_usage_error_exits_2() -> None:
 def test_serve_runs_on_uvloop_when_installed_and_asked() -> None:
     import importlib.util
 
-    from agentd.cli.main import run_loop
+    from agentd.cli.serve import run_loop
 
     seen: list[str] = []
 

@@ -165,3 +165,88 @@ def test_config_check_names_an_unknown_embedded_model(
 def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "examples" / "agentd.toml", env={})
     assert [u.name for u in config.upstreams] == ["ledger", "calculator"]
+
+
+UPSTREAM = '[[upstreams]]\nname = "a"\ntarget = "t"\nallow = ["x"]\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (UPSTREAM + 'timeout_s = "ten"', "upstreams[0].timeout_s"),
+        (UPSTREAM + "timeout_s = true", "upstreams[0].timeout_s"),
+        (UPSTREAM + "timeout_s = -1", "upstreams[0].timeout_s"),
+        (UPSTREAM + "ca_file = 5", "upstreams[0].ca_file"),
+        (UPSTREAM + 'descriptor_set = ["a.binpb"]', "upstreams[0].descriptor_set"),
+        (UPSTREAM + "methods = { m = 3 }", "upstreams[0].methods"),
+        (UPSTREAM + 'deny = "x"', "upstreams[0].deny"),
+        ('[server.auth]\nbearer_tokens_env = ["T"]', "server.auth.bearer_tokens_env"),
+        ('[server.auth]\ncert_roles = { ops = "admin" }', "server.auth.cert_roles.ops"),
+        ('[llm]\nbase_url = 5\nmodel = "m"', "llm.planner.base_url"),
+        ('[pricing."gpt-4.1"]\ninput_per_mtok = "cheap"', 'pricing."gpt-4.1".input_per_mtok'),
+        ('[pricing."gpt-4.1"]\ninput_per_mtok = 1\nper_call = 2', 'pricing."gpt-4.1".per_call'),
+        ("[prompts]\nplanner = 3", "prompts.planner"),
+    ],
+)
+def test_every_field_is_type_checked(tmp_path: Path, text: str, key: str) -> None:
+    """Fields whose default is None (or whose values are tables and lists) are checked like
+    the others: the error names the key and the file, one line."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key}"), message
+    assert "\n" not in message
+
+
+def test_env_values_are_type_checked(tmp_path: Path) -> None:
+    """An environment override is checked like the file's value it replaces."""
+    path = write(tmp_path, UPSTREAM)
+    with pytest.raises(ConfigError, match=r": limits\.run_timeout_s: must be a number"):
+        load_config(path, env={"AGENTD_LIMITS_RUN_TIMEOUT_S": "soon"})
+    with pytest.raises(ConfigError, match=r": server\.auth\.tls_cert: must be a"):
+        load_config(path, env={"AGENTD_SERVER_AUTH_TLS_CERT": "5"})
+
+
+def test_reference_is_generated_from_the_models() -> None:
+    """docs/config.md is what `make config-docs` writes, and names every key of every model
+    (a new field without a description fails here)."""
+    import dataclasses
+
+    from agentd.config import Config
+    from agentd.config.reference import reference
+
+    text = reference()
+    assert (ROOT / "docs" / "config.md").read_text() == text, "run `make config-docs`"
+
+    def keys(cls: type, prefix: str) -> list[tuple[str, str]]:
+        found = []
+        for f in dataclasses.fields(cls):
+            hint = cls.__pydantic_fields__[f.name].annotation
+            if dataclasses.is_dataclass(hint):
+                found += keys(hint, f"{prefix}{f.name}.")
+            else:
+                found.append((f"`{prefix}{f.name}`", f.default.description))
+        return found
+
+    from agentd.config import ModelConfig, PriceConfig, UpstreamConfig
+
+    expected = keys(ModelConfig, "llm.") + keys(UpstreamConfig, "upstreams[].")
+    expected += keys(PriceConfig, 'pricing."MODEL".')
+    for f in dataclasses.fields(Config):
+        hint = Config.__pydantic_fields__[f.name].annotation
+        if dataclasses.is_dataclass(hint):
+            expected += keys(hint, f"{f.name}.")
+    for key, description in expected:
+        assert description, f"{key} has no description"
+        assert f"| {key} |" in text, key
+
+
+def test_reference_check_command(tmp_path: Path) -> None:
+    stale = tmp_path / "config.md"
+    stale.write_text("old\n")
+    run = [sys.executable, "-m", "agentd.config", "--check"]
+    bad = subprocess.run([*run, str(stale)], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 1 and "make config-docs" in bad.stderr
+    good = subprocess.run([*run, "docs/config.md"], capture_output=True, text=True, cwd=ROOT)
+    assert good.returncode == 0, good.stderr

@@ -23,6 +23,7 @@ from toolgen._errors import ArgumentsError, DiscoveryError, ToolCallError, Viola
 from toolgen._naming import assign_names
 from toolgen._reflection import Descriptors, load_descriptor_set, reflect
 from toolgen._target import Target
+from toolgen.validation import validator
 
 __all__ = ["Catalog", "SideEffects", "Tool", "discover"]
 
@@ -52,9 +53,9 @@ def _violations(validator: Any, instance: object) -> list[Violation]:
 
 
 def _compile(schema: Mapping[str, Any]) -> Any:
-    """A validator built once per schema; validation is on every call's path."""
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema)
+    """A validator built once per schema; validation is on every call's path. It never
+    retrieves a ``$ref`` and matches patterns with RE2 (toolgen.validation)."""
+    return validator(schema)
 
 
 def _rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:

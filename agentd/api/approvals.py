@@ -26,6 +26,7 @@ import grpc
 import structlog
 from google.protobuf import json_format
 
+from agentd.api import bounds
 from agentd.api.records import run_message, run_state
 from agentd.loop.deadline import Deadline
 from agentd.loop.executor import arguments_sha256
@@ -74,6 +75,24 @@ def tools_of(service: AgentService, run: RunState, request: dict[str, Any]) -> d
     builtin = memory.builtin_tools(service.store, service.config.memory, run, None)
     tools.update({n: t for n, t in builtin.items() if n in names})
     return tools
+
+
+def check_request(request: agent_pb2.ApproveRunRequest) -> str:
+    """'' when every field of ``request`` is within its bound (agentd/api/bounds.py), else
+    the INVALID_ARGUMENT message naming the first that is not."""
+    try:
+        bounds.run_id("ApproveRunRequest.run_id", request.run_id)
+        bounds.text("ApproveRunRequest.request_id", request.request_id)
+        bounds.count("ApproveRunRequest.decisions", request.decisions)
+        for i, item in enumerate(request.decisions):
+            field = f"decisions[{i}]"
+            bounds.text("ApproveRunRequest.decisions.step_id", item.step_id, f"{field}.step_id")
+            bounds.text("ApproveRunRequest.decisions.reason", item.reason, f"{field}.reason")
+            path = "ApproveRunRequest.decisions.arguments"
+            bounds.struct(path, item.arguments, f"{field}.arguments")
+    except bounds.BadField as exc:
+        return str(exc)
+    return ""
 
 
 def decide(

@@ -21,6 +21,7 @@ from grpc_health.v1._async import HealthServicer  # the grpc.aio servicer (healt
 
 from agentd.api.alerts import Alerter
 from agentd.api.approvals import Supervisor
+from agentd.api.decoding import DecodeGuard
 from agentd.api.identity import Authenticator
 from agentd.api.sealing import Sealer
 from agentd.api.service import AgentService
@@ -146,6 +147,8 @@ class Daemon:
             if not authenticator.tokens:
                 raise ValueError("server.auth: bearer tokens are configured but none were found")
             interceptors.append(BearerAuth(authenticator))
+        # Last, so it wraps the method's own handler: undecodable requests by field name.
+        interceptors.append(DecodeGuard())
         size = config.server.max_message_bytes
         # gRPC core cancels calls still waiting for the application past 1,000 (by default):
         # a burst of Runs then fails CANCELLED, which callers read as their own doing. Let

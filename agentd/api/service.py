@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
-import jsonschema
 import structlog
 from google.protobuf import json_format
 
 from agentd import telemetry
-from agentd.api import approvals
+from agentd.api import approvals, bounds
 from agentd.api import feedback as feedback_
 from agentd.api.alerts import Alert, Alerter, run_alerts
 from agentd.api.identity import ANONYMOUS, Authenticator, Principal
@@ -42,9 +41,6 @@ from agentd.v1 import agent_pb2, agent_pb2_grpc
 log = structlog.get_logger("agentd.api.service")
 T = TypeVar("T")
 
-MAX_TASK_CHARS = 32_000
-MAX_CONTEXT_BYTES = 256 * 1024
-MAX_SCHEMA_CHARS = 64_000
 
 _MODES = {
     agent_pb2.LOOP_MODE_UNSPECIFIED: None,
@@ -53,7 +49,7 @@ _MODES = {
 }
 
 
-class BadRequest(Exception):
+class BadRequest(bounds.BadField):
     """A RunRequest field that cannot be used; the message names it."""
 
 
@@ -241,14 +237,23 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         return opened or {}
 
     async def owned_run(
-        self, context: grpc.aio.ServicerContext, audit: Audit, principal: Principal, run_id: str
+        self,
+        context: grpc.aio.ServicerContext,
+        audit: Audit,
+        principal: Principal,
+        run_id: str,
+        path: str = "GetRunRequest.run_id",
     ) -> agent_pb2.RunResponse:
         """The caller's run; someone else's is NOT_FOUND like a missing one (not revealed)."""
-        if not run_id:
-            await self.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, "run_id: required")
+        try:
+            bounds.run_id(path, run_id)
+        except bounds.BadField as exc:
+            await self.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         record = await self.store.get(run_id)
         if record is None or not self.visible(record, principal):
-            await self.deny(context, audit, grpc.StatusCode.NOT_FOUND, f"run_id: no run {run_id!r}")
+            await self.deny(
+                context, audit, grpc.StatusCode.NOT_FOUND, f"run_id: no run {bounds.echo(run_id)}"
+            )
         assert record is not None
         return record
 
@@ -337,8 +342,23 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def SubmitFeedback(
         self, request: agent_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.SubmitFeedbackResponse:
-        async with self.audited(context, "SubmitFeedback", request.run_id) as (principal, audit):
-            await self.owned_run(context, audit, principal, request.run_id)
+        run_id = request.run_id[: bounds.BOUNDS["SubmitFeedbackRequest.run_id"].chars]
+        async with self.audited(context, "SubmitFeedback", run_id) as (principal, audit):
+            try:  # the fields first: nothing is looked up for a request out of bounds
+                bounds.text("SubmitFeedbackRequest.comment", request.comment)
+                bounds.strings("SubmitFeedbackRequest.labels", request.labels)
+            except bounds.BadField as exc:
+                await self.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            path = "SubmitFeedbackRequest.run_id"
+            record = await self.owned_run(context, audit, principal, request.run_id, path)
+            if len(record.feedback) >= bounds.MAX_FEEDBACK_PER_RUN:
+                await self.deny(
+                    context,
+                    audit,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"run_id: run {record.run_id} already has {len(record.feedback)} feedback"
+                    f" entries, the most a run keeps ({bounds.MAX_FEEDBACK_PER_RUN})",
+                )
             return await self._feedback(request, context, principal)
 
     async def _feedback(
@@ -352,10 +372,6 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         problem = feedback_.check_rating(request.rating)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        if len(request.comment) > 10_000 or len(request.labels) > 32:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "comment/labels: at most 10000 chars, 32 labels"
-            )
         item = agent_pb2.Feedback(
             rating=request.rating,
             comment=request.comment,
@@ -365,7 +381,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         item.time.GetCurrentTime()
         run = await self.store.add_feedback(request.run_id, item)
         if run is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"run_id: no run {request.run_id!r}")
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"run_id: no run {bounds.echo(request.run_id)}"
+            )
         assert run is not None
         feedback_.record_span(run, item)
         log.info("feedback", run_id=run.run_id, rating=item.rating, labels=list(item.labels))
@@ -386,8 +404,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             )
         if request.status and request.status not in agent_pb2.RunStatus.values():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "status: unknown RunStatus value")
-        if request.limit < 0:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit: must not be negative")
+        try:
+            bounds.check_int("ListRunsRequest.limit", request.limit)
+        except bounds.BadField as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         async with self.audited(context, "ListRuns") as (principal, audit):
             limit = request.limit or 1000
             owner = None if principal.admin else principal.id
@@ -402,8 +422,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def ApproveRun(
         self, request: agent_pb2.ApproveRunRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RunResponse:
-        async with self.audited(context, "ApproveRun", request.run_id) as (principal, audit):
-            record = await self.owned_run(context, audit, principal, request.run_id)
+        run_id = request.run_id[: bounds.BOUNDS["ApproveRunRequest.run_id"].chars]
+        async with self.audited(context, "ApproveRun", run_id) as (principal, audit):
+            problem = approvals.check_request(request)
+            if problem:
+                await self.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, problem)
+            path = "ApproveRunRequest.run_id"
+            record = await self.owned_run(context, audit, principal, request.run_id, path)
             caller = _metadata(context.invocation_metadata())
             response = await approvals.approve(self, request, context, audit, record, caller)
             if audit.outcome == "OK":
@@ -413,7 +438,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def GetRun(
         self, request: agent_pb2.GetRunRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RunResponse:
-        async with self.audited(context, "GetRun", request.run_id) as (principal, audit):
+        run_id = request.run_id[: bounds.BOUNDS["GetRunRequest.run_id"].chars]
+        async with self.audited(context, "GetRun", run_id) as (principal, audit):
             return await self.owned_run(context, audit, principal, request.run_id)
 
     # --- the run --------------------------------------------------------------------------
@@ -436,7 +462,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> tuple[RunState, dict[str, Any], Budget]:
         try:
             run, tools, limits = self.parse(request)
-        except BadRequest as exc:
+        except bounds.BadField as exc:
             await self.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise  # unreachable: abort raises
         audit.run_id = run.run_id
@@ -471,12 +497,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         task = request.task.strip()
         if not task:
             raise BadRequest("task: required (what the agent should do)")
-        if len(request.task) > MAX_TASK_CHARS:
-            raise BadRequest(f"task: {len(request.task)} characters; the limit is {MAX_TASK_CHARS}")
-        if request.context.ByteSize() > MAX_CONTEXT_BYTES:
-            raise BadRequest(
-                f"context: {request.context.ByteSize()} bytes; the limit is {MAX_CONTEXT_BYTES}"
-            )
+        bounds.text("RunRequest.task", request.task)
+        # Size and depth before json_format (recursive) sees the context.
+        bounds.struct("RunRequest.context", request.context)
+        bounds.text("RunRequest.conversation_id", request.conversation_id)
+        bounds.text("RunRequest.user_id", request.user_id)
+        bounds.strings("RunRequest.tools", request.tools)
+        if request.mode not in _MODES:
+            raise BadRequest(f"mode: unknown value {request.mode}")
         schema = None
         if request.response_schema:
             schema = parse_schema(request.response_schema)
@@ -486,7 +514,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 dict(self.catalog.select(upstream)) if upstream or not request.tools else {}
             )
         except LookupError as exc:
-            raise BadRequest(f"tools: {exc.args[0]!r} matches no tool; see ListTools") from None
+            raise BadRequest(
+                f"tools: {bounds.echo(exc.args[0])} matches no tool; see ListTools"
+            ) from None
         limits = request.limits
         for field in _LIMIT_FIELDS:
             if limits.HasField(field) and getattr(limits, field) < 0:
@@ -495,8 +525,6 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             self.config.limits,
             **{f: getattr(limits, f) if limits.HasField(f) else None for f in _LIMIT_FIELDS},
         )
-        if request.mode not in _MODES:
-            raise BadRequest(f"mode: unknown value {request.mode}")
         run = RunState(
             run_id=uuid.uuid4().hex,
             task=task,
@@ -806,24 +834,9 @@ def request_record(run: RunState, tools: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_schema(text: str) -> dict[str, Any]:
-    if len(text) > MAX_SCHEMA_CHARS:
-        raise BadRequest(
-            f"response_schema: {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}"
-        )
-    try:
-        schema = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"response_schema: not valid JSON ({exc})") from None
-    if not isinstance(schema, dict):
-        raise BadRequest("response_schema: must be a JSON object (a JSON Schema)")
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path)
-        raise BadRequest(
-            f"response_schema: invalid JSON Schema at /{where}: {exc.message}"
-        ) from None
-    return schema
+    """A caller's response schema, checked (bounds.response_schema): nothing in it is ever
+    fetched, it is finite, and its patterns run in linear time."""
+    return bounds.response_schema(text)
 
 
 def _secrets(

@@ -1,38 +1,90 @@
 """How client commands reach a daemon: plaintext or TLS, an optional client certificate, and
 metadata (``-H`` and ``$AGENTD_TOKEN``) sent with every call.
 
-Every client command (run, tools, get, feedback, trace, eval --target) takes the same options.
+Every client command (run, tools, health, get, runs, approve, reject, trace, feedback, eval
+--target) takes the same options, declared here once (``add_connection_options``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from agentd.cli.common import CommandFailed, Exit, fail
+from agentd.v1 import agent_pb2_grpc
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
 
 class BadOption(ValueError):
     """A connection option that cannot be used; the message names it."""
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def add_connection_options(parser: argparse.ArgumentParser, *, many_targets: bool = False) -> None:
+    """--target, -H, --tls, --ca, --cert and --key, as one "connection" group of ``parser``.
+
+    ``many_targets``: --target is repeatable and has no default (agentd eval compares
+    daemons); otherwise one address, by default $AGENTD_TARGET or 127.0.0.1:50051.
+    """
+    group = parser.add_argument_group("connection")
+    if many_targets:
+        group.add_argument(
+            "--target", action="append", default=[], help="address of a running agentd (repeatable)"
+        )
+    else:
+        group.add_argument(
+            "--target",
+            default=None,
+            help=f"address of a running agentd (default: $AGENTD_TARGET or {DEFAULT_TARGET})",
+        )
+    group.add_argument(
         "-H",
         "--header",
         action="append",
         default=[],
         metavar="'KEY: VALUE'",
-        help="metadata to send, e.g. 'authorization: Bearer ...' (forwarded to upstreams)",
+        help="metadata to send, e.g. 'authorization: Bearer ...' (default: "
+        "'authorization: Bearer $AGENTD_TOKEN' when that is set)",
     )
-    parser.add_argument("--tls", action="store_true", help="connect with TLS (implied by --ca)")
-    parser.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) to trust the daemon by")
-    parser.add_argument("--cert", metavar="FILE", help="client certificate (PEM) for mTLS")
-    parser.add_argument("--key", metavar="FILE", help="the client certificate's private key")
+    group.add_argument("--tls", action="store_true", help="connect with TLS (implied by --ca)")
+    group.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) to trust the daemon by")
+    group.add_argument("--cert", metavar="FILE", help="client certificate (PEM) for mTLS")
+    group.add_argument("--key", metavar="FILE", help="the client certificate's private key")
+
+
+def target(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> str:
+    """--target, else $AGENTD_TARGET, else 127.0.0.1:50051."""
+    env = os.environ if env is None else env
+    return str(args.target or env.get("AGENTD_TARGET") or DEFAULT_TARGET)
+
+
+@contextlib.asynccontextmanager
+async def agent_stub(args: argparse.Namespace) -> AsyncIterator[agent_pb2_grpc.AgentServiceStub]:
+    """A stub for the daemon at ``--target`` (TLS, client certificate, ``-H`` and
+    ``$AGENTD_TOKEN`` from the connection options); a failed call ends the command with its exit
+    code and one line naming the status (or that the daemon is unreachable)."""
+    address = target(args)
+    try:
+        conn = connection(args)
+    except BadOption as exc:
+        raise CommandFailed(fail(str(exc), Exit.USAGE)) from None
+    async with conn.channel(address) as channel:
+        try:
+            yield agent_pb2_grpc.AgentServiceStub(channel)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                message = f"{address} is unreachable ({exc.details()}); is `agentd serve` running?"
+                raise CommandFailed(fail(message, Exit.UNREACHABLE)) from None
+            raise CommandFailed(
+                fail(f"{exc.code().name}: {exc.details()}", Exit.REJECTED)
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -122,4 +174,13 @@ class _StreamMetadata(_Metadata, grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(self._details(details), request)
 
 
-__all__ = ["BadOption", "Connection", "add_connection_options", "connection", "parse_headers"]
+__all__ = [
+    "DEFAULT_TARGET",
+    "BadOption",
+    "Connection",
+    "add_connection_options",
+    "agent_stub",
+    "connection",
+    "parse_headers",
+    "target",
+]

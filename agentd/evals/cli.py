@@ -1,4 +1,4 @@
-"""``agentd eval``: the command-line side of evaluations (parsing lives in agentd/cli/main.py)."""
+"""``agentd eval``: the command-line side of evaluations (parsing lives in agentd/cli/evals.py)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,6 @@ def run_eval(args: argparse.Namespace) -> int:
     from agentd.config import ConfigError, load_config
     from agentd.telemetry import logs
 
-    if args.files:
-        return _fail(f"unexpected arguments {args.files}; use --config or --target")
     if not args.config and not args.target:
         return _fail("give at least one --config FILE or --target ADDR")
     if args.repeat < 1 or args.concurrency < 1:

@@ -11,7 +11,8 @@ from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
 import jsonschema
-from jsonschema.validators import validator_for
+
+from toolgen.validation import validator as make_validator
 
 V = TypeVar("V")
 
@@ -45,10 +46,11 @@ class Checker:
     jsonschema's own, so error messages are exactly jsonschema's."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
-        cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-        self.standard: jsonschema.protocols.Validator = cls(schema)
-        fast = _FAST.get(cls)
-        self.fast = fast(schema) if fast is not None else self.standard
+        # No retrieval, RE2 patterns (toolgen.validation); the fast path only for 2020-12.
+        self.standard: jsonschema.protocols.Validator = make_validator(schema)
+        draft = jsonschema.validators.validator_for(schema, default=_DRAFT)
+        fast = draft is _DRAFT
+        self.fast = make_validator(schema, {"anyOf": _any_of}) if fast else self.standard
 
     def is_valid(self, instance: Any) -> bool:
         return bool(self.fast.is_valid(instance))
@@ -122,14 +124,8 @@ def _any_of(
     yield from _STANDARD_ANY_OF(checker, branches, instance, schema)
 
 
-_STANDARD_ANY_OF = jsonschema.Draft202012Validator.VALIDATORS["anyOf"]
-
-
-_FAST: dict[Any, Any] = {
-    jsonschema.Draft202012Validator: jsonschema.validators.extend(
-        jsonschema.Draft202012Validator, {"anyOf": _any_of}
-    )
-}
+_DRAFT = jsonschema.Draft202012Validator
+_STANDARD_ANY_OF = _DRAFT.VALIDATORS["anyOf"]
 
 
 # --- OpenAI strict mode ------------------------------------------------------------------------

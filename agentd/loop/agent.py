@@ -420,18 +420,23 @@ class _Session:
             "type": "string",
             "maxLength": self.agent.config.max_answer_chars,
         }
+        defs: dict[str, Any] = {}
         if self.run.response_schema is not None:
-            answer_parameters = self.run.response_schema
-        final = ToolSpec(
-            FINAL_ANSWER,
-            "Give the final answer to the task.",
-            {
-                "type": "object",
-                "properties": {"answer": answer_parameters},
-                "required": ["answer"],
-                "additionalProperties": False,
-            },
-        )
+            # As the responder's: bounded, and its $defs moved to the parameters' root.
+            answer_parameters = embed(
+                bounded(self.run.response_schema, self.agent.config.max_answer_chars),
+                "answer_",
+                defs,
+            )
+        parameters: dict[str, Any] = {
+            "type": "object",
+            "properties": {"answer": answer_parameters},
+            "required": ["answer"],
+            "additionalProperties": False,
+        }
+        if defs:
+            parameters["$defs"] = defs
+        final = ToolSpec(FINAL_ANSWER, "Give the final answer to the task.", parameters)
         specs = [ToolSpec(t.name, t.description, t.model_schema) for t in self.tools.values()]
         user = task_block(self.run)
         messages: list[dict[str, Any]] = [

@@ -100,22 +100,30 @@ def bounded(schema: Any, max_chars: int, max_items: int = 50) -> Any:
         return [bounded(s, max_chars, max_items) for s in schema]
     if not isinstance(schema, Mapping):
         return schema
-    out = {k: bounded(v, max_chars, max_items) for k, v in schema.items()}
+    maps = ("properties", "$defs")  # maps of names to schemas, not schemas: below
+    # Each subtree once: walking the maps twice made this 2^depth (a 30-level schema hung it).
+    out = {k: v if k in maps else bounded(v, max_chars, max_items) for k, v in schema.items()}
     kinds = schema.get("type")
     kinds = set(kinds) if isinstance(kinds, list) else {kinds}
-    if "string" in kinds and "enum" not in schema and "pattern" not in schema:
-        out.setdefault("maxLength", max_chars)
+    if "string" in kinds and "enum" not in schema:
+        # A pattern bounds the shape, not the length (``^a+$``): the cap stays, and a looser
+        # cap than the server's is tightened to it.
+        out["maxLength"] = min(_int(schema.get("maxLength"), max_chars), max_chars)
     if "array" in kinds:
         out.setdefault("maxItems", max_items)
     if "integer" in kinds:
         out.setdefault("minimum", -(10**15))
         out.setdefault("maximum", 10**15)
-    for keyword in ("properties", "$defs"):  # maps of names to schemas, not schemas
+    for keyword in maps:
         if isinstance(schema.get(keyword), Mapping):
             out[keyword] = {
                 name: bounded(sub, max_chars, max_items) for name, sub in schema[keyword].items()
             }
     return out
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _partial(schema: dict[str, Any]) -> dict[str, Any]:
