@@ -364,3 +364,14 @@ def test_every_request_field_has_a_bound() -> None:
     assert missing == []
     for path, bound in bounds.BOUNDS.items():
         assert bound.reason, path
+
+
+def test_docs_request_bounds_is_the_table() -> None:
+    """The README points at docs/request-bounds.md for every field's bound: it must be the
+    table the checks read."""
+    doc = Path(__file__).resolve().parent.parent / "docs" / "request-bounds.md"
+    assert doc.read_text() == bounds.reference(), (
+        "docs/request-bounds.md is stale: rewrite it with"
+        " python -c 'from agentd.api import bounds; print(bounds.reference(), end=\"\")'"
+        " > docs/request-bounds.md"
+    )

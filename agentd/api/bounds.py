@@ -242,10 +242,22 @@ def run_id(path: str, value: str) -> None:
 
 
 def table() -> str:
-    """The bounds as a Markdown table (for the README)."""
+    """The bounds as a Markdown table."""
     rows = ["| field | bound | why |", "| --- | --- | --- |"]
     rows += [f"| `{path}` | {b.describe()} | {b.reason} |" for path, b in BOUNDS.items()]
     return "\n".join(rows)
+
+
+def reference() -> str:
+    """docs/request-bounds.md: the table with a header saying where it comes from."""
+    return (
+        "# Request bounds\n\n"
+        "Every field of every request of `agentd.v1.AgentService`, its bound and why. Generated"
+        " from\n`agentd/api/bounds.py` (`tests/test_request_bounds.py` fails when this file is"
+        " stale; rewrite it\nwith `python -c 'from agentd.api import bounds;"
+        ' print(bounds.reference(), end="")\' > docs/request-bounds.md`).\n\n'
+        f"{table()}\n"
+    )
 
 
 # --- RunRequest.response_schema ---------------------------------------------------------------
