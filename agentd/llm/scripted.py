@@ -35,6 +35,7 @@ class Request:
     messages: list[dict[str, Any]]
     schema: dict[str, Any] | None = None
     tools: list[ToolSpec] = field(default_factory=list)
+    strict: bool = False
 
 
 @dataclass
@@ -106,7 +107,7 @@ class ScriptedChatModel:
         name: str,
         strict: bool = False,
     ) -> ModelReply:
-        reply = self._answer(Request(name, _copy(messages), schema=schema))
+        reply = self._answer(Request(name, _copy(messages), schema=schema, strict=strict))
         value = self._decode(reply)
         self._check(value, schema, reply, f"the {name!r} reply")
         return dataclasses.replace(reply, value=value)
@@ -121,7 +122,7 @@ class ScriptedChatModel:
     ) -> ToolChoice:
         if not tools:
             raise ValueError("choose_tool needs at least one tool")
-        reply = self._answer(Request(name, _copy(messages), tools=list(tools)))
+        reply = self._answer(Request(name, _copy(messages), tools=list(tools), strict=strict))
         value = self._decode(reply)
         if isinstance(value, dict) and isinstance(value.get("call"), dict):
             value = value["call"]  # the structured shape for several tools
