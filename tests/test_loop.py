@@ -622,3 +622,15 @@ async def test_the_model_guard_blocks_an_answer(loop: Loop) -> None:
     assert run.status == "blocked_by_guardrail"
     assert (run.output, run.error) == ("", "output blocked by model:m: a credential")
     assert "hunter2" in last_message(loop, "guard_verdict")
+
+
+def test_no_module_of_the_loop_imports_grpc() -> None:
+    from tests.test_layout import ROOT, _imports
+
+    found = [
+        f"{path.name} imports {module}"
+        for path in sorted((ROOT / "loop").glob("*.py"))
+        for module, _ in _imports(path)
+        if module.split(".")[0] == "grpc"
+    ]
+    assert found == []
