@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from agentd.api.server import Daemon
     from agentd.config import Config, ConfigError, load_config
-    from agentd.llm.client import ModelError
+    from agentd.llm.model import ModelError
     from agentd.loop.agent import Agent
     from agentd.loop.state import LimitsExceeded, NeedsApproval, RunFailed, RunState
 
@@ -23,7 +23,7 @@ _WHERE = {
     "ConfigError": "agentd.config",
     "Daemon": "agentd.api.server",
     "LimitsExceeded": "agentd.loop.state",
-    "ModelError": "agentd.llm.client",
+    "ModelError": "agentd.llm.model",
     "NeedsApproval": "agentd.loop.state",
     "RunFailed": "agentd.loop.state",
     "RunState": "agentd.loop.state",

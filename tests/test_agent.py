@@ -170,7 +170,7 @@ def sent_to_model(llm: ScriptedLLM) -> str:
     return json.dumps(llm.requests) + json.dumps(llm.headers)
 
 
-# --- the loop -----------------------------------------------------------------------------
+# --- the loop's wiring (its cases run in-process in tests/test_loop.py) ----------------------
 
 
 async def test_parallel_steps_overlap_and_answer(slow_stack: Stack) -> None:
@@ -212,62 +212,6 @@ async def test_parallel_steps_overlap_and_answer(slow_stack: Stack) -> None:
     assert usage["planner"].input_tokens > 0
     assert "planner=scripted-model" in response.models
     assert len(response.trace_id) == 32 and response.trace_id != "0" * 32
-
-
-async def test_dependent_step_completed_by_executor_model(stack: Stack) -> None:
-    s = stack
-    s.llm.reply(
-        when="plan",
-        content=plan(
-            {
-                "id": "s1",
-                "tool": "LedgerService_SearchVendors",
-                "arguments": {"query": "spreeblick"},
-            },
-            {"id": "s2", "tool": "LedgerService_GetVendor", "arguments": {}, "depends_on": ["s1"]},
-        ),
-    )
-    s.llm.reply(
-        when="step_arguments",
-        content={"tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}},
-    )
-    s.llm.reply(when="answer", content=answer("Spreeblick Immobilien GmbH"))
-    response = await s.run("Find Spreeblick and get its full record")
-
-    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
-    s2 = step(response, "s2")
-    assert s2.status == agent_pb2.STEP_STATUS_SUCCEEDED
-    assert json_format.MessageToDict(s2.arguments) == {"vendorId": "ven_001"}
-    assert s2.result["name"] == "Spreeblick Immobilien GmbH"
-    # The executor saw the result of s1, which it needed to fill the arguments.
-    executor_request = next(r for r in s.llm.requests if schema_name(r) == "step_arguments")
-    assert "ven_001" in json.dumps(executor_request["messages"])
-    assert {u.role for u in response.usage} == {"planner", "executor", "responder"}
-
-
-async def test_reference_resolves_without_a_model_call(stack: Stack) -> None:
-    s = stack
-    s.llm.reply(
-        when="plan",
-        content=plan(
-            {
-                "id": "s1",
-                "tool": "LedgerService_SearchVendors",
-                "arguments": {"query": "spreeblick"},
-            },
-            {
-                "id": "s2",
-                "tool": "LedgerService_GetVendor",
-                "arguments": {"vendorId": "$s1.vendors.0.id"},
-                "depends_on": ["s1"],
-            },
-        ),
-    )
-    s.llm.reply(when="answer", content=answer("done"))
-    response = await s.run("Find Spreeblick and get its full record")
-    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
-    assert json_format.MessageToDict(step(response, "s2").arguments) == {"vendorId": "ven_001"}
-    assert "executor" not in {u.role for u in response.usage}
 
 
 async def test_tool_error_is_observed_and_replanned(stack: Stack) -> None:
@@ -327,75 +271,6 @@ async def test_response_schema_answer(stack: Stack) -> None:
         **schema,
         "properties": {**schema["properties"], "explanation": explanation},
     }
-
-
-async def test_answer_off_schema_is_retried_then_fails(stack: Stack) -> None:
-    s = stack
-    schema = {"type": "object", "properties": {"value": {"type": "number"}}, "required": ["value"]}
-    s.llm.reply(when="plan", content=plan(answer="forty-two"))
-    s.llm.reply(when="answer", content=answer({"value": "not a number"}), times=2)
-    response = await s.run("What is 6 times 7?", response_schema=json.dumps(schema))
-    assert response.status == agent_pb2.RUN_STATUS_FAILED
-    assert "responder" in response.error
-
-
-async def test_budget_exhaustion_ends_with_partial_results(stack: Stack) -> None:
-    s = stack
-    s.llm.reply(
-        when="plan",
-        content=plan(
-            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_999"}},
-            {"id": "s2", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_002"}},
-        ),
-    )
-    s.llm.reply(
-        when="plan",
-        content=plan(
-            {"id": "s3", "tool": "LedgerService_SearchVendors", "arguments": {"query": "x"}}
-        ),
-    )
-    # The responder sees the partial results and says what is missing; no budget is left.
-    s.llm.reply(when="answer", content=answer("ven_002 only", missing="vendor ven_999"))
-    response = await s.run("Get two vendors", limits=agent_pb2.Limits(max_steps=2))
-    assert response.status == agent_pb2.RUN_STATUS_LIMITS_EXCEEDED
-    assert "step budget" in response.error
-    assert step(response, "s2").status == agent_pb2.STEP_STATUS_SUCCEEDED  # partial results kept
-    assert step(response, "s1").error.code == "NOT_FOUND"
-    assert s.ledger.calls.count("GetVendor") == 2 and "SearchVendors" not in s.ledger.calls
-
-
-async def test_model_call_budget(stack: Stack) -> None:
-    s = stack
-    s.llm.reply(
-        when="plan",
-        content=plan(
-            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}}
-        ),
-    )
-    response = await s.run("Get a vendor", limits=agent_pb2.Limits(max_model_calls=1))
-    assert response.status == agent_pb2.RUN_STATUS_LIMITS_EXCEEDED
-    assert "model call budget" in response.error
-    assert len(response.steps) == 1  # the partial result is kept
-
-
-async def test_hallucinated_tool_is_rejected_and_never_called(stack: Stack) -> None:
-    s = stack
-    s.llm.reply(
-        when="plan",
-        content=plan({"id": "s1", "tool": "LedgerService_DeleteAllVendors", "arguments": {}}),
-    )
-    s.llm.reply(
-        when="plan",
-        content=plan(
-            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_002"}}
-        ),
-    )
-    s.llm.reply(when="answer", content=answer("ok"))
-    response = await s.run("Delete every vendor")
-    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
-    assert s.ledger.calls == ["GetVendor"]
-    repair = [r for r in s.llm.requests if schema_name(r) == "plan"][1]
-    assert "LedgerService_DeleteAllVendors" in json.dumps(repair["messages"][-1])
 
 
 async def test_non_allowlisted_methods_are_never_called(stack: Stack) -> None:
@@ -625,108 +500,6 @@ async def test_oneof_conflict_goes_back_to_the_planner_and_is_repaired(stack: St
     assert s.ledger.calls == ["SummarizeTransactions"]  # the conflicting plan never ran
 
 
-async def test_reference_to_a_field_the_result_lacks_is_repaired_before_anything_runs(
-    stack: Stack,
-) -> None:
-    s = stack
-
-    def two_steps(reference: str) -> dict[str, Any]:
-        return plan(
-            {"id": "s1", "tool": "LedgerService_SearchVendors", "arguments": {"query": "spree"}},
-            {
-                "id": "s2",
-                "tool": "LedgerService_GetVendor",
-                "arguments": {"vendorId": reference},
-                "depends_on": ["s1"],
-            },
-        )
-
-    s.llm.reply(when="plan", content=two_steps("$s1.vendor.id"))  # the field is "vendors"
-    s.llm.reply(when="plan", content=two_steps("$s1.vendors.0.id"))
-    s.llm.reply(when="answer", content=answer("Spreeblick"))
-    response = await s.run("Find Spreeblick and get its record")
-    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
-    repair = [r for r in s.llm.requests if schema_name(r) == "plan"][1]["messages"][-1]
-    assert "$s1.vendor.id: no 'vendor' (fields: vendors) in the result of" in repair["content"]
-    assert s.ledger.calls == ["SearchVendors", "GetVendor"]  # only the repaired plan ran
-    assert json_format.MessageToDict(step(response, "s2").arguments) == {"vendorId": "ven_001"}
-
-
-async def test_unresolvable_reference_from_the_executor_becomes_an_observation(
-    stack: Stack,
-) -> None:
-    s = stack
-    s.llm.reply(
-        when="plan",
-        content=plan(
-            {"id": "s1", "tool": "LedgerService_SearchVendors", "arguments": {"query": "spree"}},
-            {"id": "s2", "tool": "LedgerService_GetVendor", "arguments": {}, "depends_on": ["s1"]},
-        ),
-    )
-    s.llm.reply(
-        when="step_arguments",
-        content={"tool": "LedgerService_GetVendor", "arguments": {"vendorId": "$s1.phone_number"}},
-        times=2,
-    )
-    s.llm.reply(when="plan", content=plan())  # replan: nothing more to do
-    s.llm.reply(when="answer", content=answer("Its id could not be found."))
-    response = await s.run("Find Spreeblick and get its record")
-    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
-    s2 = step(response, "s2")
-    assert s2.status == agent_pb2.STEP_STATUS_FAILED
-    assert s2.error.code == "INVALID_ARGUMENTS"
-    assert "$s1.phone_number: no 'phone_number' in the result of step s1" in s2.error.message
-    assert "GetVendor" not in s.ledger.calls  # the literal "$s1..." never reached the upstream
-    executor = [r for r in s.llm.requests if schema_name(r) == "step_arguments"]
-    assert "no 'phone_number'" in json.dumps(executor[1]["messages"])  # the model was told
-
-
-async def test_a_failed_extra_step_costs_no_replan_when_the_answer_is_there(stack: Stack) -> None:
-    s = stack
-    s.llm.reply(
-        when="plan",
-        content=plan(
-            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}},
-            {"id": "s2", "tool": "CalculatorService_Evaluate", "arguments": {"expression": "4 +"}},
-        ),
-    )
-    s.llm.reply(when="answer", content=answer("+49 61 254 7468"))
-    response = await s.run("What is the phone number of vendor ven_001?")
-    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
-    assert step(response, "s2").status == agent_pb2.STEP_STATUS_FAILED
-    assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]  # no replan
-
-
-async def test_max_plan_steps_bounds_each_plan_not_the_run(tmp_path: Path) -> None:
-    env = {"AGENTD_LIMITS_MAX_PLAN_STEPS": "2", "AGENTD_LIMITS_MAX_STEPS": "5"}
-    async for s in start_stack(tmp_path, env=env):
-        s.llm.reply(when="plan", content=plan(answer="no tool needed"))
-        await s.run("Say hello")
-        sent = next(r for r in s.llm.requests if schema_name(r) == "plan")
-        schema = sent["response_format"]["json_schema"]["schema"]
-        steps = [b["properties"]["steps"] for b in schema.get("anyOf", [schema])]
-        assert max(s.get("maxItems", 0) for s in steps) == 2
-
-
-async def test_a_step_the_planner_cannot_repair_is_dropped_and_the_rest_runs(stack: Stack) -> None:
-    s = stack
-    bad = plan(
-        {"id": "s1", "tool": "LedgerService_SearchVendors", "arguments": {"query": "coffee"}},
-        {
-            "id": "s2",
-            "tool": "CalculatorService_Evaluate",
-            "arguments": {"expression": "$s1.vendors.length"},
-            "depends_on": ["s1"],
-        },
-    )
-    s.llm.reply(when="plan", content=bad, times=3)
-    s.llm.reply(when="answer", content=answer("Northwind Coffee"))
-    response = await s.run("Which vendors match 'coffee'?")
-    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
-    assert [p.tool for p in response.plan.steps] == ["LedgerService_SearchVendors"]
-    assert s.ledger.calls == ["SearchVendors"] and not s.calculator.calls
-
-
 async def test_a_native_endpoint_gets_strict_plans_and_unset_fields_come_back_null(
     tmp_path: Path,
 ) -> None:
@@ -750,26 +523,3 @@ async def test_a_native_endpoint_gets_strict_plans_and_unset_fields_come_back_nu
         # The scripted endpoint, like a strict one, wrote every unset field as null; the call
         # went out with only what the plan set.
         assert json_format.MessageToDict(step(response, "s1").arguments) == arguments
-
-
-async def test_a_responder_that_only_names_what_is_missing_gets_a_plain_cannot(
-    stack: Stack,
-) -> None:
-    """A small model writes "missing" as the answer and the gap in "missing": the run says it
-    cannot answer, naming the gap, instead of failing."""
-    s = stack
-    s.llm.reply(
-        when="plan",
-        content=plan(
-            {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_007"}}
-        ),
-    )
-    s.llm.reply(
-        when="answer", content=answer("missing", "the ledger has no bank balances"), times=2
-    )
-    response = await s.run("What is the bank balance of ven_007?", limits=agent_pb2.Limits())
-    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
-    assert response.output == (
-        "I cannot answer that from the tools' results: the ledger has no bank balances"
-    )
-    assert s.llm.pending() == []  # both responder attempts were used

@@ -27,7 +27,7 @@ from agentd.api.sealing import Sealer
 from agentd.api.service import AgentService
 from agentd.config import AuthConfig, Config
 from agentd.llm import EmbeddedModel, build_models, close_models
-from agentd.llm.client import ChatModel
+from agentd.llm.model import ChatModel
 from agentd.loop.agent import Agent
 from agentd.loop.guardrails import Guardrails
 from agentd.loop.prompts import load_overrides

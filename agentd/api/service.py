@@ -31,6 +31,7 @@ from agentd.api.sealing import Sealer, UpstreamMetadata
 from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent
 from agentd.loop.deadline import Deadline
+from agentd.loop.hooks import RunHooks
 from agentd.loop.state import Budget, Event, RunState
 from agentd.store import LeaseLost, RunStore, StoreUnavailable
 from agentd.telemetry.redact import Redactor
@@ -292,8 +293,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             sequence += 1
             events.put_nowait(event_message(run.run_id, sequence, event))
 
-        run.emit = emit
-        task = asyncio.create_task(self._execute(run, tools, limits, context, audit))
+        task = asyncio.create_task(self._execute(run, tools, limits, context, audit, emit))
         task.add_done_callback(lambda _: events.put_nowait(None))
         try:
             while (message := await events.get()) is not None:
@@ -548,6 +548,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         limits: Budget,
         context: grpc.aio.ServicerContext,
         audit: Audit,
+        on_event: Callable[[Event], None] | None = None,
     ) -> agent_pb2.RunResponse:
         if self.slots.locked():
             await self.deny(
@@ -561,7 +562,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await self.deny(context, audit, grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
         try:
             return await self.run_to_end(
-                run, tools, limits, _metadata(context.invocation_metadata()), context.time_remaining
+                run,
+                tools,
+                limits,
+                _metadata(context.invocation_metadata()),
+                context.time_remaining,
+                on_event=on_event,
             )
         except asyncio.CancelledError:  # the caller's deadline, or the caller went away
             deadline = run.status == "deadline_exceeded"
@@ -586,6 +592,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         owner_metadata: UpstreamMetadata | None = None,
         admitted: bool = False,
         deadline: Deadline | None = None,
+        on_event: Callable[[Event], None] | None = None,
     ) -> agent_pb2.RunResponse:
         """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end.
 
@@ -631,10 +638,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 # Stored from its start (RUNNING), then again after every step that ends, so
                 # GetRun and ListRuns show a run in progress; the final save below wins.
                 journal = Journal(self.store, run, request_record(run, tools))
+                hooks = RunHooks(on_event=on_event) if on_event else RunHooks()
                 try:
                     if self.config.storage.journal:
                         await journal.save_now()
-                        run.emit = journal.wrap(run.emit)
+                        hooks = RunHooks(journal.wrap(hooks.on_event), journal.save_now)
                         journal.keep_lease()
                     await self.agent.run(
                         run,
@@ -642,9 +650,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         metadata=forwarded,
                         deadline=deadline,
                         budget=limits,
-                        before_side_effect=journal.save_now
-                        if self.config.storage.journal
-                        else None,
+                        hooks=hooks,
                     )
                 except BaseException as exc:  # only CancelledError gets past agent.run
                     if run.status == "running":  # stopped before its loop began

@@ -2,17 +2,11 @@
 
 from agentd.config import ModelConfig
 from agentd.llm.bundled import DEFAULT_MODEL, MODELS, ModelFileError
-from agentd.llm.client import (
-    ChatModel,
-    ModelError,
-    ModelReply,
-    ToolChoice,
-    ToolSpec,
-    build_models,
-    close_models,
-    tool_choice_schema,
-)
+from agentd.llm.client import OpenAIChatModel, build_models, close_models, tool_choice_schema
 from agentd.llm.embedded import EmbeddedModel, EmbeddedModelError
+from agentd.llm.model import ChatModel, ModelError, ModelReply, ToolChoice, ToolSpec
+from agentd.llm.scripted import ScriptedChatModel
+from agentd.llm.traced import TracedChatModel
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -24,8 +18,11 @@ __all__ = [
     "ModelError",
     "ModelFileError",
     "ModelReply",
+    "OpenAIChatModel",
+    "ScriptedChatModel",
     "ToolChoice",
     "ToolSpec",
+    "TracedChatModel",
     "build_models",
     "close_models",
     "tool_choice_schema",

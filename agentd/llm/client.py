@@ -1,8 +1,9 @@
-"""The model client: one ``ChatModel`` per role over any OpenAI-compatible endpoint.
+"""The OpenAI implementation of ``ChatModel``: one per role over any OpenAI-compatible endpoint.
 
 Transport concerns (retries with ``Retry-After``, timeouts, connection pooling) belong to the
 openai SDK; this module only shapes requests, decodes replies and turns every failure into one
 ``ModelError`` whose ``kind`` tells the loop whether to feed it back to the model or give up.
+Telemetry is not in here: ``build_models`` wraps each model in a ``TracedChatModel``.
 """
 
 from __future__ import annotations
@@ -15,16 +16,23 @@ import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import httpx2  # the openai SDK's HTTP client
-import jsonschema
 import openai
 
-from agentd import telemetry
 from agentd.config import ModelConfig, ToolCallMode
-from agentd.llm.schemas import validator
+from agentd.llm.model import (
+    ChatModel,
+    ErrorKind,
+    ModelError,
+    ModelReply,
+    ToolChoice,
+    ToolSpec,
+    decode_json,
+    schema_problem,
+)
+from agentd.llm.traced import TracedChatModel
 
 if TYPE_CHECKING:
     from agentd.llm.embedded import EmbeddedModel
@@ -41,6 +49,7 @@ __all__ = [
     "ModelConfig",
     "ModelError",
     "ModelReply",
+    "OpenAIChatModel",
     "ToolChoice",
     "ToolSpec",
     "build_models",
@@ -48,118 +57,13 @@ __all__ = [
     "tool_choice_schema",
 ]
 
-ErrorKind = Literal[
-    "length", "invalid_json", "schema", "no_tool_call", "empty", "transport", "http"
-]
-
-# Kinds caused by what the model wrote: worth showing the model its mistake and asking again.
-RECOVERABLE_KINDS: frozenset[str] = frozenset(
-    {"length", "invalid_json", "schema", "no_tool_call", "empty"}
-)
 # Sent when no key is configured: local servers (llama.cpp, vLLM, Ollama) ignore it, and the SDK
 # refuses to build a client without one.
 _NO_KEY = "no-key-configured"
 _ERROR_TEXT_LIMIT = 300
 
 
-@dataclass(frozen=True)
-class ModelReply:
-    """A decoded reply: ``value`` is the parsed JSON (or the text for ``complete_text``)."""
-
-    value: Any
-    text: str
-    finish_reason: str
-    input_tokens: int
-    output_tokens: int
-    model: str
-    latency_s: float
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """A tool offered to the model; ``parameters`` is its JSON Schema (an object schema)."""
-
-    name: str
-    description: str
-    parameters: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ToolChoice:
-    """The tool call the model made.
-
-    ``reply.value`` is ``{"tool": name, "arguments": {...}}`` in both modes. ``call_id`` is the
-    endpoint's id in native mode and generated in structured mode, so tool-result messages can
-    always refer to it.
-    """
-
-    name: str
-    arguments: dict[str, Any]
-    reply: ModelReply
-    call_id: str
-
-
-class ModelError(Exception):
-    """Any failed model call. ``kind`` says what went wrong; ``recoverable`` whether to re-ask.
-
-    ``text`` holds what the model wrote (when it wrote something), so the loop can show the model
-    its own mistake. Messages name the role, model and endpoint, never the API key.
-    """
-
-    def __init__(
-        self,
-        kind: ErrorKind,
-        message: str,
-        *,
-        role: str = "",
-        model: str = "",
-        endpoint: str = "",
-        text: str = "",
-        status: int | None = None,
-        reply: ModelReply | None = None,
-    ) -> None:
-        where = f"model {model!r} for role {role!r} at {endpoint}" if model else ""
-        super().__init__(f"{where}: {message}" if where else message)
-        self.kind: ErrorKind = kind
-        self.detail = message
-        self.role = role
-        self.model = model
-        self.endpoint = endpoint
-        self.text = text
-        self.status = status
-        self.reply = reply
-
-    @property
-    def recoverable(self) -> bool:
-        """True when the model's own output was at fault, so asking again may succeed."""
-        return self.kind in RECOVERABLE_KINDS
-
-    @property
-    def reason(self) -> str:
-        """A short, stable reason for callers: no URL, no upstream text, no model output."""
-        if self.kind == "http":
-            return f"HTTP {self.status}" if self.status else "HTTP error"
-        if self.kind == "transport":
-            return "timed out" if self.detail.startswith("timed out") else "endpoint unreachable"
-        return _REASONS.get(self.kind, self.kind)
-
-    @property
-    def public(self) -> str:
-        """What a caller is shown, e.g. "the planner model failed (HTTP 500)"; ``str()`` holds
-        the details (endpoint, status text, the model's output) for logs and spans."""
-        return f"the {self.role or 'model'} model failed ({self.reason})"
-
-
-_REASONS = {
-    "length": "reply cut short at max_tokens",
-    "invalid_json": "reply not valid JSON",
-    "schema": "reply did not match its schema",
-    "no_tool_call": "reply had no tool call",
-    "empty": "empty reply",
-}
-
-
-class ChatModel:
+class OpenAIChatModel:
     """One role's model. Cheap to create; shares its AsyncOpenAI client with same-endpoint roles."""
 
     def __init__(
@@ -179,7 +83,9 @@ class ChatModel:
         self._client = client.with_options(timeout=config.timeout_s, max_retries=config.max_retries)
 
     def __repr__(self) -> str:
-        return f"ChatModel(role={self.role!r}, model={self.model!r}, endpoint={self.endpoint!r})"
+        return (
+            f"OpenAIChatModel(role={self.role!r}, model={self.model!r}, endpoint={self.endpoint!r})"
+        )
 
     # -- public calls ----------------------------------------------------------------------
 
@@ -306,9 +212,6 @@ class ChatModel:
     ) -> tuple[ModelReply, dict[str, Any]]:
         """One Chat Completions call; returns the reply skeleton and the first choice's message
         (the JSON object of the reply's ``choices[0].message``)."""
-        telemetry.capture_request(
-            messages, temperature=self.config.temperature, max_tokens=self.config.max_tokens
-        )
         body = {
             "model": self.model,
             "messages": messages,
@@ -365,9 +268,13 @@ class ChatModel:
         message = message if isinstance(message, dict) else {}
         finish_reason = str(choice.get("finish_reason") or "")
         content = _text(message.get("content"))
-        reply = dataclasses.replace(reply, text=content, finish_reason=finish_reason)
         response_id = completion.get("id")
-        telemetry.capture_response(reply, response_id if isinstance(response_id, str) else None)
+        reply = dataclasses.replace(
+            reply,
+            text=content,
+            finish_reason=finish_reason,
+            response_id=response_id if isinstance(response_id, str) else "",
+        )
         refusal = message.get("refusal")
         if refusal and not content and not message.get("tool_calls"):
             raise self._error("empty", f"the model refused: {_clip(str(refusal))}", reply=reply)
@@ -381,29 +288,17 @@ class ChatModel:
         return reply, message
 
     def _decode(self, reply: ModelReply, text: str | None) -> Any:
-        if not text or not text.strip():
-            raise self._error("empty", "the reply had no content", reply=reply)
         try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise self._error(
-                "invalid_json", f"the reply is not valid JSON ({exc})", reply=reply
-            ) from exc
+            return decode_json(text)
+        except ModelError as exc:
+            raise self._error(exc.kind, exc.detail, reply=reply) from exc.__cause__
 
     def _validate(
         self, value: Any, schema: dict[str, Any], reply: ModelReply, *, what: str
     ) -> None:
-        compiled = validator(schema)
-        if compiled.is_valid(value):  # the common case; finding the best error is slower
-            return
-        error = jsonschema.exceptions.best_match(compiled.iter_errors(value))
-        if error is not None:
-            path = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            raise self._error(
-                "schema",
-                f"{what} does not match its schema at {path}: {_clip(error.message)}",
-                reply=reply,
-            )
+        problem = schema_problem(value, schema, what=what)
+        if problem:
+            raise self._error("schema", problem, reply=reply)
 
     def _status_message(self, exc: openai.APIStatusError) -> str:
         message = f"HTTP {exc.status_code}: {_clip(_error_text(exc))}"
@@ -463,7 +358,8 @@ def build_models(
     embedded: EmbeddedModel | None = None,
     env: Mapping[str, str] | None = None,
 ) -> dict[str, ChatModel]:
-    """One ``ChatModel`` per role; roles with the same endpoint and key share one client.
+    """One ``ChatModel`` per role (an ``OpenAIChatModel`` in a ``TracedChatModel``); roles with
+    the same endpoint and key share one client.
 
     Roles with ``base_url=None`` use the started ``embedded`` model in structured mode.
     """
@@ -494,16 +390,21 @@ def build_models(
                 timeout=config.timeout_s,
                 http_client=_http_client(config),
             )
-        models[role] = ChatModel(role, config, clients[key], embedded=is_embedded)
+        model = OpenAIChatModel(role, config, clients[key], embedded=is_embedded)
+        models[role] = TracedChatModel(
+            model, temperature=config.temperature, max_tokens=config.max_tokens
+        )
     return models
 
 
 async def close_models(models: Mapping[str, ChatModel]) -> None:
-    """Close each distinct shared client once."""
+    """Close each distinct shared client once (models of one endpoint share theirs)."""
     seen: set[int] = set()
     for model in models.values():
-        if id(model._shared) not in seen:
-            seen.add(id(model._shared))
+        inner = model.inner if isinstance(model, TracedChatModel) else model
+        shared = inner._shared if isinstance(inner, OpenAIChatModel) else inner
+        if id(shared) not in seen:
+            seen.add(id(shared))
             await model.aclose()
 
 

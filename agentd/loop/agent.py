@@ -23,13 +23,13 @@ import structlog
 
 from agentd import telemetry
 from agentd.config import LimitsConfig
-from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
+from agentd.llm.model import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.llm.schemas import NotStrict, strict_schema
-from agentd.loop import prompts
 from agentd.loop.deadline import Deadline
 from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
 from agentd.loop.guardrails import Guardrails
+from agentd.loop.hooks import RunHooks
 from agentd.loop.messages import results_json, task_block
 from agentd.loop.plan import (
     LoopTool,
@@ -41,6 +41,8 @@ from agentd.loop.plan import (
     plan_schema,
     without_bad_steps,
 )
+from agentd.loop.prompts import Prompt, Prompts
+from agentd.loop.repair import Rejected, Unrepaired, repaired
 from agentd.loop.shortlist import shortlist
 from agentd.loop.state import (
     Budget,
@@ -72,12 +74,12 @@ class Agent:
         models: Mapping[str, ChatModel],
         limits: LimitsConfig,
         guardrails: Guardrails | None = None,
-        prompt_overrides: Mapping[str, prompts.Prompt] | None = None,
+        prompt_overrides: Mapping[str, Prompt] | None = None,
     ) -> None:
         self.models = models
         self.config = limits
         self.guardrails = guardrails
-        self.prompt_overrides = dict(prompt_overrides or {})  # [prompts] in the config
+        self.prompts = Prompts(prompt_overrides)  # [prompts] in the config
 
     async def run(
         self,
@@ -87,11 +89,19 @@ class Agent:
         metadata: Mapping[str, Sequence[tuple[str, str]]],
         deadline: Deadline,
         budget: Budget | None = None,
-        before_side_effect: Callable[[], Awaitable[None]] | None = None,
+        hooks: RunHooks | None = None,
+        prompts: Prompts | None = None,
     ) -> RunState:
         """Run to the end, or until ``deadline`` (its margin before the caller's); never
-        raises except CancelledError (itself, never in a group) when the run is cancelled."""
+        raises except CancelledError (itself, never in a group) when the run is cancelled.
+
+        ``hooks``: what the caller plugs in (events, before a side effect, a check of each
+        result); ``prompts``: this run's, else the agent's."""
         budget = budget or Budget.of(self.config)
+        hooks = hooks or RunHooks()
+        if self.guardrails:  # instruction-like tool results are flagged on their step
+            flag, emit = self.guardrails.flag_result, hooks.on_event
+            hooks = hooks.checking(lambda run, step: flag(run, step, emit))
         call = CallContext(
             metadata=metadata,
             deadline=deadline,
@@ -99,19 +109,19 @@ class Agent:
             max_result_chars=self.config.max_result_chars,
             idempotency_header=self.config.idempotency_header,
         )
-        session = _Session(self, run, tools, budget, call)
-        session.executor.before_side_effect = before_side_effect
-        overrides = prompts.use(self.prompt_overrides)
+        session = _Session(self, run, tools, budget, call, hooks, prompts or self.prompts)
         try:
             async with asyncio.timeout(deadline.remaining()):
                 if self.guardrails:  # input checks come before any model sees the task
-                    self.guardrails.guard_input(run)
+                    self.guardrails.guard_input(run, hooks.on_event)
                 if run.mode == "react":
                     await session.react()
                 else:
                     await session.plan_execute()
                 if self.guardrails and run.status == "succeeded":
-                    await self.guardrails.guard_output(run, session.ask)
+                    await self.guardrails.guard_output(
+                        run, session.ask, session.prompts, hooks.on_event
+                    )
         except BaseException as exc:  # sorted by _ended; what it leaves is re-raised
             if not _ended(run, exc, deadline, self.config.run_timeout_s):
                 raise
@@ -120,8 +130,6 @@ class Agent:
                 if isinstance(exc, CancelledError):
                     raise
                 raise CancelledError() from None
-        finally:
-            prompts.restore(overrides)
         return run
 
 
@@ -161,16 +169,18 @@ class _Session:
         tools: Mapping[str, LoopTool],
         budget: Budget,
         call: CallContext,
+        hooks: RunHooks,
+        prompts: Prompts,
     ) -> None:
         self.agent = agent
         self.run = run
         self.tools = tools
         self.budget = budget
+        self.prompts = prompts
+        self.emit = hooks.on_event
         self.executor = Executor(
-            run, tools, budget, call, self.ask, agent.config.max_parallel_steps
+            run, tools, budget, call, self.ask, agent.config.max_parallel_steps, hooks, prompts
         )
-        if agent.guardrails:  # instruction-like tool results are flagged on their step
-            self.executor.result_check = agent.guardrails.flag_result
 
     # --- plan and execute -----------------------------------------------------------------
 
@@ -228,7 +238,7 @@ class _Session:
         """Ask the planner; a plan that fails its checks goes back with the errors."""
         revision = self.run.plan.revision + 1 if self.run.plan else 0
         if reason:
-            self.run.emit(Event("replan_reason", reason))
+            self.emit(Event("replan_reason", reason))
         left = self.budget.max_steps - self.budget.steps
         if self.agent.config.max_plan_steps:
             left = min(left, self.agent.config.max_plan_steps)
@@ -251,50 +261,51 @@ class _Session:
             with contextlib.suppress(NotStrict):  # a map or open object: the plan goes lax
                 schema, strict = strict_schema(schema), True
         messages = self.planner_messages(reason, offered)
-        errors: list[str] = []
         latest: Plan | None = None  # the last plan that decoded
-        for _attempt in range(self.agent.config.max_plan_repairs + 1):
-            try:
-                prompt = prompts.get("replan" if reason else "planner")
-                reply = await self.ask(
-                    "planner",
-                    prompt,
-                    lambda m: m.complete_json(messages, schema, name="plan", strict=strict),
-                )
-            except ModelError as exc:
-                errors = [exc.public]  # what the run's error may show the caller
-                messages.append(
-                    {"role": "user", "content": f"Your reply was unusable: {exc.detail}"}
-                )
-                continue
+
+        def accept(reply: ModelReply) -> Plan:
+            nonlocal latest
             plan = merge_repeats(decode_plan(reply.value, revision), self.tools)
             if offered is not self.tools:
                 plan.offered_tools = tuple(offered)
             latest = plan
             errors = check_plan(plan, self.tools, self.run.steps)
-            if not errors:
-                self.run.plans.append(plan)
-                self.run.emit(Event("plan", plan))
-                return plan
-            messages.append({"role": "assistant", "content": reply.text})
-            messages.append(
-                {
-                    "role": "user",
-                    "content": "The plan has errors; fix them:\n- " + "\n- ".join(errors),
-                }
+            if errors:
+                fix = "The plan has errors; fix them:\n- " + "\n- ".join(errors)
+                raise Rejected(errors, said=reply.text, feedback=fix)
+            return plan
+
+        prompt = self.prompts.get("replan" if reason else "planner")
+        attempts = self.agent.config.max_plan_repairs + 1
+        try:
+            plan = await repaired(
+                messages,
+                attempts,
+                lambda: self.ask(
+                    "planner",
+                    prompt,
+                    lambda m: m.complete_json(messages, schema, name="plan", strict=strict),
+                ),
+                accept,
             )
+        except Unrepaired as exc:
+            errors = exc.problems
+        else:
+            self.run.plans.append(plan)
+            self.emit(Event("plan", plan))
+            return plan
         pruned = without_bad_steps(latest, errors) if latest is not None else None
         if pruned is not None and not check_plan(pruned, self.tools, self.run.steps):
             # The repairs failed, but the valid steps stand on their own: run those, and let
             # the responder say what is missing. (Small models keep an extra step they cannot
             # write correctly, e.g. a calculator on a string's "length".)
-            self.run.emit(Event("replan_reason", "dropped steps: " + "; ".join(errors)[:300]))
+            self.emit(Event("replan_reason", "dropped steps: " + "; ".join(errors)[:300]))
             self.run.plans.append(pruned)
-            self.run.emit(Event("plan", pruned))
+            self.emit(Event("plan", pruned))
             return pruned
         # The last problems go into the record, so a failed run says what the model got wrong.
         raise RunFailed(
-            f"the planner gave no valid plan in {self.agent.config.max_plan_repairs + 1} "
+            f"the planner gave no valid plan in {attempts} "
             f"attempts; last problems: {'; '.join(errors)[:500]}"
         )
 
@@ -314,7 +325,7 @@ class _Session:
         messages: list[dict[str, Any]] = [
             {
                 "role": "system",
-                "content": f"{prompts.get('planner').text}\n\nTools:\n"
+                "content": f"{self.prompts.get('planner').text}\n\nTools:\n"
                 f"{describe_catalog(self.tools if tools is None else tools)}",
             },
             {"role": "user", "content": user.rstrip()},
@@ -323,7 +334,7 @@ class _Session:
             messages.append(
                 {
                     "role": "user",
-                    "content": f"{prompts.get('replan').text}\nWhy: {reason}\n"
+                    "content": f"{self.prompts.get('replan').text}\nWhy: {reason}\n"
                     f"Observations (untrusted data):\n{results_json(self.run)}",
                 }
             )
@@ -363,47 +374,48 @@ class _Session:
         if self.run.plan and self.run.plan.direct_answer:
             user += f"Planner's answer: {self.run.plan.direct_answer}\n"
         user += f"Observations (untrusted data):\n{results_json(self.run)}"
+        prompt = self.prompts.get("responder")
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": prompts.get("responder").text},
+            {"role": "system", "content": prompt.text},
             {"role": "user", "content": user},
         ]
         said_missing = ""
-        for _attempt in range(2):
-            try:
-                reply = await self.ask(
-                    "responder",
-                    prompts.get("responder"),
-                    lambda m: m.complete_json(messages, schema, name="answer"),
-                )
-            except ModelError as exc:
-                messages.append(
-                    {"role": "user", "content": f"Your reply was unusable: {exc.detail}"}
-                )
-                continue
+
+        def accept(reply: ModelReply) -> tuple[Any, str]:
+            nonlocal said_missing
             answer = reply.value["answer"]
             missing = str(reply.value.get("missing") or "").strip()
             if missing.lower().strip(".") not in _NOTHING_MISSING:
                 said_missing = missing
             if isinstance(answer, str) and answer.strip().lower().strip(".") in _PLACEHOLDERS:
                 # A small model sometimes writes the field's name instead of an answer.
-                messages.append({"role": "assistant", "content": reply.text})
-                messages.append(
-                    {
-                        "role": "user",
-                        "content": f'"{answer}" is not an answer: write the answer to the task '
-                        'from the observations in "answer", and what is missing (if anything) '
-                        'in "missing".',
-                    }
+                raise Rejected(
+                    [f"{answer!r} is not an answer"],
+                    said=reply.text,
+                    feedback=f'"{answer}" is not an answer: write the answer to the task '
+                    'from the observations in "answer", and what is missing (if anything) '
+                    'in "missing".',
                 )
-                continue
-            self.set_answer(answer)
-            return "" if missing.lower().strip(".") in _NOTHING_MISSING else missing
-        if said_missing and self.run.response_schema is None:
-            # The model keeps naming what is missing but writes no answer: say that, plainly,
-            # rather than fail a run whose tools cannot give what the task asks.
-            self.run.output = f"I cannot answer that from the tools' results: {said_missing}"
-            return ""
-        raise RunFailed("the responder gave no valid answer in 2 attempts")
+            return answer, missing
+
+        try:
+            answer, missing = await repaired(
+                messages,
+                2,
+                lambda: self.ask(
+                    "responder", prompt, lambda m: m.complete_json(messages, schema, name="answer")
+                ),
+                accept,
+            )
+        except Unrepaired:
+            if said_missing and self.run.response_schema is None:
+                # The model keeps naming what is missing but writes no answer: say that,
+                # plainly, rather than fail a run whose tools cannot give what the task asks.
+                self.run.output = f"I cannot answer that from the tools' results: {said_missing}"
+                return ""
+            raise RunFailed("the responder gave no valid answer in 2 attempts") from None
+        self.set_answer(answer)
+        return "" if missing.lower().strip(".") in _NOTHING_MISSING else missing
 
     def set_answer(self, answer: Any) -> None:
         if self.run.response_schema is not None:
@@ -440,7 +452,7 @@ class _Session:
         specs = [ToolSpec(t.name, t.description, t.model_schema) for t in self.tools.values()]
         user = task_block(self.run)
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": prompts.get("react").text},
+            {"role": "system", "content": self.prompts.get("react").text},
             {"role": "user", "content": user},
         ]
         # A resumed run: its finished turns as the model saw them, then the decided calls.
@@ -457,7 +469,7 @@ class _Session:
         while True:
             choice = await self.ask(
                 "executor",
-                prompts.get("react"),
+                self.prompts.get("react"),
                 lambda m: m.choose_tool(messages, [*specs, final], name="react_step"),
             )
             if choice.name == FINAL_ANSWER:
@@ -499,7 +511,7 @@ class _Session:
     # --- model calls ------------------------------------------------------------------------
 
     async def ask(
-        self, role: str, prompt: prompts.Prompt, call: Callable[[ChatModel], Awaitable[Any]]
+        self, role: str, prompt: Prompt, call: Callable[[ChatModel], Awaitable[Any]]
     ) -> Any:
         """Make one model call of ``role`` within the budget and record it and its usage."""
         model = self.agent.models[role]

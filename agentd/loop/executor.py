@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentd import telemetry
-from agentd.llm.client import ChatModel, ModelError, ModelReply, ToolSpec
-from agentd.loop import prompts
+from agentd.llm.model import ChatModel, ModelReply, ToolChoice, ToolSpec
 from agentd.loop.deadline import Deadline
+from agentd.loop.hooks import RunHooks
 from agentd.loop.plan import LoopTool, Unresolved, resolve, validate
+from agentd.loop.prompts import Prompt, Prompts
+from agentd.loop.repair import Rejected, Unrepaired, repaired
 from agentd.loop.state import (
     Budget,
     Decision,
@@ -35,7 +37,7 @@ from agentd.loop.state import (
 )
 
 # A model call made through the loop's accounting (budget, usage, spans).
-ModelCall = Callable[[str, prompts.Prompt, Callable[[ChatModel], Awaitable[Any]]], Awaitable[Any]]
+ModelCall = Callable[[str, Prompt, Callable[[ChatModel], Awaitable[Any]]], Awaitable[Any]]
 
 
 @dataclass
@@ -58,12 +60,6 @@ class ArgumentsUnavailable(Exception):
 
 
 class Executor:
-    # Guardrail hook on each successful result (sets StepRecord.flags); None: no check.
-    result_check: Callable[[RunState, StepRecord], None] | None = None
-    # Awaited before a call with side effects starts, so the run's journal shows it in
-    # flight: a replica that takes over after a crash must not repeat it blindly.
-    before_side_effect: Callable[[], Awaitable[None]] | None = None
-
     def __init__(
         self,
         run: RunState,
@@ -72,12 +68,16 @@ class Executor:
         call: CallContext,
         ask: ModelCall,
         max_parallel: int,
+        hooks: RunHooks,
+        prompts: Prompts,
     ) -> None:
         self.run = run
         self.tools = tools
         self.budget = budget
         self.call = call
         self.ask = ask
+        self.hooks = hooks
+        self.prompts = prompts
         self.slots = asyncio.Semaphore(max(1, max_parallel))
 
     async def execute(self, plan: Plan) -> None:
@@ -173,9 +173,9 @@ class Executor:
         except LimitsExceeded as exc:
             self._end(record, "skipped", "LIMITS_EXCEEDED", str(exc))
             raise
-        self.run.emit(Event("step_started", record))
-        if tool.side_effects != "none" and self.before_side_effect is not None:
-            await self.before_side_effect()
+        self.hooks.on_event(Event("step_started", record))
+        if tool.side_effects != "none":  # in the journal before it starts (see RunHooks)
+            await self.hooks.before_side_effect()
         arguments = record.arguments  # exactly what is sent
         if bound_to is not None and bound_to != arguments_sha256(arguments):
             self._end(
@@ -211,8 +211,7 @@ class Executor:
         # replaced here, so records, events, prompts, alerts and exports never hold one.
         result = self._redacted(record, result)
         record.result, record.result_truncated = truncate(result, self.call.max_result_chars)
-        if self.result_check:
-            self.result_check(self.run, record)
+        self.hooks.check_result(self.run, record)
         self._end(record, "succeeded", "", "")
         return record
 
@@ -250,7 +249,7 @@ class Executor:
         record.status = status
         record.error_code = code
         record.error_message = message
-        self.run.emit(Event("step_finished", record))
+        self.hooks.on_event(Event("step_finished", record))
 
     async def _arguments(self, step: PlanStep, tool: LoopTool) -> dict[str, Any]:
         """The step's complete arguments: references resolved, else the executor model asked."""
@@ -274,8 +273,9 @@ class Executor:
     ) -> dict[str, Any]:
         """Ask the executor model for the arguments; one retry with the errors fed back."""
         observations = [r.observation() for r in self.run.steps if r.id in step.depends_on]
+        prompt = self.prompts.get("executor")
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": prompts.get("executor").text},
+            {"role": "system", "content": prompt.text},
             {
                 "role": "user",
                 "content": (
@@ -285,34 +285,35 @@ class Executor:
                     f"{json.dumps(observations)}"
                 ),
             },
+            {"role": "user", "content": "Fix these problems: " + "; ".join(problems)},
         ]
         spec = ToolSpec(tool.name, tool.description, tool.model_schema)
-        for _attempt in range(2):
-            if problems:
-                messages.append(
-                    {"role": "user", "content": "Fix these problems: " + "; ".join(problems)}
-                )
-            try:
-                choice = await self.ask(
-                    "executor",
-                    prompts.get("executor"),
-                    lambda m: m.choose_tool(messages, [spec], name="step_arguments"),
-                )
-            except ModelError as exc:
-                problems = [exc.public]
-                continue
+
+        def accept(choice: ToolChoice) -> dict[str, Any]:
             arguments = choice.arguments
             try:
                 arguments = resolve(arguments, self._results())
+                found = validate(tool, arguments)
             except Unresolved as exc:  # the model's mistake: tell it, never pass it on
-                problems = [str(exc)]
-                messages.append({"role": "assistant", "content": json.dumps(arguments)})
-                continue
-            problems = validate(tool, arguments)
-            if not problems:
-                return dict(arguments)
-            messages.append({"role": "assistant", "content": json.dumps(arguments)})
-        raise ArgumentsUnavailable("; ".join(problems))
+                found = [str(exc)]
+            if found:
+                fix = "Fix these problems: " + "; ".join(found)
+                raise Rejected(found, said=json.dumps(arguments), feedback=fix)
+            return dict(arguments)
+
+        try:
+            return await repaired(
+                messages,
+                2,
+                lambda: self.ask(
+                    "executor",
+                    prompt,
+                    lambda m: m.choose_tool(messages, [spec], name="step_arguments"),
+                ),
+                accept,
+            )
+        except Unrepaired as exc:
+            raise ArgumentsUnavailable("; ".join(exc.problems)) from None
 
 
 def arguments_sha256(arguments: Mapping[str, Any]) -> str:

@@ -25,10 +25,10 @@ from opentelemetry import trace
 
 from agentd import telemetry
 from agentd.config import GuardrailsConfig
-from agentd.llm.client import ChatModel, ModelError
+from agentd.llm.model import ChatModel, ModelError
 from agentd.llm.schemas import validator
-from agentd.loop import prompts
 from agentd.loop.messages import results_json, task_block
+from agentd.loop.prompts import Prompt, Prompts
 from agentd.loop.state import (
     BlockedByGuardrail,
     Event,
@@ -38,7 +38,7 @@ from agentd.loop.state import (
     VerdictRecord,
 )
 
-Ask = Callable[[str, prompts.Prompt, Callable[[ChatModel], Awaitable[Any]]], Awaitable[Any]]
+Ask = Callable[[str, Prompt, Callable[[ChatModel], Awaitable[Any]]], Awaitable[Any]]
 
 # Phrases that address the model rather than describe data. A heuristic: it catches the
 # common attacks cheaply and says what it matched; a model guard catches the rest.
@@ -100,10 +100,13 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def record_verdict(run: RunState, verdict: VerdictRecord) -> None:
+Emit = Callable[[Event], None]
+
+
+def record_verdict(run: RunState, verdict: VerdictRecord, emit: Emit) -> None:
     """Put a verdict in the run record, on the current span and in the event stream."""
     run.verdicts.append(verdict)
-    run.emit(Event("verdict", verdict))
+    emit(Event("verdict", verdict))
     span = trace.get_current_span()
     span.add_event(
         "agentd.guardrail.verdict",
@@ -153,12 +156,12 @@ class Guardrails:
                 verdicts.append(VerdictRecord(self.config.injection, reasons, "rules", "input"))
         return verdicts
 
-    def guard_input(self, run: RunState) -> None:
+    def guard_input(self, run: RunState, emit: Emit) -> None:
         """Record the input findings; raises BlockedByGuardrail on a block."""
         with telemetry.guardrail_span("rules", "input") as span:
             verdicts = self.check_input(run.task, run.context)
             for verdict in verdicts:
-                record_verdict(run, verdict)
+                record_verdict(run, verdict, emit)
                 span.verdict(verdict.verdict, "; ".join(verdict.reasons))
             if not verdicts:
                 span.verdict("pass")
@@ -166,7 +169,7 @@ class Guardrails:
 
     # --- tool results ---------------------------------------------------------------------
 
-    def flag_result(self, run: RunState, step: StepRecord) -> None:
+    def flag_result(self, run: RunState, step: StepRecord, emit: Emit) -> None:
         """Flag instruction-like content in a step's result: it stays data, marked."""
         if not self.config.tool_results or step.result is None:
             return
@@ -183,11 +186,12 @@ class Guardrails:
             VerdictRecord(
                 "flag", [f"step {step.id}: {f}" for f in step.flags], "rules", "tool_result"
             ),
+            emit,
         )
 
     # --- output -----------------------------------------------------------------------------
 
-    async def guard_output(self, run: RunState, ask: Ask) -> None:
+    async def guard_output(self, run: RunState, ask: Ask, prompts: Prompts, emit: Emit) -> None:
         """Run the output guards in order; a block (or a flag with on_flag=block) withholds
         the answer and ends the run as blocked_by_guardrail."""
         for name in self.config.output:
@@ -196,8 +200,8 @@ class Guardrails:
                 if name == "rules":
                     verdict = self.rules_verdict(run)
                 else:
-                    verdict = await self.model_verdict(run, ask)
-                record_verdict(run, verdict)
+                    verdict = await self.model_verdict(run, ask, prompts)
+                record_verdict(run, verdict, emit)
                 span.verdict(verdict.verdict, "; ".join(verdict.reasons))
             if self._blocks(verdict):
                 break
@@ -224,10 +228,10 @@ class Guardrails:
                 )
         return VerdictRecord("block" if reasons else "pass", reasons, "rules", "output")
 
-    async def model_verdict(self, run: RunState, ask: Ask) -> VerdictRecord:
+    async def model_verdict(self, run: RunState, ask: Ask, prompts: Prompts) -> VerdictRecord:
         """The guard model's judgement; no usable verdict counts as a block (fail closed)."""
         guard = f"model:{self.guard_model}" if self.guard_model else "model"
-        messages = self.guard_messages(run)
+        messages = self.guard_messages(run, prompts)
         try:
             reply = await ask(
                 "guard",
@@ -248,7 +252,7 @@ class Guardrails:
         reasons = [str(r) for r in value.get("reasons") or []]
         return VerdictRecord(verdict, reasons, guard, "output")
 
-    def guard_messages(self, run: RunState) -> list[dict[str, Any]]:
+    def guard_messages(self, run: RunState, prompts: Prompts) -> list[dict[str, Any]]:
         criteria = [
             CRITERIA_TEXT[c].format(policy=self.config.policy)
             for c in self.config.criteria

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,28 +107,17 @@ must not be returned; and "reasons": one short sentence per problem (empty when 
 ALL = (PLANNER, REPLAN, EXECUTOR, RESPONDER, REACT, GUARD)
 BY_NAME = {p.name: p for p in ALL}
 
-# Per-run overrides (``[prompts]`` in the config). A context variable rather than a module
-# global, so two agents in one process (``agentd eval`` comparing configs) never mix prompts;
-# the executor's and guardrails' tasks inherit it from the run.
-_OVERRIDES: ContextVar[Mapping[str, Prompt] | None] = ContextVar(
-    "agentd_prompt_overrides", default=None
-)
 
+class Prompts:
+    """The prompts of one agent: the configured overrides (``[prompts]``, by name), else the
+    built-in ones. Passed to the loop explicitly, so two agents in one process (``agentd eval``
+    comparing configs) never mix prompts."""
 
-def get(name: str) -> Prompt:
-    """The prompt ``name`` for the current run: the configured override, else the built-in."""
-    overrides = _OVERRIDES.get()
-    return (overrides or {}).get(name) or BY_NAME[name]
+    def __init__(self, overrides: Mapping[str, Prompt] | None = None) -> None:
+        self.overrides = dict(overrides or {})
 
-
-def use(overrides: Mapping[str, Prompt]) -> Token[Mapping[str, Prompt] | None]:
-    """Use ``overrides`` (by name) for ``get`` in this context until ``restore``."""
-    return _OVERRIDES.set(overrides)
-
-
-def restore(token: Token[Mapping[str, Prompt] | None]) -> None:
-    """Undo ``use``."""
-    _OVERRIDES.reset(token)
+    def get(self, name: str) -> Prompt:
+        return self.overrides.get(name) or BY_NAME[name]
 
 
 def load_overrides(paths: Mapping[str, str]) -> dict[str, Prompt]:

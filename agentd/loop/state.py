@@ -8,7 +8,6 @@ a defined status and whatever results exist so far.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -248,7 +247,6 @@ class RunState:
     # deadline set it (else limits.run_timeout_s). Stored with the request.
     deadline_at: float = 0.0
     deadline_caller: bool = False
-    emit: Callable[[Event], None] = field(default=lambda event: None, repr=False)
     # The run's secrets (credentials, forwarded metadata, configured secrets): what comes
     # back from an upstream passes through it before it enters the run. Never stored.
     redactor: Redactor = field(default=NONE, repr=False, compare=False)

@@ -47,7 +47,7 @@ from agentd.telemetry.setup import AGENT_NAME
 
 if TYPE_CHECKING:
     from agentd.config import Config
-    from agentd.llm.client import ChatModel, ModelReply
+    from agentd.llm.model import ChatModel, ModelReply
     from agentd.loop.plan import LoopTool
     from agentd.loop.state import ModelCallRecord, RunState, StepRecord
 
