@@ -20,9 +20,9 @@ from agentd.llm.schemas import NotStrict, strict_schema, validator, without_null
 from agentd.loop.describe import deref
 from agentd.loop.plan import bounded, embed
 from agentd.v1 import agent_pb2
-from tests.test_request_bounds import answers_everything, stack  # noqa: F401  (fixture)
 from tests.support.scripted_llm import schema_name
 from tests.test_agent import Stack
+from tests.test_request_bounds import answers_everything, stack  # noqa: F401  (fixture)
 from toolgen import jsonschema_kit as kit
 from toolgen.schema import message_schema
 
