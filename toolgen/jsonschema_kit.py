@@ -11,7 +11,8 @@ Everything toolgen and agentd do to a JSON Schema *after* it exists is here, wri
   nothing. (Validators come from :mod:`toolgen.validation`, whose registry retrieves nothing.)
 * :func:`hoist_defs` makes a self-contained schema ready to nest inside a bigger document.
 * :func:`nullable` makes a schema also accept ``null``; :func:`to_strict` converts a schema to
-  OpenAI strict mode and :func:`without_nulls` maps a strict-mode instance back.
+  OpenAI strict mode and :func:`without_nulls` maps a strict-mode instance back;
+  :func:`check_strict_limits` holds a schema to strict mode's size limits (:class:`StrictLimits`).
 * :func:`bounded` caps every string, array and integer for grammar-constrained decoding.
 * :data:`DIALECTS` is the table of what differs between the three dialects ``message_schema``
   writes; the walk in :mod:`toolgen.schema` consults it instead of testing the dialect's name.
@@ -31,7 +32,10 @@ __all__ = [
     "JSONSCHEMA_DIALECT_URI",
     "DialectRules",
     "NotStrict",
+    "SchemaLimitError",
+    "StrictLimits",
     "bounded",
+    "check_strict_limits",
     "deref",
     "hoist_defs",
     "map_subschemas",
@@ -368,6 +372,104 @@ def without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nulls(v) for v in value]
     return value
+
+
+# --- OpenAI strict mode's size limits ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StrictLimits:
+    """OpenAI strict-mode limits, checked on every openai-dialect schema.
+
+    Defaults follow the current Structured Outputs guide: 5,000 object properties in total, 10
+    levels of object nesting, 120,000 characters of property names, definition names, enum values
+    and const values, and 1,000 enum values in total. (Older copies of the guide said 100
+    properties, 5 levels, 15,000 characters and 500 enum values; pass those for older models.)
+    """
+
+    max_depth: int = 10
+    max_properties: int = 5000
+    max_enum_values: int = 1000
+    max_chars: int = 120_000
+
+
+class SchemaLimitError(ValueError):
+    """A generated schema exceeds a strict-mode limit (or cannot be expressed in strict mode)."""
+
+    def __init__(self, message_name: str, limit: str, allowed: int, actual: int) -> None:
+        self.message_name = message_name
+        self.limit = limit
+        self.allowed = allowed
+        self.actual = actual
+        super().__init__(
+            f"schema for {message_name} exceeds the OpenAI strict-mode limit {limit}={allowed}: "
+            f"it has {actual}"
+        )
+
+
+def check_strict_limits(schema: dict[str, Any], name: str, limits: StrictLimits) -> None:
+    """``SchemaLimitError`` naming ``name``, the limit and the value when ``schema`` exceeds
+    one of ``limits``."""
+    defs = schema.get("$defs", {})
+    properties = enum_values = chars = 0
+    chars += sum(len(k) for k in defs)
+
+    def count(node: Any) -> None:
+        nonlocal properties, enum_values, chars
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                properties += len(props)
+                chars += sum(len(k) for k in props)
+            enum = node.get("enum")
+            if isinstance(enum, list):
+                enum_values += len(enum)
+                chars += sum(len(str(v)) for v in enum if v is not None)
+            if "const" in node:
+                chars += len(str(node["const"]))
+            for value in node.values():
+                count(value)
+        elif isinstance(node, list):
+            for value in node:
+                count(value)
+
+    count(schema)
+    depth = _nesting_depth(schema, schema, defs, frozenset())
+    for limit, allowed, actual in (
+        ("max_depth", limits.max_depth, depth),
+        ("max_properties", limits.max_properties, properties),
+        ("max_enum_values", limits.max_enum_values, enum_values),
+        ("max_chars", limits.max_chars, chars),
+    ):
+        if actual > allowed:
+            raise SchemaLimitError(name, limit, allowed, actual)
+
+
+def _nesting_depth(
+    node: Any, root: dict[str, Any], defs: Mapping[str, Any], seen: frozenset[str]
+) -> int:
+    """Object nesting levels along the deepest path, entering each ``$ref`` once per path."""
+    if isinstance(node, list):
+        return max((_nesting_depth(v, root, defs, seen) for v in node), default=0)
+    if not isinstance(node, dict):
+        return 0
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        if ref in seen:
+            return 0
+        target = resolve(root, ref) or {}
+        return _nesting_depth(target, root, defs, seen | {ref})
+    children: list[Any] = []
+    for key in ("items", "additionalProperties", "anyOf"):
+        if key in node:
+            children.append(node[key])
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        children.extend(properties.values())
+    inner = max((_nesting_depth(v, root, defs, seen) for v in children), default=0)
+    kinds = node.get("type")
+    is_object = kinds == "object" or (isinstance(kinds, list) and "object" in kinds)
+    return inner + 1 if is_object and isinstance(properties, dict) else inner
 
 
 # --- bounds for constrained decoding ----------------------------------------------------------

@@ -56,7 +56,13 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from toolgen.jsonschema_kit import DIALECTS, nullable, resolve
+from toolgen.jsonschema_kit import (
+    DIALECTS,
+    SchemaLimitError,
+    StrictLimits,
+    check_strict_limits,
+    nullable,
+)
 from toolgen.jsonschema_kit import JSONSCHEMA_DIALECT_URI as JSONSCHEMA_DIALECT_URI
 
 __all__ = [
@@ -72,22 +78,6 @@ __all__ = [
 
 Dialect = Literal["jsonschema", "grammar", "openai"]
 Direction = Literal["input", "output"]
-
-
-@dataclass(frozen=True)
-class StrictLimits:
-    """OpenAI strict-mode limits, checked on every openai-dialect schema.
-
-    Defaults follow the current Structured Outputs guide: 5,000 object properties in total, 10
-    levels of object nesting, 120,000 characters of property names, definition names, enum values
-    and const values, and 1,000 enum values in total. (Older copies of the guide said 100
-    properties, 5 levels, 15,000 characters and 500 enum values; pass those for older models.)
-    """
-
-    max_depth: int = 10
-    max_properties: int = 5000
-    max_enum_values: int = 1000
-    max_chars: int = 120_000
 
 
 @dataclass(frozen=True)
@@ -109,20 +99,6 @@ class Bounds:
             value = getattr(self, name)
             if value is not None and value < (1 if name == "max_recursion_depth" else 0):
                 raise ValueError(f"Bounds.{name} must be positive, got {value}")
-
-
-class SchemaLimitError(ValueError):
-    """A generated schema exceeds a strict-mode limit (or cannot be expressed in strict mode)."""
-
-    def __init__(self, message_name: str, limit: str, allowed: int, actual: int) -> None:
-        self.message_name = message_name
-        self.limit = limit
-        self.allowed = allowed
-        self.actual = actual
-        super().__init__(
-            f"schema for {message_name} exceeds the OpenAI strict-mode limit {limit}={allowed}: "
-            f"it has {actual}"
-        )
 
 
 class StrictDecodeError(ValueError):
@@ -785,72 +761,6 @@ def _cyclic_messages(root: Descriptor) -> set[str]:
     return cyclic
 
 
-# --- strict-mode limits -------------------------------------------------------------------------
-
-
-def _check_limits(schema: dict[str, Any], name: str, limits: StrictLimits) -> None:
-    defs = schema.get("$defs", {})
-    properties = enum_values = chars = 0
-    chars += sum(len(k) for k in defs)
-
-    def count(node: Any) -> None:
-        nonlocal properties, enum_values, chars
-        if isinstance(node, dict):
-            props = node.get("properties")
-            if isinstance(props, dict):
-                properties += len(props)
-                chars += sum(len(k) for k in props)
-            enum = node.get("enum")
-            if isinstance(enum, list):
-                enum_values += len(enum)
-                chars += sum(len(str(v)) for v in enum if v is not None)
-            if "const" in node:
-                chars += len(str(node["const"]))
-            for value in node.values():
-                count(value)
-        elif isinstance(node, list):
-            for value in node:
-                count(value)
-
-    count(schema)
-    depth = _nesting_depth(schema, schema, defs, frozenset())
-    for limit, allowed, actual in (
-        ("max_depth", limits.max_depth, depth),
-        ("max_properties", limits.max_properties, properties),
-        ("max_enum_values", limits.max_enum_values, enum_values),
-        ("max_chars", limits.max_chars, chars),
-    ):
-        if actual > allowed:
-            raise SchemaLimitError(name, limit, allowed, actual)
-
-
-def _nesting_depth(
-    node: Any, root: dict[str, Any], defs: Mapping[str, Any], seen: frozenset[str]
-) -> int:
-    """Object nesting levels along the deepest path, entering each ``$ref`` once per path."""
-    if isinstance(node, list):
-        return max((_nesting_depth(v, root, defs, seen) for v in node), default=0)
-    if not isinstance(node, dict):
-        return 0
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        if ref in seen:
-            return 0
-        target = resolve(root, ref) or {}
-        return _nesting_depth(target, root, defs, seen | {ref})
-    children: list[Any] = []
-    for key in ("items", "additionalProperties", "anyOf"):
-        if key in node:
-            children.append(node[key])
-    properties = node.get("properties")
-    if isinstance(properties, dict):
-        children.extend(properties.values())
-    inner = max((_nesting_depth(v, root, defs, seen) for v in children), default=0)
-    kinds = node.get("type")
-    is_object = kinds == "object" or (isinstance(kinds, list) and "object" in kinds)
-    return inner + 1 if is_object and isinstance(properties, dict) else inner
-
-
 # --- public API ---------------------------------------------------------------------------------
 
 
@@ -874,7 +784,7 @@ def message_schema(
     walk = _Walk(descriptor, dialect, direction, comments or {}, bounds or Bounds())
     schema = walk.build()
     if walk.rules.strict_objects:
-        _check_limits(schema, descriptor.full_name, limits or StrictLimits())
+        check_strict_limits(schema, descriptor.full_name, limits or StrictLimits())
     return schema
 
 
