@@ -56,6 +56,15 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from toolgen.jsonschema_kit import (
+    DIALECTS,
+    SchemaLimitError,
+    StrictLimits,
+    check_strict_limits,
+    nullable,
+)
+from toolgen.jsonschema_kit import JSONSCHEMA_DIALECT_URI as JSONSCHEMA_DIALECT_URI
+
 __all__ = [
     "Bounds",
     "Dialect",
@@ -69,24 +78,6 @@ __all__ = [
 
 Dialect = Literal["jsonschema", "grammar", "openai"]
 Direction = Literal["input", "output"]
-
-JSONSCHEMA_DIALECT_URI = "https://json-schema.org/draft/2020-12/schema"
-
-
-@dataclass(frozen=True)
-class StrictLimits:
-    """OpenAI strict-mode limits, checked on every openai-dialect schema.
-
-    Defaults follow the current Structured Outputs guide: 5,000 object properties in total, 10
-    levels of object nesting, 120,000 characters of property names, definition names, enum values
-    and const values, and 1,000 enum values in total. (Older copies of the guide said 100
-    properties, 5 levels, 15,000 characters and 500 enum values; pass those for older models.)
-    """
-
-    max_depth: int = 10
-    max_properties: int = 5000
-    max_enum_values: int = 1000
-    max_chars: int = 120_000
 
 
 @dataclass(frozen=True)
@@ -108,20 +99,6 @@ class Bounds:
             value = getattr(self, name)
             if value is not None and value < (1 if name == "max_recursion_depth" else 0):
                 raise ValueError(f"Bounds.{name} must be positive, got {value}")
-
-
-class SchemaLimitError(ValueError):
-    """A generated schema exceeds a strict-mode limit (or cannot be expressed in strict mode)."""
-
-    def __init__(self, message_name: str, limit: str, allowed: int, actual: int) -> None:
-        self.message_name = message_name
-        self.limit = limit
-        self.allowed = allowed
-        self.actual = actual
-        super().__init__(
-            f"schema for {message_name} exceeds the OpenAI strict-mode limit {limit}={allowed}: "
-            f"it has {actual}"
-        )
 
 
 class StrictDecodeError(ValueError):
@@ -308,15 +285,14 @@ class _Walk:
         comments: Mapping[str, str],
         bounds: Bounds,
     ) -> None:
-        if dialect not in ("jsonschema", "grammar", "openai"):
+        if dialect not in DIALECTS:
             raise ValueError(
                 f"unknown dialect {dialect!r}: use 'jsonschema', 'grammar' or 'openai'"
             )
         if direction not in ("input", "output"):
             raise ValueError(f"unknown direction {direction!r}: use 'input' or 'output'")
         self.root = root
-        self.strict = dialect == "openai"
-        self.grammar = dialect == "grammar"
+        self.rules = DIALECTS[dialect]  # what differs between the dialects, as one table
         self.input = direction == "input"
         self.comments = comments
         self.bounds = bounds
@@ -334,15 +310,15 @@ class _Walk:
         name = self.root.full_name
         if name in _WELL_KNOWN or name in _WRAPPERS:
             body = self.well_known(self.root)
-            if self.strict and body.get("type") != "object":
+            if self.rules.strict_objects and body.get("type") != "object":
                 raise SchemaLimitError(name, "root_type_object", 1, 0)
         else:
             self.path.append(name)
             body = self.message_body(self.root)
             self.path.pop()
         schema: dict[str, Any] = {}
-        if not self.strict and not self.grammar:
-            schema["$schema"] = JSONSCHEMA_DIALECT_URI
+        if self.rules.schema_uri is not None:
+            schema["$schema"] = self.rules.schema_uri
         schema.update(body)
         if self.defs:
             schema["$defs"] = dict(sorted(self.defs.items()))
@@ -394,7 +370,7 @@ class _Walk:
             if schema is None:
                 continue
             properties[field.json_name] = schema
-            if must or self.strict:
+            if must or self.rules.strict_objects:
                 required.append(field.json_name)
             if oneof is not None:
                 oneofs.setdefault(oneof, []).append(field.json_name)
@@ -405,14 +381,14 @@ class _Walk:
         body["properties"] = properties
         if required:
             body["required"] = required
-        elif self.strict:
+        elif self.rules.strict_objects:
             body["required"] = []
         body["additionalProperties"] = False
-        if self.grammar and message.full_name not in self.cyclic:
+        if self.rules.oneofs == "branches" and message.full_name not in self.cyclic:
             # (A recursive message is inlined once per level; branching it at every level
             # would multiply the schema, so its oneofs are described, not enforced.)
             return _oneof_branches(body, [m for m in oneofs.values() if len(m) > 1])
-        if not self.strict and not self.grammar:
+        if self.rules.oneofs == "dependent":
             dependent = {
                 member: {"properties": {other: False for other in members if other != member}}
                 for members in oneofs.values()
@@ -444,23 +420,23 @@ class _Walk:
             schema = value
         if schema is None:
             return None
-        nullable = self.strict and not must
+        optional = self.rules.strict_objects and not must  # strict: null means absent
         wrapper = (
             field.message_type is not None
             and field.message_type.full_name in _WRAPPERS
             and not field.is_repeated
         )
-        if nullable or wrapper:
-            schema = _nullable(schema)
+        if optional or wrapper:
+            schema = nullable(schema)
         description = self.field_description(field, oneof)
         if description:
-            schema = _described(schema, description, strict=self.strict)
+            schema = _described(schema, description, strict=self.rules.strict_objects)
         if field.has_default_value and not field.is_repeated and field.type != _T.TYPE_MESSAGE:
             default = _json_default(field)
-            if self.strict:  # strict mode has no "default" keyword; tell the model instead
-                schema = _described(schema, f"Default: {json.dumps(default)}.", strict=True)
-            else:
+            if self.rules.default_keyword:
                 schema = {**schema, "default": default}
+            else:  # strict mode has no "default" keyword; tell the model instead
+                schema = _described(schema, f"Default: {json.dumps(default)}.", strict=True)
         return schema
 
     def field_description(self, field: FieldDescriptor, oneof: str | None) -> str:
@@ -471,7 +447,7 @@ class _Walk:
         group = field.containing_oneof
         if oneof is not None and group is not None:
             members = ", ".join(f.json_name for f in group.fields if f.json_name != field.json_name)
-            rule = "leave the others null" if self.strict else "set none of the others"
+            rule = self.rules.oneof_rule
             parts.append(f"Part of oneof '{oneof}': when setting this, {rule} ({members}).")
         if field.enum_type is not None and field.enum_type.full_name != _NULL_VALUE:
             parts.append(self.enum_note(field.enum_type))
@@ -503,9 +479,9 @@ class _Walk:
         value = self.value_schema(entry.fields_by_name["value"], element=True)
         if value is None:
             return None
-        if self.grammar:  # keys stay strings: no engine enforces propertyNames
+        if self.rules.maps == "object":  # keys stay strings: no engine enforces propertyNames
             return {"type": "object", "additionalProperties": value}
-        if self.strict:
+        if self.rules.maps == "pairs":
             key = self.scalar_schema(key_field)
             pair = {
                 "type": "object",
@@ -529,7 +505,7 @@ class _Walk:
             schema["propertyNames"] = {"enum": ["true", "false"]}
         elif self.bounds.max_string_length is not None:
             schema["propertyNames"] = {"maxLength": self.bounds.max_string_length}
-        if self.bounds.max_items is not None:
+        if self.bounds.max_items is not None and self.rules.max_properties:
             schema["maxProperties"] = self.bounds.max_items
         return schema
 
@@ -547,14 +523,14 @@ class _Walk:
             return _int_schema(kind)
         if kind in (_T.TYPE_DOUBLE, _T.TYPE_FLOAT):
             number: dict[str, Any] = {"type": "number"}
-            if kind == _T.TYPE_FLOAT and not self.grammar:
+            if kind == _T.TYPE_FLOAT and self.rules.float_range:
                 number.update(minimum=-_FLOAT32_MAX, maximum=_FLOAT32_MAX)
             return {"anyOf": [number, {"type": "string", "enum": list(_FLOAT_WORDS)}]}
         if kind == _T.TYPE_BOOL:
             return {"type": "boolean"}
         if kind == _T.TYPE_BYTES:
             schema: dict[str, Any] = {"type": "string", "pattern": BYTES_PATTERN}
-            if not self.strict and not self.grammar:
+            if self.rules.content_encoding:
                 schema["contentEncoding"] = "base64"
             return self.bounded_string(schema)
         return self.bounded_string({"type": "string"})
@@ -567,7 +543,7 @@ class _Walk:
             return {"type": "null"}
         names = [v.name for v in enum.values]
         by_name: dict[str, Any] = {"type": "string", "enum": names}
-        if self.strict or self.grammar:
+        if not self.rules.enum_numbers:
             return by_name
         if enum.is_closed:
             numbers: dict[str, Any] = {"type": "integer", "enum": sorted(enum.values_by_number)}
@@ -587,7 +563,7 @@ class _Walk:
         name = message.full_name
         if name in _WRAPPERS:
             return self.scalar_schema(message.fields_by_name["value"])
-        if self.strict and name in _JSON_STRING_WKTS:
+        if self.rules.open_values_as_strings and name in _JSON_STRING_WKTS:
             return self.bounded_string({"type": "string", "description": _STRICT_JSON_NOTES[name]})
         make = _WELL_KNOWN[name]
         return make(self)
@@ -599,7 +575,7 @@ class _Walk:
             "pattern": TIMESTAMP_PATTERN,
             "description": "RFC 3339 date-time, e.g. 2024-05-01T12:30:00Z.",
         }
-        if self.grammar:  # the pattern says it all; engines differ on "format"
+        if not self.rules.format_keyword:  # the pattern says it all; engines differ on it
             del schema["format"]
         return schema
 
@@ -619,7 +595,7 @@ class _Walk:
 
     def struct(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "object"}
-        if self.bounds.max_items is not None and not self.grammar:
+        if self.bounds.max_items is not None and self.rules.max_properties:
             schema["maxProperties"] = self.bounds.max_items
         return schema
 
@@ -633,7 +609,7 @@ class _Walk:
         return schema
 
     def any(self) -> dict[str, Any]:
-        if self.grammar:  # "@type" required: an empty Any is not worth a union here
+        if self.rules.any_requires_type:  # an empty Any is not worth a union here
             return {
                 "type": "object",
                 "description": 'A packed message: "@type" is its type URL beside its fields.',
@@ -653,7 +629,7 @@ class _Walk:
 
     def empty(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "object", "properties": {}}
-        if self.strict:
+        if self.rules.strict_objects:
             schema["required"] = []
         schema["additionalProperties"] = False
         return schema
@@ -726,28 +702,6 @@ def _oneof_branches(body: dict[str, Any], groups: list[list[str]]) -> dict[str, 
     return {**wrapper, "anyOf": branches}
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """The same schema also accepting ``null``."""
-    kind = schema.get("type")
-    if "$ref" in schema or kind is None:
-        if "anyOf" in schema and "$ref" not in schema:
-            if {"type": "null"} in schema["anyOf"]:
-                return schema
-            return {**schema, "anyOf": [*schema["anyOf"], {"type": "null"}]}
-        if "$ref" not in schema and not schema.keys() - {"description"}:
-            return schema  # already accepts anything, null included
-        return {"anyOf": [schema, {"type": "null"}]}
-    if "anyOf" in schema:
-        return {"anyOf": [schema, {"type": "null"}]}
-    kinds = kind if isinstance(kind, list) else [kind]
-    if "null" in kinds:
-        return schema
-    result = {**schema, "type": [*kinds, "null"]}
-    if "enum" in schema:
-        result["enum"] = [*schema["enum"], None]
-    return result
-
-
 def _described(schema: dict[str, Any], text: str, *, strict: bool) -> dict[str, Any]:
     """Attach a field description without giving a ``$ref`` siblings in strict mode."""
     if strict and "$ref" in schema:
@@ -807,72 +761,6 @@ def _cyclic_messages(root: Descriptor) -> set[str]:
     return cyclic
 
 
-# --- strict-mode limits -------------------------------------------------------------------------
-
-
-def _check_limits(schema: dict[str, Any], name: str, limits: StrictLimits) -> None:
-    defs = schema.get("$defs", {})
-    properties = enum_values = chars = 0
-    chars += sum(len(k) for k in defs)
-
-    def count(node: Any) -> None:
-        nonlocal properties, enum_values, chars
-        if isinstance(node, dict):
-            props = node.get("properties")
-            if isinstance(props, dict):
-                properties += len(props)
-                chars += sum(len(k) for k in props)
-            enum = node.get("enum")
-            if isinstance(enum, list):
-                enum_values += len(enum)
-                chars += sum(len(str(v)) for v in enum if v is not None)
-            if "const" in node:
-                chars += len(str(node["const"]))
-            for value in node.values():
-                count(value)
-        elif isinstance(node, list):
-            for value in node:
-                count(value)
-
-    count(schema)
-    depth = _nesting_depth(schema, schema, defs, frozenset())
-    for limit, allowed, actual in (
-        ("max_depth", limits.max_depth, depth),
-        ("max_properties", limits.max_properties, properties),
-        ("max_enum_values", limits.max_enum_values, enum_values),
-        ("max_chars", limits.max_chars, chars),
-    ):
-        if actual > allowed:
-            raise SchemaLimitError(name, limit, allowed, actual)
-
-
-def _nesting_depth(
-    node: Any, root: dict[str, Any], defs: Mapping[str, Any], seen: frozenset[str]
-) -> int:
-    """Object nesting levels along the deepest path, entering each ``$ref`` once per path."""
-    if isinstance(node, list):
-        return max((_nesting_depth(v, root, defs, seen) for v in node), default=0)
-    if not isinstance(node, dict):
-        return 0
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        if ref in seen:
-            return 0
-        target = root if ref == "#" else defs.get(ref.rsplit("/", 1)[-1], {})
-        return _nesting_depth(target, root, defs, seen | {ref})
-    children: list[Any] = []
-    for key in ("items", "additionalProperties", "anyOf"):
-        if key in node:
-            children.append(node[key])
-    properties = node.get("properties")
-    if isinstance(properties, dict):
-        children.extend(properties.values())
-    inner = max((_nesting_depth(v, root, defs, seen) for v in children), default=0)
-    kinds = node.get("type")
-    is_object = kinds == "object" or (isinstance(kinds, list) and "object" in kinds)
-    return inner + 1 if is_object and isinstance(properties, dict) else inner
-
-
 # --- public API ---------------------------------------------------------------------------------
 
 
@@ -895,8 +783,8 @@ def message_schema(
     """
     walk = _Walk(descriptor, dialect, direction, comments or {}, bounds or Bounds())
     schema = walk.build()
-    if dialect == "openai":
-        _check_limits(schema, descriptor.full_name, limits or StrictLimits())
+    if walk.rules.strict_objects:
+        check_strict_limits(schema, descriptor.full_name, limits or StrictLimits())
     return schema
 
 

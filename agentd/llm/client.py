@@ -8,7 +8,6 @@ Telemetry is not in here: ``build_models`` wraps each model in a ``TracedChatMod
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 import json
@@ -33,6 +32,7 @@ from agentd.llm.model import (
     schema_problem,
 )
 from agentd.llm.traced import TracedChatModel
+from toolgen.jsonschema_kit import hoist_defs
 
 if TYPE_CHECKING:
     from agentd.llm.embedded import EmbeddedModel
@@ -467,58 +467,19 @@ def _function_tool(tool: ToolSpec, strict: bool) -> dict[str, Any]:
 
 
 def _tool_branch(tool: ToolSpec, defs: dict[str, Any]) -> dict[str, Any]:
-    params = copy.deepcopy(tool.parameters)
-    local: dict[str, Any] = {}
-    for keyword in ("$defs", "definitions"):
-        local.update(params.pop(keyword, None) or {})
-    prefix = f"{tool.name}."
-    refs: dict[str, str] = {}
-    for keyword in ("$defs", "definitions"):
-        for def_name in local:
-            refs[f"#/{keyword}/{def_name}"] = f"#/$defs/{prefix}{def_name}"
-    if _has_root_ref(params) or _has_root_ref(local):
-        # A "#" self-reference meant the tool's parameters; give them a def of their own.
-        refs["#"] = f"#/$defs/{tool.name}"
-        defs[tool.name] = _rebase(params, refs)
-        params = {"$ref": refs["#"]}
-    for def_name, sub in local.items():
-        defs[prefix + def_name] = _rebase(sub, refs)
+    # The parameters' $defs go to the root under "<tool>."; a reference into the parameters'
+    # own root ("#", "#/properties/x") makes them a def of their own, named after the tool.
+    arguments = hoist_defs(tool.parameters, f"{tool.name}.", defs, root_key=tool.name)
     return {
         "type": "object",
         "properties": {
             # enum, not const: accepted by OpenAI strict mode and by llama.cpp grammars alike.
             "tool": {"type": "string", "enum": [tool.name]},
-            "arguments": _rebase(params, refs),
+            "arguments": arguments,
         },
         "required": ["tool", "arguments"],
         "additionalProperties": False,
     }
-
-
-def _has_root_ref(node: Any) -> bool:
-    if isinstance(node, dict):
-        return node.get("$ref") == "#" or any(_has_root_ref(v) for v in node.values())
-    if isinstance(node, list):
-        return any(_has_root_ref(v) for v in node)
-    return False
-
-
-def _rebase(node: Any, refs: Mapping[str, str]) -> Any:
-    if isinstance(node, dict):
-        out = {k: _rebase(v, refs) for k, v in node.items()}
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            out["$ref"] = next(
-                (new + ref[len(old) :] for old, new in refs.items() if _ref_under(ref, old)), ref
-            )
-        return out
-    if isinstance(node, list):
-        return [_rebase(v, refs) for v in node]
-    return node
-
-
-def _ref_under(ref: str, base: str) -> bool:
-    return ref == base or (base != "#" and ref.startswith(base + "/"))
 
 
 # Validators are built once per distinct schema: a loop re-sends the same few schemas.

@@ -12,7 +12,17 @@ from typing import Any, Generic, TypeVar
 
 import jsonschema
 
+from toolgen.jsonschema_kit import NotStrict, to_strict, without_nulls
 from toolgen.validation import validator as make_validator
+
+__all__ = [
+    "Checker",
+    "IdentityCache",
+    "NotStrict",
+    "strict_schema",
+    "validator",
+    "without_nulls",
+]
 
 V = TypeVar("V")
 
@@ -128,39 +138,12 @@ _DRAFT = jsonschema.Draft202012Validator
 _STANDARD_ANY_OF = _DRAFT.VALIDATORS["anyOf"]
 
 
-# --- OpenAI strict mode ------------------------------------------------------------------------
-
-# Keywords strict mode accepts besides structure; minLength/maxLength and the rest are refused.
-_STRICT_KEEP = {
-    "type",
-    "properties",
-    "required",
-    "additionalProperties",
-    "items",
-    "minItems",
-    "maxItems",
-    "enum",
-    "anyOf",
-    "$ref",
-    "$defs",
-    "pattern",
-    "minimum",
-    "maximum",
-    "description",
-}
-
-
-class NotStrict(ValueError):
-    """A schema OpenAI strict mode cannot express (a map, a free-form object, a root union)."""
+# --- OpenAI strict mode (toolgen.jsonschema_kit converts; this caches) ----------------------
 
 
 def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` in OpenAI strict-mode form (cached by identity), or ``NotStrict``.
-
-    Every object lists all its properties as required, an optional one becoming nullable, and
-    forbids others; keywords strict mode refuses are dropped (``check`` after decoding still
-    holds the original). A reply decodes back by leaving out its nulls (``without_nulls``).
-    """
+    """``schema`` in OpenAI strict-mode form (``to_strict``, cached by identity), or
+    ``NotStrict``. A reply decodes back by leaving out its nulls (``without_nulls``)."""
     converted, problem = _STRICT.get((schema,), lambda: _convert(schema))
     if converted is None:
         raise NotStrict(problem)
@@ -173,56 +156,6 @@ _STRICT: IdentityCache[tuple[dict[str, Any] | None, str]] = IdentityCache(64)
 def _convert(schema: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """(the strict form, "") or (None, what strict mode cannot express)."""
     try:
-        if "anyOf" in schema or schema.get("type") != "object":
-            raise NotStrict("the root must be one object")
-        return _strict(schema, "#"), ""
+        return to_strict(schema), ""
     except NotStrict as exc:
         return None, str(exc)
-
-
-def _strict(node: Any, where: str) -> Any:
-    if isinstance(node, list):
-        return [_strict(item, f"{where}/{i}") for i, item in enumerate(node)]
-    if not isinstance(node, dict):
-        return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key == "const":
-            out["enum"] = [value]
-        elif key in ("properties", "$defs"):
-            out[key] = {name: _strict(s, f"{where}/{key}/{name}") for name, s in value.items()}
-        elif key in _STRICT_KEEP:
-            out[key] = _strict(value, f"{where}/{key}")
-    kinds = node.get("type")
-    if kinds == "object" or (isinstance(kinds, list) and "object" in kinds):
-        if node.get("additionalProperties", False) is not False:
-            raise NotStrict(f"{where}: a map or open object (additionalProperties)")
-        properties = out.get("properties", {})
-        if not properties:
-            raise NotStrict(f"{where}: an object without properties")
-        required = set(node.get("required", ()))
-        for name in properties:
-            if name not in required:
-                properties[name] = _nullable(properties[name])
-        out["required"] = list(properties)
-        out["additionalProperties"] = False
-    return out
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    if "anyOf" in schema:
-        branches = schema["anyOf"]
-        if any(b.get("type") == "null" for b in branches if isinstance(b, dict)):
-            return schema
-        return {**schema, "anyOf": [*branches, {"type": "null"}]}
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def without_nulls(value: Any) -> Any:
-    """``value`` with every ``null`` member of an object left out (a strict-mode reply's unset
-    fields; proto3 JSON reads a null as unset too)."""
-    if isinstance(value, dict):
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [without_nulls(v) for v in value]
-    return value

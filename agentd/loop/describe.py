@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from agentd.llm.schemas import IdentityCache
+from toolgen.jsonschema_kit import deref
 
 _MAX_DEPTH = 3
 _MAX_NOTE = 90
@@ -151,21 +152,6 @@ def _note(prop: Any) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def deref(root: Mapping[str, Any], node: Any) -> Any:
-    """``node`` with local ``$ref``s followed (``#`` and ``#/$defs/...``)."""
-    for _ in range(32):  # a chain of refs ends; a cycle of pure refs is not a schema we write
-        if not isinstance(node, Mapping) or "$ref" not in node:
-            return node
-        ref = node["$ref"]
-        if ref == "#":
-            node = root
-        elif isinstance(ref, str) and ref.startswith("#/$defs/"):
-            node = (root.get("$defs") or {}).get(ref[len("#/$defs/") :], {})
-        else:
-            return {}
-    return node
 
 
 __all__: Sequence[str] = ["deref", "describe_catalog", "describe_tool"]

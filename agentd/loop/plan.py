@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from agentd.llm.schemas import IdentityCache, validator, without_nulls
 from agentd.loop.describe import deref
 from agentd.loop.state import Plan, PlanStep, StepRecord
+from toolgen.jsonschema_kit import bounded as bounded
+from toolgen.jsonschema_kit import hoist_defs
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,15}$"
 # A path is ".field" and ".0" parts; "[0]" is accepted too, since models write it.
@@ -67,63 +69,10 @@ def embed(schema: Mapping[str, Any], prefix: str, defs: dict[str, Any]) -> dict[
 
     A tool schema is self-contained (its ``$defs`` at its root, ``$ref: #/$defs/X``);
     nested inside a plan its refs would point at the plan's root, so its defs move to
-    ``defs`` under prefixed names and the refs are rewritten to match. The result is a new
-    tree: schemas may share subtrees (a oneof's branches do), so nothing is edited in place.
+    ``defs`` under prefixed names and the refs are rewritten to match
+    (``toolgen.jsonschema_kit.hoist_defs``; a reference to its own root is ``ValueError``).
     """
-
-    def rewrite(node: Any) -> Any:
-        if isinstance(node, Mapping):
-            out = {key: rewrite(value) for key, value in node.items()}
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                out["$ref"] = "#/$defs/" + prefix + ref[len("#/$defs/") :]
-            elif ref == "#":
-                raise ValueError("a schema that refers to its own root cannot be embedded")
-            return out
-        if isinstance(node, list):
-            return [rewrite(value) for value in node]
-        return node
-
-    body = {k: v for k, v in schema.items() if k not in ("$defs", "$schema", "$id")}
-    for name, definition in (schema.get("$defs") or {}).items():
-        defs[prefix + name] = rewrite(definition)
-    return dict(rewrite(body))
-
-
-def bounded(schema: Any, max_chars: int, max_items: int = 50) -> Any:
-    """``schema`` with a bound on every string, array and integer that has none.
-
-    A caller's response schema is decoded under a grammar too, and an unbounded string,
-    array or integer lets a small model write until ``max_tokens``.
-    """
-    if isinstance(schema, list):
-        return [bounded(s, max_chars, max_items) for s in schema]
-    if not isinstance(schema, Mapping):
-        return schema
-    maps = ("properties", "$defs")  # maps of names to schemas, not schemas: below
-    # Each subtree once: walking the maps twice made this 2^depth (a 30-level schema hung it).
-    out = {k: v if k in maps else bounded(v, max_chars, max_items) for k, v in schema.items()}
-    kinds = schema.get("type")
-    kinds = set(kinds) if isinstance(kinds, list) else {kinds}
-    if "string" in kinds and "enum" not in schema:
-        # A pattern bounds the shape, not the length (``^a+$``): the cap stays, and a looser
-        # cap than the server's is tightened to it.
-        out["maxLength"] = min(_int(schema.get("maxLength"), max_chars), max_chars)
-    if "array" in kinds:
-        out.setdefault("maxItems", max_items)
-    if "integer" in kinds:
-        out.setdefault("minimum", -(10**15))
-        out.setdefault("maximum", 10**15)
-    for keyword in maps:
-        if isinstance(schema.get(keyword), Mapping):
-            out[keyword] = {
-                name: bounded(sub, max_chars, max_items) for name, sub in schema[keyword].items()
-            }
-    return out
-
-
-def _int(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+    return hoist_defs(schema, prefix, defs)
 
 
 def _partial(schema: dict[str, Any]) -> dict[str, Any]:
