@@ -22,22 +22,28 @@ PROTOS = Path(__file__).resolve().parent.parent / "protos"
 
 
 @functools.cache
-def modules() -> tuple[ModuleType, ModuleType]:
-    """outbox_pb2 and outbox_pb2_grpc, generated into a temporary folder."""
+def compile_proto(package: str) -> tuple[ModuleType, ModuleType]:
+    """``package``'s pb2 and pb2_grpc modules (tests/protos/PACKAGE/v1/PACKAGE.proto),
+    generated into a temporary folder."""
     from grpc_tools import protoc
 
-    out = Path(tempfile.mkdtemp(prefix="outbox-pb2-"))
+    out = Path(tempfile.mkdtemp(prefix=f"{package}-pb2-"))
     atexit.register(shutil.rmtree, out, ignore_errors=True)
-    source = "outbox/v1/outbox.proto"
+    source = f"{package}/v1/{package}.proto"
     code = protoc.main(
         ["protoc", f"-I{PROTOS}", f"--python_out={out}", f"--grpc_python_out={out}", source]
     )
     assert code == 0, f"protoc failed on {source}"
     sys.path.insert(0, str(out))
     return (
-        importlib.import_module("outbox.v1.outbox_pb2"),
-        importlib.import_module("outbox.v1.outbox_pb2_grpc"),
+        importlib.import_module(f"{package}.v1.{package}_pb2"),
+        importlib.import_module(f"{package}.v1.{package}_pb2_grpc"),
     )
+
+
+def modules() -> tuple[ModuleType, ModuleType]:
+    """outbox_pb2 and outbox_pb2_grpc."""
+    return compile_proto("outbox")
 
 
 @dataclass
