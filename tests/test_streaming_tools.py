@@ -9,10 +9,19 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+from pathlib import Path
+
 import pytest
+from google.protobuf import json_format
 
 import toolgen
+from agentd.config import ConfigError, UpstreamConfig, load_config
+from agentd.tools.upstream import ToolCatalog
+from agentd.v1 import agent_pb2
+from tests.support.plans import answer, plan
+from tests.support.scripted_llm import schema_name
 from tests.support.streams import Streams, serve_streams
+from tests.test_agent import start_stack
 from tests.test_cli import toolgen as toolgen_cli
 from toolgen.validation import validator
 
@@ -260,3 +269,84 @@ async def test_cancelled_invoke_cancels_the_stream(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (await ended(streams))[2]
+
+
+# --- in agentd: per-upstream bounds, policy, a run ----------------------------------------
+
+
+def upstream(streams: Streams, **keys: object) -> UpstreamConfig:
+    return UpstreamConfig(
+        name="streams", target=streams.address, allow=(f"{SERVICE}/*",), **keys
+    )  # type: ignore[arg-type]
+
+
+async def test_agentd_bounds_and_policy_per_upstream(streams: Streams) -> None:
+    config = upstream(streams, stream_max_messages=3, stream_max_bytes=1000, stream_timeout_s=1.5)
+    catalog = ToolCatalog([config])
+    await catalog.start()
+    try:
+        tools = catalog.tools
+        assert set(tools) == {
+            "StreamService_Count",
+            "StreamService_Drain",
+            "StreamService_Total",
+            "StreamService_Upload",
+        }
+        # As for unary methods: no side effects are allowed, the rest follow the upstream.
+        policies = {name: tool.policy for name, tool in tools.items()}
+        assert policies == {
+            "StreamService_Count": "allow",
+            "StreamService_Drain": "approve",
+            "StreamService_Total": "allow",
+            "StreamService_Upload": "approve",
+        }
+        result = await tools["StreamService_Count"].invoke(
+            {"count": 10}, metadata=(), timeout=10
+        )
+        assert result["limits"] == {"maxMessages": 3, "maxBytes": 1000, "timeoutS": 1.5}
+        assert (len(result["messages"]), result["cutBy"]) == (3, "count")
+        # What a model writes for a client stream: the bounded list of requests.
+        requests = tools["StreamService_Upload"].model_schema["properties"]["requests"]
+        assert requests["maxItems"] == 3
+        assert requests["items"]["properties"]["text"]["maxLength"] == 200  # MODEL_BOUNDS
+        await tools["StreamService_Upload"].invoke(
+            {"requests": [{"index": 1}, {"index": 2}]}, metadata=(), timeout=10
+        )
+        assert streams.uploads == [("Upload", [1, 2])]
+    finally:
+        await catalog.close()
+
+
+@pytest.mark.parametrize("key", ["stream_max_messages", "stream_max_bytes", "stream_timeout_s"])
+def test_config_bounds_must_be_positive(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "agentd.toml"
+    path.write_text(
+        f'[[upstreams]]\nname = "s"\ntarget = "127.0.0.1:1"\nallow = ["a.B/*"]\n{key} = 0\n'
+    )
+    with pytest.raises(ConfigError, match=rf"upstreams\[0\]\.{key}: must be positive"):
+        load_config(path, env={})
+
+
+async def test_a_run_reads_a_cut_stream_and_knows_it(tmp_path: Path) -> None:
+    """Through the daemon: the planner calls ExportTransactions (more transactions than the
+    default bound of 100); the step's result and the responder's prompt say it was cut."""
+    async for s in start_stack(tmp_path):
+        s.llm.reply(
+            when="plan",
+            content=plan(
+                {"id": "s1", "tool": "LedgerService_ExportTransactions", "arguments": {}}
+            ),
+        )
+        s.llm.reply(when="answer", content=answer("at least 100 transactions"))
+        response = await s.run("Export every transaction")
+        assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+        (step,) = response.steps
+        result = json_format.MessageToDict(step.result)
+        assert (result["truncated"], result["cutBy"]) == (True, "count")
+        assert result["limits"]["maxMessages"] == 100
+        prompt = json.dumps(next(r for r in s.llm.requests if schema_name(r) == "answer"))
+        assert "cutBy" in prompt and "count" in prompt
+        tools = await s.stub.ListTools(agent_pb2.ListToolsRequest())
+        export = next(t for t in tools.tools if t.name == "LedgerService_ExportTransactions")
+        assert (export.side_effects, export.policy) == ("none", "allow")
+        assert json.loads(export.output_schema)["required"][:2] == ["messages", "truncated"]
