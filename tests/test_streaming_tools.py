@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-
 from pathlib import Path
 
 import pytest
@@ -78,7 +77,7 @@ async def test_count_bound_cuts_and_says_so(catalog: toolgen.Catalog, streams: S
     result = await count(catalog, count=1000, size=1)
     assert [m["index"] for m in result["messages"]] == [0, 1, 2, 3, 4]
     assert (result["truncated"], result["cutBy"]) == (True, "count")
-    method, sent, cancelled = await ended(streams)
+    _, sent, cancelled = await ended(streams)
     assert cancelled and sent < 1000  # the call was cancelled: the server stopped sending
 
 
@@ -275,9 +274,7 @@ async def test_cancelled_invoke_cancels_the_stream(
 
 
 def upstream(streams: Streams, **keys: object) -> UpstreamConfig:
-    return UpstreamConfig(
-        name="streams", target=streams.address, allow=(f"{SERVICE}/*",), **keys
-    )  # type: ignore[arg-type]
+    return UpstreamConfig(name="streams", target=streams.address, allow=(f"{SERVICE}/*",), **keys)  # type: ignore[arg-type]
 
 
 async def test_agentd_bounds_and_policy_per_upstream(streams: Streams) -> None:
@@ -300,9 +297,7 @@ async def test_agentd_bounds_and_policy_per_upstream(streams: Streams) -> None:
             "StreamService_Total": "allow",
             "StreamService_Upload": "approve",
         }
-        result = await tools["StreamService_Count"].invoke(
-            {"count": 10}, metadata=(), timeout=10
-        )
+        result = await tools["StreamService_Count"].invoke({"count": 10}, metadata=(), timeout=10)
         assert result["limits"] == {"maxMessages": 3, "maxBytes": 1000, "timeoutS": 1.5}
         assert (len(result["messages"]), result["cutBy"]) == (3, "count")
         # What a model writes for a client stream: the bounded list of requests.
@@ -333,9 +328,7 @@ async def test_a_run_reads_a_cut_stream_and_knows_it(tmp_path: Path) -> None:
     async for s in start_stack(tmp_path):
         s.llm.reply(
             when="plan",
-            content=plan(
-                {"id": "s1", "tool": "LedgerService_ExportTransactions", "arguments": {}}
-            ),
+            content=plan({"id": "s1", "tool": "LedgerService_ExportTransactions", "arguments": {}}),
         )
         s.llm.reply(when="answer", content=answer("at least 100 transactions"))
         response = await s.run("Export every transaction")

@@ -126,7 +126,7 @@ class Tool:
     #: ``unary``, ``server_streaming`` or ``client_streaming``.
     kind: Kind = "unary"
     #: Bounds of a streaming call (unused by unary tools).
-    stream_limits: StreamLimits = StreamLimits()
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
     _invoker: _Invoker | None = field(repr=False, default=None)
 
     @cached_property
@@ -312,7 +312,7 @@ class _Source:
     # gRPC's retry policy for the methods that are safe to repeat.
     calls: grpc.aio.Channel | None = None
     # Bounds of this target's streaming tools.
-    stream_limits: StreamLimits = StreamLimits()
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
 
     async def reflect(self, *, everything: bool = False) -> Descriptors:
         return await reflect(

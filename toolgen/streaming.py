@@ -208,8 +208,9 @@ async def collect(
         async with asyncio.timeout_at(ends):
             while True:
                 response = await call.read()
-                if response is grpc.aio.EOF:
+                if response is grpc.aio.EOF:  # type: ignore[attr-defined]  # missing in stubs
                     break
+                assert isinstance(response, Message)
                 if len(messages) == limits.max_messages:
                     cut = "count"  # one more than allowed arrived: the list is partial
                     break

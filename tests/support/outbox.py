@@ -104,11 +104,16 @@ async def serve_outbox() -> Outbox:
                 await outbox.gate.wait()
             return pb2.SendResponse(id=f"msg-{len(outbox.calls)}")
 
-    server = grpc.aio.server()
-    pb2_grpc.add_OutboxServiceServicer_to_server(Servicer(), server)
-    name = pb2.DESCRIPTOR.services_by_name["OutboxService"].full_name
-    reflection.enable_server_reflection([name, reflection.SERVICE_NAME], server)
-    outbox.port = server.add_insecure_port("127.0.0.1:0")
-    outbox.server = server
-    await server.start()
+    outbox.server, outbox.port = await start_server(pb2, pb2_grpc, "OutboxService", Servicer())
     return outbox
+
+
+async def start_server(pb2: Any, pb2_grpc: Any, service: str, servicer: Any) -> tuple[Any, int]:
+    """``servicer`` serving ``service`` with reflection on 127.0.0.1: (server, port)."""
+    server = grpc.aio.server()
+    getattr(pb2_grpc, f"add_{service}Servicer_to_server")(servicer, server)
+    name = pb2.DESCRIPTOR.services_by_name[service].full_name
+    reflection.enable_server_reflection([name, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port

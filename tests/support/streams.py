@@ -8,10 +8,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
-from grpc_reflection.v1alpha import reflection
-
-from tests.support.outbox import compile_proto
+from tests.support.outbox import compile_proto, start_server
 
 
 def modules() -> tuple[Any, Any]:
@@ -81,11 +78,5 @@ async def serve_streams() -> Streams:
             async for item in requests:
                 yield item
 
-    server = grpc.aio.server()
-    pb2_grpc.add_StreamServiceServicer_to_server(Servicer(), server)
-    name = pb2.DESCRIPTOR.services_by_name["StreamService"].full_name
-    reflection.enable_server_reflection([name, reflection.SERVICE_NAME], server)
-    streams.port = server.add_insecure_port("127.0.0.1:0")
-    streams.server = server
-    await server.start()
+    streams.server, streams.port = await start_server(pb2, pb2_grpc, "StreamService", Servicer())
     return streams
