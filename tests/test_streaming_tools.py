@@ -343,3 +343,48 @@ async def test_a_run_reads_a_cut_stream_and_knows_it(tmp_path: Path) -> None:
         export = next(t for t in tools.tools if t.name == "LedgerService_ExportTransactions")
         assert (export.side_effects, export.policy) == ("none", "allow")
         assert json.loads(export.output_schema)["required"][:2] == ["messages", "truncated"]
+
+
+async def test_a_run_sends_a_client_stream_through_the_plan(
+    tmp_path: Path, streams: Streams
+) -> None:
+    """The planner writes a client-streaming tool's list of requests (the plan schema embeds
+    it); the daemon sends every one; the upstream's own bound applies to its server stream."""
+    extra = (
+        f'\n[[upstreams]]\nname = "streams"\ntarget = "{streams.address}"\n'
+        f'allow = ["{SERVICE}/*"]\nstream_max_messages = 4\n'
+    )
+    async for s in start_stack(tmp_path, extra=extra):
+        requests = [{"index": i, "text": f"r{i}"} for i in (5, 6, 7)]
+        s.llm.reply(
+            when="plan",
+            content=plan(
+                {"id": "s1", "tool": "StreamService_Total", "arguments": {"requests": requests}},
+                {"id": "s2", "tool": "StreamService_Count", "arguments": {"count": 9}},
+            ),
+        )
+        s.llm.reply(when="answer", content=answer("3 received; 4 of 9 counted"))
+        response = await s.run("Total three items and count to nine")
+        assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+        assert streams.uploads == [("Total", [5, 6, 7])]
+        results = {step.id: json_format.MessageToDict(step.result) for step in response.steps}
+        assert results["s1"] == {"received": 3, "indexes": [5, 6, 7]}
+        assert (len(results["s2"]["messages"]), results["s2"]["cutBy"]) == (4, "count")
+        planned = next(r for r in s.llm.requests if schema_name(r) == "plan")
+        bounds = bounds_of_requests(planned)  # in the plan's schema (and the tool's listing)
+        assert bounds and set(bounds) == {4}  # the upstream's bound
+
+
+def bounds_of_requests(node: object) -> list[int]:
+    """``maxItems`` of every ``requests`` property in a JSON document."""
+    found = []
+    if isinstance(node, dict):
+        requests = node.get("properties", {}).get("requests")
+        if isinstance(requests, dict) and "maxItems" in requests:
+            found.append(requests["maxItems"])
+        for value in node.values():
+            found.extend(bounds_of_requests(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(bounds_of_requests(value))
+    return found
