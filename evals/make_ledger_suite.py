@@ -504,6 +504,49 @@ def cases() -> list[dict[str, Any]]:
             "answer": {"id": "$s1.transactions.0.id"},
         },
     )
+    # A server-streaming method as a tool: the result is the list of streamed messages.
+    exported = transactions(day(2025, 3, 4), day(2025, 3, 5))
+    add(
+        id="export-two-days",
+        tags=["list", "streaming", "schema"],
+        task="Export the transactions booked on 4 and 5 March 2025: how many are there, and "
+        "what are their ids?",
+        response_schema={
+            "type": "object",
+            "properties": {
+                "count": {"type": "integer"},
+                "ids": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["count", "ids"],
+        },
+        expect={
+            "status": "succeeded",
+            "tools_called": [
+                {
+                    "tool": "LedgerService_ExportTransactions",
+                    "args": {"startDate.day": 4, "endDate.day": 5},
+                }
+            ],
+            "output_json": {
+                "$.count": len(exported),
+                "$.ids[0]": exported[0].id,
+                f"$.ids[{len(exported) - 1}]": exported[-1].id,
+            },
+        },
+        reference={
+            "plan": [
+                step(
+                    "s1",
+                    "LedgerService_ExportTransactions",
+                    {"startDate": day(2025, 3, 4), "endDate": day(2025, 3, 5)},
+                )
+            ],
+            "answer": {
+                "count": "$s1.messages.#",
+                "ids": [f"$s1.messages.{i}.id" for i in range(len(exported))],
+            },
+        },
+    )
 
     # --- calculator -------------------------------------------------------------------------
     for cid, expr, value in (("rpn-35", "3 4 + 5 *", 35), ("rpn-power", "2 10 ^ 24 -", 1000)):

@@ -62,7 +62,7 @@ async def test_list_marks_tools(ledger_server: LedgerServer) -> None:
     assert result.code == 0, result.err
     assert "(v1)" in result.out
     assert "+ GetVendor" in result.out
-    assert "- ExportTransactions  (streaming: not a tool)" in result.out
+    assert "+ ExportTransactions  (server streaming)" in result.out  # a tool since issue 27
 
 
 async def test_preview_jsonschema(ledger_server: LedgerServer) -> None:
@@ -74,7 +74,9 @@ async def test_preview_jsonschema(ledger_server: LedgerServer) -> None:
     assert {"name", "method", "description", "side_effects", "input_schema", "output_schema"} <= (
         tools[0].keys()
     )
-    assert "ExportTransactions" in result.err and "streaming" in result.err
+    export = next(t for t in tools if t["name"] == "LedgerService_ExportTransactions")
+    assert export["kind"] == "server_streaming"  # a tool since issue 27, with its bounds
+    assert export["output_schema"]["required"] == ["messages", "truncated", "cutBy", "limits"]
 
 
 async def test_preview_openai(calculator_server: CalculatorServer) -> None:

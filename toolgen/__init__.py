@@ -1,7 +1,7 @@
 """toolgen: any gRPC server into LLM tools.
 
-Reflect a server, keep the allowlisted unary methods, and get tools with JSON
-Schemas that take JSON and return JSON::
+Reflect a server, keep the allowlisted methods (unary, server or client streaming;
+see ``toolgen.streaming``), and get tools with JSON Schemas that take JSON and return JSON::
 
     async with await toolgen.discover("127.0.0.1:50051", allow=["pkg.Service/*"]) as catalog:
         tool = catalog["Service_Method"]
@@ -25,6 +25,7 @@ from toolgen._naming import NAME_PATTERN
 from toolgen._target import Target
 from toolgen._tool import Catalog, SideEffects, Tool, discover
 from toolgen.schema import Bounds, SchemaLimitError, message_schema
+from toolgen.streaming import StreamLimits
 
 __all__ = [
     "NAME_PATTERN",
@@ -39,6 +40,7 @@ __all__ = [
     "SchemaLimitError",
     "SideEffects",
     "Skipped",
+    "StreamLimits",
     "SymbolNotFound",
     "Target",
     "TargetUnreachable",

@@ -23,6 +23,16 @@ from toolgen._errors import ArgumentsError, DiscoveryError, ToolCallError, Viola
 from toolgen._naming import assign_names
 from toolgen._reflection import Descriptors, load_descriptor_set, reflect
 from toolgen._target import Target
+from toolgen.streaming import (
+    Kind,
+    StreamLimits,
+    collect,
+    json_size,
+    kind_of,
+    requests_schema,
+    result_schema,
+    skip_reason,
+)
 from toolgen.validation import validator
 
 __all__ = ["Catalog", "SideEffects", "Tool", "discover"]
@@ -74,7 +84,8 @@ def _rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
 class _Invoker:
     """What ``Tool.invoke`` needs, resolved once at discovery: the hot path only uses it."""
 
-    call: grpc.aio.UnaryUnaryMultiCallable
+    # unary_unary, unary_stream or stream_unary, after the tool's ``kind``
+    call: Any
     request_class: type[Message]
     validator: Any
     pool: Any
@@ -82,13 +93,17 @@ class _Invoker:
 
 @dataclass(frozen=True, eq=False)
 class Tool:
-    """One allowlisted unary gRPC method as an LLM tool.
+    """One allowlisted gRPC method as an LLM tool: unary, server or client streaming.
 
     Arguments and results are proto3 JSON (``json_format``). Results use the
     JSON names (``nextPageToken``), the property names of both schemas, so a
     result validates against ``output_schema`` and a model sees one spelling per
     field. Fields without presence are printed even when zero or empty, so a
     model reads ``"totalSize": 0`` instead of guessing what a missing key means.
+
+    A streaming method's schemas wrap its message's (``toolgen.streaming``): a
+    server-streaming result is ``{"messages": [...], "truncated", "cutBy", "limits"}``,
+    client-streaming arguments are ``{"requests": [...]}``; ``stream_limits`` bounds both.
     """
 
     #: Unique in its catalog, ``^[a-zA-Z0-9_-]{1,64}$``, e.g. ``LedgerService_GetVendor``.
@@ -108,6 +123,10 @@ class Tool:
     input_descriptor: descriptor.Descriptor = field(repr=False)
     output_descriptor: descriptor.Descriptor = field(repr=False)
     comments: Mapping[str, str] = field(repr=False, default_factory=dict)
+    #: ``unary``, ``server_streaming`` or ``client_streaming``.
+    kind: Kind = "unary"
+    #: Bounds of a streaming call (unused by unary tools).
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
     _invoker: _Invoker | None = field(repr=False, default=None)
 
     @cached_property
@@ -116,11 +135,29 @@ class Tool:
 
         Raises ``toolgen.SchemaLimitError`` when the message is too large for strict mode.
         """
-        from toolgen.schema import message_schema
+        return self.arguments_schema("openai")
 
-        return message_schema(
-            self.input_descriptor, dialect="openai", direction="input", comments=self.comments
+    def arguments_schema(self, dialect: Any = "jsonschema", bounds: Any = None) -> dict[str, Any]:
+        """The arguments' schema in a ``message_schema`` dialect, with optional ``Bounds``;
+        for a client-streaming tool, the list of requests (``maxItems`` within both bounds)."""
+        from toolgen.schema import StrictLimits, check_strict_limits, message_schema
+
+        schema = message_schema(
+            self.input_descriptor,
+            dialect=dialect,
+            direction="input",
+            comments=self.comments,
+            bounds=bounds,
         )
+        if self.kind != "client_streaming":
+            return schema
+        max_items = self.stream_limits.max_messages
+        if bounds is not None and bounds.max_items is not None:
+            max_items = min(max_items, bounds.max_items)
+        wrapped = requests_schema(schema, max_items)
+        if dialect == "openai":
+            check_strict_limits(wrapped, self.input_descriptor.full_name, StrictLimits())
+        return wrapped
 
     def openai_tool(self) -> dict[str, Any]:
         """The tool in the Chat Completions ``tools`` format, strict mode on."""
@@ -139,19 +176,50 @@ class Tool:
         return _compile(self.openai_parameters)
 
     def request(self, arguments: Mapping[str, Any], *, strict: bool = False) -> Message:
-        """Validate ``arguments`` and build the request message; ``ArgumentsError`` if wrong."""
+        """Validate ``arguments`` and build the request message; ``ArgumentsError`` if wrong.
+
+        A client-streaming tool has a list of requests: see ``requests``."""
+        if self.kind == "client_streaming":
+            raise TypeError(f"{self.name} is client streaming: use requests()")
+        return self._messages(arguments, strict)[0]
+
+    def requests(self, arguments: Mapping[str, Any], *, strict: bool = False) -> list[Message]:
+        """Validate ``arguments`` and build every request message the call sends."""
+        return self._messages(arguments, strict)
+
+    def _messages(self, arguments: Mapping[str, Any], strict: bool) -> list[Message]:
         invoker = self._require_invoker()
         if strict:
-            from toolgen.schema import StrictDecodeError, from_strict
-
             if not self._strict_validator.is_valid(arguments):
                 raise ArgumentsError(self.name, _violations(self._strict_validator, arguments))
-            try:
-                arguments = from_strict(arguments, self.input_descriptor)
-            except StrictDecodeError as exc:
-                raise ArgumentsError(self.name, [Violation("", str(exc))]) from None
+            arguments = self._from_strict(arguments)
         if not invoker.validator.is_valid(arguments):
             raise ArgumentsError(self.name, _violations(invoker.validator, arguments))
+        if self.kind != "client_streaming":
+            return [self._parse(arguments, invoker, "")]
+        requests = arguments["requests"]
+        size = json_size(requests)
+        if size > self.stream_limits.max_bytes:
+            message = (
+                f"the requests take {size} bytes of JSON, more than the "
+                f"{self.stream_limits.max_bytes} this tool accepts; send fewer or smaller ones"
+            )
+            raise ArgumentsError(self.name, [Violation("/requests", message)])
+        return [self._parse(r, invoker, f"/requests/{i}") for i, r in enumerate(requests)]
+
+    def _from_strict(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """An OpenAI strict-mode instance mapped back to proto3 JSON (each request's)."""
+        from toolgen.schema import StrictDecodeError, from_strict
+
+        try:
+            if self.kind == "client_streaming":
+                items = arguments["requests"]
+                return {"requests": [from_strict(r, self.input_descriptor) for r in items]}
+            return from_strict(arguments, self.input_descriptor)
+        except StrictDecodeError as exc:
+            raise ArgumentsError(self.name, [Violation("", str(exc))]) from None
+
+    def _parse(self, arguments: Any, invoker: _Invoker, pointer: str) -> Message:
         try:
             return json_format.ParseDict(
                 cast(dict[str, Any], arguments),
@@ -160,7 +228,7 @@ class Tool:
             )
         except json_format.ParseError as exc:
             # The schema should have caught it; if not, still a user error, not a crash.
-            raise ArgumentsError(self.name, [Violation("", str(exc))]) from None
+            raise ArgumentsError(self.name, [Violation(pointer, str(exc))]) from None
 
     async def invoke(
         self,
@@ -175,18 +243,46 @@ class Tool:
         ``metadata`` travels to the server as it is (e.g. the caller's
         ``authorization``); ``timeout`` is the call's deadline in seconds;
         ``strict=True`` takes an OpenAI strict-mode instance (``null`` for unset).
+        A server-streaming tool returns the messages as ``toolgen.streaming`` says,
+        cut (not failed) at its ``stream_limits``; a client-streaming tool sends every
+        request of ``arguments["requests"]`` within ``stream_limits.timeout_s``.
         Raises ``ArgumentsError`` for bad arguments and ``ToolCallError`` when the
         server answers with a non-OK status.
         """
-        request = self.request(arguments, strict=strict)
+        messages = self._messages(arguments, strict)
         invoker = self._invoker
-        assert invoker is not None  # checked by request()
+        assert invoker is not None  # checked by _messages()
         try:
-            response = await invoker.call(request, metadata=metadata or None, timeout=timeout)
+            if self.kind == "server_streaming":
+                call = invoker.call(messages[0], metadata=metadata or None, timeout=timeout)
+                found, cut = await collect(
+                    call, self.stream_limits, self._to_json, deadline_s=timeout
+                )
+                return {
+                    "messages": found,
+                    "truncated": bool(cut),
+                    "cutBy": cut,
+                    "limits": self.stream_limits.as_json(),
+                }
+            if self.kind == "client_streaming":
+                bound = self.stream_limits.timeout_s
+                timeout = bound if timeout is None else min(timeout, bound)
+                response = await invoker.call(
+                    iter(messages), metadata=metadata or None, timeout=timeout
+                )
+            else:
+                response = await invoker.call(
+                    messages[0], metadata=metadata or None, timeout=timeout
+                )
         except grpc.aio.AioRpcError as exc:
             raise ToolCallError(
                 self.method, exc.code(), exc.details() or "", _rich_status(exc)
             ) from None
+        return self._to_json(response)
+
+    def _to_json(self, response: Message) -> dict[str, Any]:
+        invoker = self._invoker
+        assert invoker is not None
         return json_format.MessageToDict(
             response,
             preserving_proto_field_name=False,
@@ -215,6 +311,8 @@ class _Source:
     # The channel tool calls use, when it differs from ``channel``: the same target with
     # gRPC's retry policy for the methods that are safe to repeat.
     calls: grpc.aio.Channel | None = None
+    # Bounds of this target's streaming tools.
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
 
     async def reflect(self, *, everything: bool = False) -> Descriptors:
         return await reflect(
@@ -251,15 +349,6 @@ def _path(method: descriptor.MethodDescriptor) -> str:
     return f"{method.containing_service.full_name}/{method.name}"
 
 
-def _streaming_reason(method: descriptor.MethodDescriptor) -> str | None:
-    kind = {
-        (True, True): "bidirectional streaming",
-        (True, False): "client streaming",
-        (False, True): "server streaming",
-    }.get((method.client_streaming, method.server_streaming))
-    return f"{kind} method; only unary methods become tools" if kind else None
-
-
 def _describe(method: descriptor.MethodDescriptor, comments: Mapping[str, str]) -> str:
     comment = comments.get(method.full_name, "").strip()
     if comment:
@@ -286,7 +375,7 @@ def _build(sources: Sequence[_Source]) -> tuple[list[Tool], list[Skipped]]:
             if deny is not None:
                 skipped.append(Skipped(path, f"denied by {deny!r}"))
                 continue
-            reason = _streaming_reason(method)
+            reason = skip_reason(method)
             if reason is not None:
                 skipped.append(Skipped(path, reason))
                 continue
@@ -313,19 +402,32 @@ def _build(sources: Sequence[_Source]) -> tuple[list[Tool], list[Skipped]]:
     for key, (source, method) in selected.items():
         comments = comments_of.setdefault(id(source), source.comments())
         path = _path(method)
+        kind = kind_of(method)
+        assert kind is not None  # bidirectional methods were skipped
+        limits = source.stream_limits
         try:
             input_schema = schema_of(source, method.input_type, "input")
             output_schema = schema_of(source, method.output_type, "output")
         except SchemaLimitError as exc:
             skipped.append(Skipped(path, f"no JSON Schema: {exc}"))
             continue
+        if kind == "client_streaming":
+            input_schema = requests_schema(input_schema, limits.max_messages)
+        elif kind == "server_streaming":
+            output_schema = result_schema(output_schema, limits)
         if id(input_schema) not in validators:  # schemas stay alive in `schemas` meanwhile
             validators[id(input_schema)] = _compile(input_schema)
         pool = source.descriptors.pool if source.descriptors else None
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
+        channel = source.calls or source.channel
+        multicallable = {
+            "unary": channel.unary_unary,
+            "server_streaming": channel.unary_stream,
+            "client_streaming": channel.stream_unary,
+        }[kind]
         invoker = _Invoker(
-            call=(source.calls or source.channel).unary_unary(
+            call=multicallable(
                 f"/{path}",
                 request_serializer=request_class.SerializeToString,
                 response_deserializer=response_class.FromString,
@@ -346,6 +448,8 @@ def _build(sources: Sequence[_Source]) -> tuple[list[Tool], list[Skipped]]:
                 input_descriptor=method.input_type,
                 output_descriptor=method.output_type,
                 comments=comments,
+                kind=kind,
+                stream_limits=limits,
                 _invoker=invoker,
             )
         )
@@ -364,6 +468,7 @@ def _fingerprint(sources: Sequence[_Source]) -> str:
             source.descriptors.fingerprint,
             repr(source.allowlist.allow),
             repr(source.allowlist.deny),
+            repr(source.stream_limits),
         ):
             digest.update(part.encode())
             digest.update(b"\0")
@@ -496,8 +601,10 @@ async def discover(
     deny: Sequence[str] = (),
     *,
     descriptor_set: Path | str | None = None,
+    stream_limits: StreamLimits | None = None,
 ) -> Catalog:
-    """Reflect ``target`` and make a tool of every allowlisted unary method.
+    """Reflect ``target`` and make a tool of every allowlisted method but bidirectional
+    streaming ones; ``stream_limits`` bounds the streaming tools (``toolgen.streaming``).
 
     ``descriptor_set`` is a ``FileDescriptorSet`` (``protoc --include_imports
     --include_source_info -o FILE``): its comments become descriptions, and it
@@ -521,6 +628,7 @@ async def discover(
         Path(descriptor_set) if descriptor_set else None,
         set_files,
         target.channel(),
+        stream_limits=stream_limits or StreamLimits(),
     )
     try:
         source.descriptors = await source.reflect()

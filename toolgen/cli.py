@@ -20,6 +20,7 @@ from toolgen._errors import (
 from toolgen._reflection import load_descriptor_set, reflect
 from toolgen._target import Target
 from toolgen._tool import Catalog, Tool, discover
+from toolgen.streaming import StreamLimits, kind_of
 
 __all__ = ["main"]
 
@@ -44,7 +45,14 @@ examples:
 allowlist entries:
   package.Service/Method, package.Service/* or package.Service (all methods),
   or any shell glob over "package.Service/Method" (e.g. '*.v1.*/Get*').
-  Deny entries win over allow entries. Streaming methods never become tools.
+  Deny entries win over allow entries.
+
+streaming methods:
+  a server-streaming tool returns {"messages": [...], "truncated", "cutBy", "limits"}:
+  the stream is cut at --stream-max-messages, --stream-max-bytes (of JSON) or
+  --stream-timeout seconds, whichever comes first, and cutBy says which; a
+  client-streaming tool takes {"requests": [...]} (as bounded) and sends them all.
+  Bidirectional streaming methods never become tools.
 
 exit status:
   0 ok; 2 usage error; 3 target unreachable or serves no reflection;
@@ -113,6 +121,33 @@ def _selection_flags(parser: argparse.ArgumentParser, *, required: bool) -> None
     )
 
 
+def _stream_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("streaming methods")
+    default = StreamLimits()
+    group.add_argument(
+        "--stream-max-messages",
+        metavar="N",
+        type=int,
+        default=default.max_messages,
+        help="messages a server stream keeps, requests a client stream takes "
+        f"(default {default.max_messages})",
+    )
+    group.add_argument(
+        "--stream-max-bytes",
+        metavar="N",
+        type=int,
+        default=default.max_bytes,
+        help=f"bytes of JSON of those messages or requests (default {default.max_bytes})",
+    )
+    group.add_argument(
+        "--stream-timeout",
+        metavar="S",
+        type=float,
+        default=default.timeout_s,
+        help=f"seconds a server stream is read (default {default.timeout_s:g})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, exposed for documentation and tests."""
     parser = argparse.ArgumentParser(
@@ -129,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the services and methods of a server",
         description="List every service and method the server reflects. With --allow, "
         "marks the methods that would become tools: '+' tool, '-' allowed but not a tool "
-        "(streaming or denied), ' ' not allowed.",
+        "(bidirectional streaming or denied), ' ' not allowed.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -152,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("jsonschema", "openai", "table"),
         help="output format (default: table on a terminal, jsonschema otherwise)",
     )
+    _stream_flags(preview)
     _connection_flags(preview)
 
     call = commands.add_parser(
@@ -179,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", metavar="S", type=float, default=None, help="deadline of the call in seconds"
     )
     _selection_flags(call, required=False)
+    _stream_flags(call)
     _connection_flags(call)
     return parser
 
@@ -231,26 +268,46 @@ async def _list(args: argparse.Namespace, out: TextIO) -> int:
         print(name, file=out)
         for method in found.pool.FindServiceByName(name).methods:
             path = f"{name}/{method.name}"
-            streaming = method.client_streaming or method.server_streaming
+            kind = kind_of(method)
             if not args.allow:
                 mark = " "
-            elif allowlist.allows(path) and not streaming:
+            elif allowlist.allows(path) and kind is not None:
                 mark = "+"
             elif allowlist.allowed_by(path):
                 mark = "-"
             else:
                 mark = " "
-            note = "  (streaming: not a tool)" if streaming else ""
+            note = f"  ({_KINDS[kind]})" if kind != "unary" else ""
             print(f"  {mark} {method.name}{note}", file=out)
     return EXIT_OK
 
 
+_KINDS = {
+    "unary": "unary",
+    "server_streaming": "server streaming",
+    "client_streaming": "client streaming",
+    None: "bidirectional streaming: not a tool",
+}
+
+
 def _tool_json(tool: Tool) -> dict[str, Any]:
+    streaming = {}
+    if tool.kind != "unary":
+        limits = tool.stream_limits
+        streaming = {
+            "stream_limits": {
+                "max_messages": limits.max_messages,
+                "max_bytes": limits.max_bytes,
+                "timeout_s": limits.timeout_s,
+            }
+        }
     return {
         "name": tool.name,
         "method": tool.method,
         "description": tool.description,
         "side_effects": tool.side_effects,
+        "kind": tool.kind,
+        **streaming,
         "target": tool.target,
         "input_schema": tool.input_schema,
         "output_schema": tool.output_schema,
@@ -258,7 +315,7 @@ def _tool_json(tool: Tool) -> dict[str, Any]:
 
 
 def _table(catalog: Catalog, out: TextIO) -> None:
-    rows = [("NAME", "METHOD", "SIDE EFFECTS", "ARGS", "REQUIRED")]
+    rows = [("NAME", "METHOD", "KIND", "SIDE EFFECTS", "ARGS", "REQUIRED")]
     for tool in catalog:
         props = tool.input_schema.get("properties", {})
         required = tool.input_schema.get("required", [])
@@ -266,6 +323,7 @@ def _table(catalog: Catalog, out: TextIO) -> None:
             (
                 tool.name,
                 tool.method,
+                _KINDS[tool.kind],
                 tool.side_effects,
                 str(len(props)),
                 ", ".join(required) or "-",
@@ -278,7 +336,14 @@ def _table(catalog: Catalog, out: TextIO) -> None:
 
 
 async def _discover(args: argparse.Namespace, allow: Sequence[str]) -> Catalog:
-    return await discover(_target(args), allow, args.deny, descriptor_set=args.descriptor_set)
+    limits = StreamLimits(args.stream_max_messages, args.stream_max_bytes, args.stream_timeout)
+    return await discover(
+        _target(args),
+        allow,
+        args.deny,
+        descriptor_set=args.descriptor_set,
+        stream_limits=limits,
+    )
 
 
 async def _preview(args: argparse.Namespace, out: TextIO) -> int:

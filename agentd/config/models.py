@@ -267,6 +267,22 @@ class UpstreamConfig:
         " (`limits.max_offered_tools`): for utilities such as a calculator that tasks need"
         " without naming them",
     )
+    stream_max_messages: Annotated[int, Strict(), Field(gt=0)] = Field(
+        default=100,
+        description="a server-streaming method's result keeps at most this many messages (then"
+        " `truncated` and `cutBy: count` in the result the model reads, and the call is"
+        " cancelled); a client-streaming method takes at most this many requests",
+    )
+    stream_max_bytes: Annotated[int, Strict(), Field(gt=0)] = Field(
+        default=256 * 1024,
+        description="bytes of JSON of those messages (then `cutBy: bytes`), or of those requests"
+        " together",
+    )
+    stream_timeout_s: Annotated[float, Strict(), Field(gt=0)] = Field(
+        default=10.0,
+        description="seconds a server stream is read (then `cutBy: time`; the call's deadline,"
+        " when sooner, cuts it too); a client-streaming call's longest deadline",
+    )
 
 
 @dataclass(frozen=True, config=_SECTION)

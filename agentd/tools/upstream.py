@@ -21,7 +21,7 @@ import structlog
 
 import toolgen
 from agentd.config import Policy, UpstreamConfig
-from toolgen.schema import Bounds, message_schema
+from toolgen.schema import Bounds
 
 log = structlog.get_logger("agentd.tools.upstream")
 
@@ -67,13 +67,9 @@ class AgentTool:
 
     @cached_property
     def model_schema(self) -> dict[str, Any]:
-        """What a model writes: bounded, and only keywords constrained decoders enforce."""
-        return message_schema(
-            self.tool.input_descriptor,
-            dialect="grammar",
-            bounds=MODEL_BOUNDS,
-            comments=self.tool.comments,
-        )
+        """What a model writes: bounded, and only keywords constrained decoders enforce
+        (a client-streaming method's list of requests too)."""
+        return self.tool.arguments_schema("grammar", MODEL_BOUNDS)
 
     async def invoke(
         self, arguments: dict[str, Any], *, metadata: Sequence[tuple[str, str]], timeout: float
@@ -81,6 +77,15 @@ class AgentTool:
         if self.timeout_s is not None:
             timeout = min(timeout, self.timeout_s)
         return await self.tool.invoke(arguments, metadata=metadata, timeout=timeout)
+
+
+def stream_limits(upstream: UpstreamConfig) -> toolgen.StreamLimits:
+    """The bounds of the upstream's streaming tools (``upstreams.stream_*``)."""
+    return toolgen.StreamLimits(
+        max_messages=upstream.stream_max_messages,
+        max_bytes=upstream.stream_max_bytes,
+        timeout_s=upstream.stream_timeout_s,
+    )
 
 
 def policy_for(tool: toolgen.Tool, upstream: UpstreamConfig) -> Policy:
@@ -134,6 +139,7 @@ class ToolCatalog:
                 list(up.allow),
                 list(up.deny),
                 descriptor_set=Path(up.descriptor_set) if up.descriptor_set else None,
+                stream_limits=stream_limits(up),
             )
         except toolgen.ToolgenError as exc:
             state.error = str(exc)

@@ -22,22 +22,28 @@ PROTOS = Path(__file__).resolve().parent.parent / "protos"
 
 
 @functools.cache
-def modules() -> tuple[ModuleType, ModuleType]:
-    """outbox_pb2 and outbox_pb2_grpc, generated into a temporary folder."""
+def compile_proto(package: str) -> tuple[ModuleType, ModuleType]:
+    """``package``'s pb2 and pb2_grpc modules (tests/protos/PACKAGE/v1/PACKAGE.proto),
+    generated into a temporary folder."""
     from grpc_tools import protoc
 
-    out = Path(tempfile.mkdtemp(prefix="outbox-pb2-"))
+    out = Path(tempfile.mkdtemp(prefix=f"{package}-pb2-"))
     atexit.register(shutil.rmtree, out, ignore_errors=True)
-    source = "outbox/v1/outbox.proto"
+    source = f"{package}/v1/{package}.proto"
     code = protoc.main(
         ["protoc", f"-I{PROTOS}", f"--python_out={out}", f"--grpc_python_out={out}", source]
     )
     assert code == 0, f"protoc failed on {source}"
     sys.path.insert(0, str(out))
     return (
-        importlib.import_module("outbox.v1.outbox_pb2"),
-        importlib.import_module("outbox.v1.outbox_pb2_grpc"),
+        importlib.import_module(f"{package}.v1.{package}_pb2"),
+        importlib.import_module(f"{package}.v1.{package}_pb2_grpc"),
     )
+
+
+def modules() -> tuple[ModuleType, ModuleType]:
+    """outbox_pb2 and outbox_pb2_grpc."""
+    return compile_proto("outbox")
 
 
 @dataclass
@@ -98,11 +104,16 @@ async def serve_outbox() -> Outbox:
                 await outbox.gate.wait()
             return pb2.SendResponse(id=f"msg-{len(outbox.calls)}")
 
-    server = grpc.aio.server()
-    pb2_grpc.add_OutboxServiceServicer_to_server(Servicer(), server)
-    name = pb2.DESCRIPTOR.services_by_name["OutboxService"].full_name
-    reflection.enable_server_reflection([name, reflection.SERVICE_NAME], server)
-    outbox.port = server.add_insecure_port("127.0.0.1:0")
-    outbox.server = server
-    await server.start()
+    outbox.server, outbox.port = await start_server(pb2, pb2_grpc, "OutboxService", Servicer())
     return outbox
+
+
+async def start_server(pb2: Any, pb2_grpc: Any, service: str, servicer: Any) -> tuple[Any, int]:
+    """``servicer`` serving ``service`` with reflection on 127.0.0.1: (server, port)."""
+    server = grpc.aio.server()
+    getattr(pb2_grpc, f"add_{service}Servicer_to_server")(servicer, server)
+    name = pb2.DESCRIPTOR.services_by_name[service].full_name
+    reflection.enable_server_reflection([name, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port
