@@ -23,10 +23,10 @@ import structlog
 from google.protobuf import json_format
 
 from agentd.api.identity import ANONYMOUS
-from agentd.api.records import run_message
-from agentd.api.service import request_record
 from agentd.loop.deadline import MARGIN_S, Deadline
 from agentd.loop.state import Plan, PlanStep, RunState, StepRecord
+from agentd.runs.journal import request_record
+from agentd.store.records import run_message
 from agentd.store.sqlite import SqliteRunStore
 from agentd.v1 import agent_pb2
 from examples.calculator.server import serve as serve_calculator
