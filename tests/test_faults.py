@@ -380,7 +380,7 @@ async def test_a_cancellation_inside_the_end_of_a_run_cannot_skip_it(
     and the "run finished" line still happen, and the cancellation surfaces as itself."""
     s = stack
     s.llm.reply(when="plan", status=500, content="the planner is down")  # a failed run: alert
-    service = s.daemon.service
+    service = s.daemon.service.runs
     real_run = service.agent.run
     cancellers: list[asyncio.Task[None]] = []
     calls: list[Any] = []
@@ -434,7 +434,7 @@ async def test_a_deadline_is_audited_and_stored_as_such(
     once); stored and audited DEADLINE_EXCEEDED, never CANCELLED or BaseExceptionGroup."""
     s = stack
     s.llm.reply(when="plan", content=plan(GET_VENDOR), delay_s=3.0, times=None)
-    service = s.daemon.service
+    service = s.daemon.service.runs
     real_run = service.agent.run
     stall_s = [0.0, 0.0, 0.3]
 

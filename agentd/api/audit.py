@@ -10,6 +10,7 @@ audited by it (agentd/api/server.py), before any handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -64,32 +65,32 @@ class Auditor(grpc.aio.ServerInterceptor):
             inner: Any = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                audit = self._begin(method, context)
-                try:
+                async with self._audited(method, context):
                     return await inner(request, context)
-                except BaseException as exc:
-                    await self._failed(audit, exc, context)
-                    raise
-                finally:
-                    _log(audit)
 
             return handler._replace(unary_unary=unary)  # type: ignore[attr-defined,no-any-return]
         if handler.unary_stream is not None:
             inner_stream: Any = handler.unary_stream
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                audit = self._begin(method, context)
-                try:
+                async with self._audited(method, context):
                     async for message in inner_stream(request, context):
                         yield message
-                except BaseException as exc:
-                    await self._failed(audit, exc, context)
-                    raise
-                finally:
-                    _log(audit)
 
             return handler._replace(unary_stream=stream)  # type: ignore[attr-defined,no-any-return]
         return handler
+
+    @contextlib.asynccontextmanager
+    async def _audited(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """The call's audit, current while it runs, logged once however it ends."""
+        audit = self._begin(method, context)
+        try:
+            yield
+        except BaseException as exc:
+            await self._failed(audit, exc, context)
+            raise
+        finally:
+            _log(audit)
 
     def _begin(self, method: str, context: grpc.aio.ServicerContext) -> Audit:
         principal = self.authenticator.principal(

@@ -43,22 +43,6 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, runs: Runs) -> None:
         self.runs = runs
 
-    @property
-    def config(self) -> Any:
-        return self.runs.config
-
-    @property
-    def agent(self) -> Any:
-        return self.runs.agent
-
-    @property
-    def store(self) -> Any:
-        return self.runs.store
-
-    @property
-    def catalog(self) -> Any:
-        return self.runs.catalog
-
     async def _start(self, request: agent_pb2.RunRequest, context: Any) -> RunHandle:
         audit = current()
         spec = requests.run_spec(request)
