@@ -16,7 +16,7 @@ from agentd import telemetry
 from agentd.config import Config, MemoryConfig
 from agentd.loop.agent import Agent
 from agentd.loop.deadline import Deadline
-from agentd.loop.state import Budget, RunState
+from agentd.loop.state import Budget, Event, RunState
 from agentd.runs.admission import Admission
 from agentd.runs.alerts import Alerter, run_alerts
 from agentd.runs.journal import Journal, request_record, save_final, to_completion
@@ -111,6 +111,7 @@ class Runner:
         owner_metadata: UpstreamMetadata | None = None,
         admitted: bool = False,
         deadline: Deadline | None = None,
+        on_event: Callable[[Event], None] | None = None,
     ) -> Stored:
         """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end.
 
@@ -158,8 +159,10 @@ class Runner:
                 try:
                     if self.config.storage.journal:
                         await journal.save_now()
-                        run.emit = journal.wrap(run.emit)
+                        on_event = journal.wrap(on_event or (lambda event: None))
                         journal.keep_lease()
+                    if on_event is not None:  # the loop's one hook for events (Agent.run)
+                        run.emit = on_event
                     await self.agent.run(
                         run,
                         tools,

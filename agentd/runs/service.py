@@ -40,10 +40,10 @@ class RunHandle:
     Without ``events()`` the run runs in the awaiting task; with it, in a task of its own that
     is cancelled (with its upstream calls) if the iterating caller goes away."""
 
-    def __init__(self, run: RunState, work: Callable[[], Any]) -> None:
+    def __init__(self, run: RunState, work: Callable[..., Any]) -> None:
         self.run = run
         self.sequence = 0  # of the last event handed out
-        self._work = work
+        self._work = work  # work(on_event) runs the run to its end
         self._task: asyncio.Task[Stored] | None = None
 
     @property
@@ -57,8 +57,11 @@ class RunHandle:
     async def events(self) -> AsyncIterator[tuple[int, Event]]:
         # Events are copied when they happen: the run's records change afterwards.
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        self.run.emit = lambda e: queue.put_nowait(Event(e.kind, copy.deepcopy(e.payload), e.time))
-        self._task = task = asyncio.create_task(self._work())
+
+        def on_event(e: Event) -> None:
+            queue.put_nowait(Event(e.kind, copy.deepcopy(e.payload), e.time))
+
+        self._task = task = asyncio.create_task(self._work(on_event))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (event := await queue.get()) is not None:
@@ -73,7 +76,7 @@ class RunHandle:
     async def result(self) -> Stored:
         """The run's stored record at its end (raises what ended it otherwise)."""
         if self._task is None:
-            return await self._work()  # type: ignore[no-any-return]
+            return await self._work(None)  # type: ignore[no-any-return]
         return await self._task
 
 
@@ -170,10 +173,12 @@ class Runs(Runner):
                 tools.pop(name, None)
         run.history = await conversation_history(self.records, run, self.config.memory)
 
-        async def work() -> Stored:
+        async def work(on_event: Callable[[Event], None] | None) -> Stored:
             self.admission.start(run.principal)
             try:
-                return await self.run_to_end(run, tools, limits, metadata, time_left)
+                return await self.run_to_end(
+                    run, tools, limits, metadata, time_left, on_event=on_event
+                )
             finally:
                 self.admission.release(run.principal)
 
