@@ -161,6 +161,13 @@ def test_every_error_has_one_reason_and_docs_errors_md_is_current() -> None:
             and kind is not domain.RunError
         ):
             assert errors.entry(kind("x: y")) is not None, name
+    # Each entry's status: ErrorInfo always, RetryInfo exactly where a retry may succeed.
+    for e in errors.TABLE:
+        exc = e.error("run_id: something")
+        status = errors.status(exc, e)
+        names = [d.TypeName().rpartition(".")[2] for d in status.details]
+        assert names[0] == "ErrorInfo" and ("RetryInfo" in names) == e.retry, e.reason
+        assert status.message.startswith("run_id: something")
     text = (ROOT / "docs" / "errors.md").read_text()
     assert text == errors.reference(), "run: python -m agentd.api.errors > docs/errors.md"
 
