@@ -455,9 +455,10 @@ async def test_a_deadline_is_audited_and_stored_as_such(
                 assert response.status == agent_pb2.RUN_STATUS_DEADLINE_EXCEEDED
             except grpc.aio.AioRpcError as exc:
                 assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        for _ in range(1500):
+        for _ in range(1500):  # the runs' ends and their audit lines, in the background
             statuses = [st for _, st in stored_status(s)]
-            if len(statuses) == 3 and "RUN_STATUS_RUNNING" not in statuses:
+            audited = [e for e in logs if e["event"] == "audit" and e["method"] == method]
+            if len(statuses) == 3 and "RUN_STATUS_RUNNING" not in statuses and len(audited) == 3:
                 break
             await asyncio.sleep(0.02)
     assert [st for _, st in stored_status(s)] == ["RUN_STATUS_DEADLINE_EXCEEDED"] * 3
