@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MODEL ?= qwen2.5-coder-1.5b
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: setup deploy-tools test lint fmt protos protos-check config-docs config-docs-check run demo \
+.PHONY: setup deploy-tools test lint fmt protos protos-check config-docs config-docs-check errors-docs run demo \
 	bench bench-quick clean \
 	phoenix test-phoenix phoenix-screenshot
 
@@ -50,6 +50,10 @@ config-docs: setup
 
 config-docs-check: setup
 	$(PY) -m agentd.config --check docs/config.md
+
+# docs/errors.md is generated from agentd/api/errors.py (tests/test_errors.py compares them).
+errors-docs: setup
+	$(PY) -m agentd.api.errors > docs/errors.md
 
 run: setup
 	$(PY) -m examples.run_all --config examples/agentd.toml

@@ -1,7 +1,8 @@
 """agentd: LLM agents over the gRPC services a company already runs.
 
 The public surface is small; everything else is reached through its package (``agentd.loop``,
-``agentd.llm``, ``agentd.tools``, ``agentd.store``, ``agentd.telemetry``, ``agentd.api``).
+``agentd.llm``, ``agentd.tools``, ``agentd.store``, ``agentd.telemetry``, ``agentd.runs``,
+``agentd.api``).
 Names load on first use, so ``import agentd`` (and the CLI's start-up) stays cheap.
 """
 

@@ -455,7 +455,7 @@ async def test_agentd_serves_reflection_so_toolgen_can_preview_it(stack: Stack) 
 
 
 def test_forwarded_metadata_can_be_renamed() -> None:
-    from agentd.api.service import forward
+    from agentd.runs.runner import forward
 
     caller = [
         ("authorization", "Bearer agentd"),

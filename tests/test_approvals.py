@@ -23,9 +23,9 @@ import pytest
 from google.protobuf import json_format
 
 from agentd import cli
-from agentd.api.sealing import Sealer
 from agentd.api.server import Daemon
 from agentd.config import load_config
+from agentd.runs.sealing import Sealer
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from tests.support.outbox import Outbox, serve_outbox
 from tests.support.plans import answer, plan

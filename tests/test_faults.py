@@ -23,10 +23,10 @@ import structlog
 from google.protobuf import json_format
 
 from agentd.api.identity import ANONYMOUS
-from agentd.api.records import run_message
-from agentd.api.service import request_record
 from agentd.loop.deadline import MARGIN_S, Deadline
 from agentd.loop.state import Plan, PlanStep, RunState, StepRecord
+from agentd.runs.journal import request_record
+from agentd.store.records import run_message
 from agentd.store.sqlite import SqliteRunStore
 from agentd.v1 import agent_pb2
 from examples.calculator.server import serve as serve_calculator
@@ -380,7 +380,7 @@ async def test_a_cancellation_inside_the_end_of_a_run_cannot_skip_it(
     and the "run finished" line still happen, and the cancellation surfaces as itself."""
     s = stack
     s.llm.reply(when="plan", status=500, content="the planner is down")  # a failed run: alert
-    service = s.daemon.service
+    service = s.daemon.service.runs
     real_run = service.agent.run
     cancellers: list[asyncio.Task[None]] = []
     calls: list[Any] = []
@@ -434,7 +434,7 @@ async def test_a_deadline_is_audited_and_stored_as_such(
     once); stored and audited DEADLINE_EXCEEDED, never CANCELLED or BaseExceptionGroup."""
     s = stack
     s.llm.reply(when="plan", content=plan(GET_VENDOR), delay_s=3.0, times=None)
-    service = s.daemon.service
+    service = s.daemon.service.runs
     real_run = service.agent.run
     stall_s = [0.0, 0.0, 0.3]
 
@@ -455,9 +455,10 @@ async def test_a_deadline_is_audited_and_stored_as_such(
                 assert response.status == agent_pb2.RUN_STATUS_DEADLINE_EXCEEDED
             except grpc.aio.AioRpcError as exc:
                 assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        for _ in range(1500):
+        for _ in range(1500):  # the runs' ends and their audit lines, in the background
             statuses = [st for _, st in stored_status(s)]
-            if len(statuses) == 3 and "RUN_STATUS_RUNNING" not in statuses:
+            audited = [e for e in logs if e["event"] == "audit" and e["method"] == method]
+            if len(statuses) == 3 and "RUN_STATUS_RUNNING" not in statuses and len(audited) == 3:
                 break
             await asyncio.sleep(0.02)
     assert [st for _, st in stored_status(s)] == ["RUN_STATUS_DEADLINE_EXCEEDED"] * 3

@@ -219,7 +219,7 @@ async def test_cli_feedback_get_and_export(
 
 
 async def test_webhook_url_credentials_go_in_authorization_not_the_host_header() -> None:
-    from agentd.api.alerts import post_json
+    from agentd.runs.alerts import post_json
 
     hook = Webhook()
     url = await hook.start()
@@ -243,7 +243,7 @@ def _basic(credentials: str) -> str:
 async def test_webhook_goes_through_the_proxy_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from agentd.api.alerts import post_json
+    from agentd.runs.alerts import post_json
 
     proxy = Webhook()  # a real loopback HTTP proxy: it answers absolute-form requests itself
     address = (await proxy.start()).removesuffix("/hook")

@@ -341,7 +341,7 @@ async def test_every_client_command_reaches_a_bearer_and_mtls_daemon(tmp_path: P
             assert code == 0, (command, err)
             if command[0] in ("get", "runs", "trace"):
                 assert run_id in out, (command, out)
-        stored = await s.daemon.service.store.get(run_id)
+        stored = await s.daemon.service.runs.store.get(run_id)
         assert stored is not None and [f.rating for f in stored.feedback] == [1]
         # The token is needed besides the certificate (bearer auth is on)...
         code, _, err = await agentd_cli("get", run_id, *target, *tls)

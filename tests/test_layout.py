@@ -3,10 +3,14 @@
 - ``config`` imports nothing of agentd: every other part may read it.
 - ``loop``, ``llm`` and ``tools`` never import the gRPC edge (``api``), the ``store``, the
   ``cli``, ``evals`` or the generated ``v1`` code: the loop works on plain Python state.
+- ``runs`` (the durable-run domain) never imports the edges: ``api``, ``cli``, ``evals``, the
+  generated ``v1`` code; neither it nor ``loop`` imports grpc.
+- ``store`` reads the loop's plain state (``loop.state``: records are converted on its side)
+  and nothing else of the loop.
 - ``telemetry`` imports no part above it at run time (it names loop types in annotations only).
 - No package imports ``examples``; the example stack is handed in, never imported.
-- No import cycles between modules (imports made at run time; ``TYPE_CHECKING`` blocks are
-  annotations and do not run).
+- No import cycles between modules, ``TYPE_CHECKING`` imports counted: a cycle through
+  annotations is a layering problem too.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "agentd"
 
@@ -23,9 +29,14 @@ FORBIDDEN = {
     "llm": {"api", "store", "cli", "evals", "v1", "loop", "tools"},
     "tools": {"api", "store", "cli", "evals", "v1"},
     "telemetry": {"api", "store", "cli", "evals", "v1", "tools"},
-    "store": {"api", "cli", "evals", "loop", "llm"},
+    "store": {"api", "cli", "evals", "llm", "runs"},
+    "runs": {"api", "cli", "evals", "v1"},
     "api": {"cli", "evals"},
 }
+# Third-party packages a part never imports (the domain and the loop speak plain Python).
+FORBIDDEN_PACKAGES = {"runs": {"grpc", "grpc_status"}, "loop": {"grpc", "grpc_status"}}
+# The modules of a part another part may import, where FORBIDDEN would ban the whole part.
+ALLOWED = {"store": {"agentd.loop.state"}}
 
 
 def _module_name(path: Path) -> str:
@@ -91,14 +102,14 @@ def _sources() -> list[Path]:
 
 
 def _graph() -> dict[str, set[str]]:
-    """Module -> the agentd modules it imports at run time."""
+    """Module -> the agentd modules it imports, ``TYPE_CHECKING`` ones included."""
     graph: dict[str, set[str]] = {}
     for path in _sources():
         name = _module_name(path)
         graph[name] = {
             module
-            for module, runtime in _imports(path)
-            if runtime and module.startswith("agentd.") and module != name
+            for module, _ in _imports(path)
+            if module.startswith("agentd.") and module != name
         }
     return graph
 
@@ -112,10 +123,14 @@ def test_each_part_imports_only_what_it_may() -> None:
         for module, runtime in _imports(path):
             if module.split(".")[0] == "examples":
                 problems.append(f"{name} imports {module}: the example stack is handed in")
+            if module.split(".")[0] in FORBIDDEN_PACKAGES.get(part, set()):
+                problems.append(f"{name} imports {module}")
             if not module.startswith("agentd.") or _part(module) == part:
                 continue
             if "*" in banned or _part(module) in banned:
                 problems.append(f"{name} imports {module}")
+            if _part(module) == "loop" and part == "store" and module not in ALLOWED["store"]:
+                problems.append(f"{name} imports {module}: only agentd.loop.state")
             if part == "telemetry" and runtime and _part(module) in {"loop", "llm", "config"}:
                 problems.append(f"{name} imports {module} at run time")
     assert problems == []
@@ -171,3 +186,28 @@ def test_config_knows_every_prompt_by_name() -> None:
     from agentd.loop.prompts import BY_NAME
 
     assert set(PROMPT_NAMES) == set(BY_NAME)
+
+
+def test_the_rules_see_what_they_forbid() -> None:
+    """The new rules bite: a grpc import in runs/, a v1 import in runs/, a cycle through a
+    TYPE_CHECKING import (each written to a scratch module, then removed)."""
+    scratch = ROOT / "runs" / "_scratch_layout.py"
+    try:
+        scratch.write_text(
+            "from typing import TYPE_CHECKING\nimport grpc\nfrom agentd.v1 import agent_pb2\n"
+            "if TYPE_CHECKING:\n    from agentd.runs import service\n"
+        )
+        found = dict(_imports(scratch))
+        assert found == {
+            "typing": True,
+            "grpc": True,
+            "agentd.v1": True,
+            "agentd.v1.agent_pb2": True,
+            "agentd.runs": False,
+            "agentd.runs.service": False,
+        }
+        assert "agentd.runs.service" in _graph()["agentd.runs._scratch_layout"]
+        with pytest.raises(AssertionError):
+            test_each_part_imports_only_what_it_may()
+    finally:
+        scratch.unlink()

@@ -10,7 +10,7 @@ from openinference.semconv.trace import SpanAttributes
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentd import telemetry
-from agentd.api import feedback
+from agentd.runs import feedback
 from agentd.v1 import agent_pb2
 from tests import test_telemetry
 from tests.test_agent import SECRET, Stack, answer, plan, start_stack
@@ -173,8 +173,7 @@ def test_guardrail_and_feedback_kinds(spans: InMemorySpanExporter) -> None:
     assert attrs(guardrail)[KIND] == "GUARDRAIL"
 
     trace_id = "0af7651916cd43dd8448eb211c80319c"
-    run = agent_pb2.RunResponse(run_id="run_1", trace_id=trace_id)
-    feedback.record_span(run, agent_pb2.Feedback(rating=5))
+    feedback.record_span("run_1", trace_id, 5, [])
     (evaluation,) = named(spans.get_finished_spans(), "evaluation user_feedback")
     assert attrs(evaluation)[KIND] == "EVALUATOR"
     assert evaluation.context is not None

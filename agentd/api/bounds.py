@@ -16,13 +16,14 @@ from typing import Any
 
 from google.protobuf import descriptor, struct_pb2
 
+from agentd.runs.errors import InvalidField, echo
+from agentd.runs.service import MAX_FEEDBACK_PER_RUN
+
 #: Nesting levels of a ``context``, an argument edit or a response schema (JSON objects and
 #: arrays; the outermost object is level 1).
 MAX_DEPTH = 32
 #: Feedback entries one run keeps: each is bounded, so a rated run stays readable.
-MAX_FEEDBACK_PER_RUN = 20
 #: Characters of a bad value an error message quotes.
-ECHO_CHARS = 40
 _ID = 128
 
 
@@ -124,15 +125,8 @@ def field_paths(message: descriptor.Descriptor, prefix: str = "") -> Iterator[st
             yield path
 
 
-class BadField(ValueError):
+class BadField(InvalidField):
     """A field out of its bound; the message names it."""
-
-
-def echo(value: str) -> str:
-    """``value`` quoted for an error message, cut to a short prefix."""
-    if len(value) <= ECHO_CHARS:
-        return repr(value)
-    return f"{value[:ECHO_CHARS]!r}… ({len(value):,} characters)"
 
 
 def text(path: str, value: str, name: str | None = None) -> None:

@@ -60,7 +60,7 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 if isinstance(request, _Undecodable):
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                    raise bounds.BadField(request.message)  # audited and answered by api/audit.py
                 return await inner(request, context)
 
             return handler._replace(  # type: ignore[attr-defined,no-any-return]
@@ -71,7 +71,7 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 if isinstance(request, _Undecodable):
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                    raise bounds.BadField(request.message)  # audited and answered by api/audit.py
                 async for message in inner_stream(request, context):
                     yield message
 

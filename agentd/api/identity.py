@@ -25,31 +25,9 @@ from typing import Any
 import structlog
 
 from agentd.config import AuthConfig, ConfigError
+from agentd.runs.spec import ANONYMOUS, Principal
 
 log = structlog.get_logger("agentd.api.identity")
-
-ANONYMOUS = "anonymous"
-ADMIN = "admin"
-IMPERSONATE = "impersonate"
-
-
-@dataclass(frozen=True)
-class Principal:
-    id: str
-    roles: frozenset[str] = frozenset()
-    via: str = "none"  # how it was authenticated: token, mtls, gateway, none
-
-    @property
-    def admin(self) -> bool:
-        return ADMIN in self.roles
-
-    @property
-    def may_impersonate(self) -> bool:
-        return bool(self.roles & {ADMIN, IMPERSONATE})
-
-    @property
-    def anonymous(self) -> bool:
-        return self.via == "none"
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,10 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # the grpc.aio servicer (health.aio)
 
-from agentd.api.alerts import Alerter
-from agentd.api.approvals import Supervisor
+from agentd.api import errors
+from agentd.api.audit import Auditor
 from agentd.api.decoding import DecodeGuard
 from agentd.api.identity import Authenticator
-from agentd.api.sealing import Sealer
 from agentd.api.service import AgentService
 from agentd.config import AuthConfig, Config
 from agentd.llm import EmbeddedModel, build_models, close_models
@@ -31,6 +30,10 @@ from agentd.llm.model import ChatModel
 from agentd.loop.agent import Agent
 from agentd.loop.guardrails import Guardrails
 from agentd.loop.prompts import load_overrides
+from agentd.runs.alerts import Alerter
+from agentd.runs.approvals import Supervisor
+from agentd.runs.sealing import Sealer
+from agentd.runs.service import Runs
 from agentd.store import open_store
 from agentd.telemetry import flush, server_spans, setup_metrics, setup_tracing
 from agentd.tools.upstream import ToolCatalog
@@ -78,10 +81,10 @@ class BearerAuth(grpc.aio.ServerInterceptor):
 
 def _deny_handler() -> grpc.RpcMethodHandler:
     async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(
-            grpc.StatusCode.UNAUTHENTICATED,
-            "missing or invalid bearer token in the authorization metadata",
+        refusal = errors.Unauthenticated(
+            "missing or invalid bearer token in the authorization metadata"
         )
+        await errors.abort(context, refusal)
 
     return grpc.unary_unary_rpc_method_handler(deny)
 
@@ -136,9 +139,16 @@ class Daemon:
         overrides = load_overrides(config.prompts)  # [prompts]: templates replaced by files
         agent = Agent(self.models, config.limits, guardrails, overrides)
         authenticator = Authenticator(config.server.auth, self.env)
-        self.service = AgentService(
-            config, self.catalog, agent, store, Alerter(config.alerts), authenticator, sealer
+        runs = Runs(
+            config,
+            self.catalog,
+            agent,
+            store,
+            Alerter(config.alerts),
+            sealer,
+            inbound_tokens=authenticator.uses_tokens,
         )
+        self.service = AgentService(runs)
 
         # Tracing first, so even calls the auth check refuses get a span.
         interceptors: list[grpc.aio.ServerInterceptor] = [server_spans([SERVICE_NAME])]
@@ -147,6 +157,8 @@ class Daemon:
             if not authenticator.tokens:
                 raise ValueError("server.auth: bearer tokens are configured but none were found")
             interceptors.append(BearerAuth(authenticator))
+        # Every AgentService call audited once, refusals included, errors to their status.
+        interceptors.append(Auditor(authenticator, f"/{SERVICE_NAME}/"))
         # Last, so it wraps the method's own handler: undecodable requests by field name.
         interceptors.append(DecodeGuard())
         size = config.server.max_message_bytes
@@ -170,7 +182,7 @@ class Daemon:
         self.server = grpc.aio.server(interceptors=interceptors, options=options)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(self.service, self.server)
         # Takes over the runs of replicas that died and expires undecided approvals.
-        self.supervisor = Supervisor(self.service)
+        self.supervisor = Supervisor(runs)
         self._health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         enable_reflection(self.server, [SERVICE_NAME, HEALTH_SERVICE], commented=_api_docs())
@@ -220,8 +232,8 @@ class Daemon:
         if self.catalog:
             await self.catalog.close()
         if self.service:
-            await self.service.alerter.close()
-            await self.service.store.close()
+            await self.service.runs.alerter.close()
+            await self.service.runs.store.close()
         await close_models(self.models)
         # Export what is buffered (off the loop: a slow collector must not stall it); the
         # provider stays usable, since tests and `make run` start several daemons per process.

@@ -233,7 +233,7 @@ class RunState:
     # Decisions to apply in this resume, by step id; stored as ``approvals`` (with their plan
     # revision), from which a resumed record rebuilds the ones not applied yet.
     decisions: dict[str, Decision] = field(default_factory=dict)
-    # The owner's forwarded metadata, sealed (agentd.api.sealing; never in clear), stored with
+    # The owner's forwarded metadata, sealed (agentd.runs.sealing; never in clear), stored with
     # the request while the run waits or may be taken over; None: nothing kept.
     sealed_credentials: dict[str, Any] | None = None
     resumes: int = 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from openinference.semconv.trace import (
     MessageAttributes,
@@ -23,8 +23,16 @@ from openinference.semconv.trace import (
     SpanAttributes,
 )
 
-if TYPE_CHECKING:
-    from agentd.telemetry.spans import RunTelemetry
+
+class RunTelemetry(Protocol):
+    """What the message attributes read of a run's settings (spans.RunTelemetry is one; named
+    here, not imported, so that spans -> openinference is the only direction)."""
+
+    @property
+    def capture_content(self) -> bool: ...
+
+    def content(self, value: Any) -> str | None: ...
+
 
 KIND = SpanAttributes.OPENINFERENCE_SPAN_KIND
 AGENT = OpenInferenceSpanKindValues.AGENT.value

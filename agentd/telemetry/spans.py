@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
@@ -47,7 +47,6 @@ from agentd.telemetry.setup import AGENT_NAME
 
 if TYPE_CHECKING:
     from agentd.config import Config
-    from agentd.llm.model import ChatModel, ModelReply
     from agentd.loop.plan import LoopTool
     from agentd.loop.state import ModelCallRecord, RunState, StepRecord
 
@@ -277,7 +276,28 @@ def planning(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
 # --- model calls ---------------------------------------------------------------------------------
 
 
-def provider_name(model: ChatModel) -> str:
+class Endpoint(Protocol):
+    """What a span reads of a model (llm.client.ChatModel is one; named here, not imported:
+    the model client imports telemetry, never the other way)."""
+
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def embedded(self) -> bool: ...
+
+
+class Reply(Protocol):
+    """What a span reads of a model's reply (llm.client.ModelReply is one)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def finish_reason(self) -> str: ...
+
+
+def provider_name(model: Endpoint) -> str:
     """``gen_ai.provider.name`` from the endpoint; OpenAI-compatible servers report ``openai``."""
     host = urlsplit(model.endpoint).hostname or ""
     if model.embedded:
@@ -288,7 +308,7 @@ def provider_name(model: ChatModel) -> str:
 
 
 @contextmanager
-def chat_span(record: ModelCallRecord, model: ChatModel) -> Iterator[Span]:
+def chat_span(record: ModelCallRecord, model: Endpoint) -> Iterator[Span]:
     """The ``chat {model}`` span of one model call; reads ``record`` at the end.
 
     Sets ``record.span_id`` and ``record.cost_usd``, records the token and duration metrics
@@ -422,7 +442,7 @@ def capture_request(messages: list[dict[str, Any]], *, temperature: float, max_t
             span.set_attribute(key, text)
 
 
-def capture_response(reply: ModelReply, response_id: str | None) -> None:
+def capture_response(reply: Reply, response_id: str | None) -> None:
     """Response attributes of the current chat span; the completion only when capture is on."""
     span = trace.get_current_span()
     if not span.is_recording():

@@ -4,7 +4,7 @@ taking over the runs of a replica that died.
 A run that stops for approval is stored with its plan, its finished steps and its pending
 calls. A decision is taken once, atomically in the store (``RunStore.decide``): the first
 ApproveRun for a waiting period wins, a repeat of it (same ``request_id``) gets the run as it
-stands, any other gets ABORTED. The winner resumes the run on its own replica: finished steps
+stands, any other gets AlreadyDecided. The winner resumes the run on its own replica: finished steps
 are reused, decided calls run (approved, with the arguments the approval is bound to) or fail
 with the rejection's reason, and the loop carries on from there.
 
@@ -18,27 +18,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-import grpc
 import structlog
-from google.protobuf import json_format
 
-from agentd.api import bounds
-from agentd.api.records import run_message, run_state
 from agentd.loop.deadline import Deadline
 from agentd.loop.executor import arguments_sha256
 from agentd.loop.plan import validate
 from agentd.loop.state import ApprovalRecord, Budget, Decision, PendingCall, RunState
+from agentd.runs.errors import (
+    AlreadyDecided,
+    ApprovalExpired,
+    InvalidField,
+    NotWaiting,
+    PolicyForbids,
+    RunNotFound,
+)
+from agentd.runs.runner import Metadata, Runner, TimeLeft
+from agentd.runs.spec import CallDecision, Principal
+from agentd.store.runs import Stored
 from agentd.tools import memory
-from agentd.v1 import agent_pb2
 
-if TYPE_CHECKING:
-    from agentd.api.service import AgentService, Audit
-
-log = structlog.get_logger("agentd.api.approvals")
+log = structlog.get_logger("agentd.runs.approvals")
 
 OUTCOME_UNKNOWN = (
     "outcome unknown: the replica making this call stopped before its result was stored; "
@@ -50,62 +55,40 @@ OUTCOME_UNKNOWN = (
 EXPIRY_REQUEST = "expiry"
 
 
-class BadDecision(Exception):
+class BadDecision(InvalidField):
     """A decision that cannot be applied; the message names the field."""
 
 
-class PolicyForbids(BadDecision):
-    """An approval the current allowlist or policy no longer lets run (FAILED_PRECONDITION)."""
-
-
-def waiting_key(record: agent_pb2.RunResponse) -> str:
+def waiting_key(run: RunState) -> str:
     """Names one waiting period of a run: a run resumed twice can wait (and be decided) twice."""
-    return f"wait-{record.resumes}"
+    return f"wait-{run.resumes}"
 
 
-def waiting_since(record: agent_pb2.RunResponse) -> float:
+def waiting_since(run: RunState) -> float:
     """When the run stopped to wait: the end of its last stretch of running."""
-    return (record.start_time.ToNanoseconds() + record.duration.ToNanoseconds()) / 1e9
+    return run.start_time + run.duration_s
 
 
-def tools_of(service: AgentService, run: RunState, request: dict[str, Any]) -> dict[str, Any]:
+def tools_of(runs: Runner, run: RunState, request: dict[str, Any]) -> dict[str, Any]:
     """The run's tools, by the names stored with its request, as the catalog has them now."""
     names = set(request.get("tools") or ())
-    tools: dict[str, Any] = {n: t for n, t in service.catalog.tools.items() if n in names}
-    builtin = memory.builtin_tools(service.store, service.config.memory, run, None)
+    tools: dict[str, Any] = {n: t for n, t in runs.catalog.tools.items() if n in names}
+    builtin = memory.builtin_tools(runs.store, runs.config.memory, run, None)
     tools.update({n: t for n, t in builtin.items() if n in names})
     return tools
-
-
-def check_request(request: agent_pb2.ApproveRunRequest) -> str:
-    """'' when every field of ``request`` is within its bound (agentd/api/bounds.py), else
-    the INVALID_ARGUMENT message naming the first that is not."""
-    try:
-        bounds.run_id("ApproveRunRequest.run_id", request.run_id)
-        bounds.text("ApproveRunRequest.request_id", request.request_id)
-        bounds.count("ApproveRunRequest.decisions", request.decisions)
-        for i, item in enumerate(request.decisions):
-            field = f"decisions[{i}]"
-            bounds.text("ApproveRunRequest.decisions.step_id", item.step_id, f"{field}.step_id")
-            bounds.text("ApproveRunRequest.decisions.reason", item.reason, f"{field}.reason")
-            path = "ApproveRunRequest.decisions.arguments"
-            bounds.struct(path, item.arguments, f"{field}.arguments")
-    except bounds.BadField as exc:
-        return str(exc)
-    return ""
 
 
 def decide(
     run: RunState,
     tools: dict[str, Any],
-    decisions: list[agent_pb2.CallDecision],
+    decisions: Sequence[CallDecision],
     principal: str,
     request_id: str,
 ) -> None:
     """Apply one decision per pending call to ``run`` (checked; raises BadDecision), ready
     to resume: the decided steps run again, what waited on them too."""
     pending = {p.step_id: p for p in run.pending_calls}
-    chosen: dict[str, agent_pb2.CallDecision] = {}
+    chosen: dict[str, CallDecision] = {}
     for i, item in enumerate(decisions):
         field = f"decisions[{i}]"
         step_id = item.step_id
@@ -121,7 +104,7 @@ def decide(
             )
         if step_id in chosen:
             raise BadDecision(f"{field}.step_id: {step_id!r} is decided twice")
-        if not item.approve and item.HasField("arguments"):
+        if not item.approve and item.arguments is not None:
             raise BadDecision(f"{field}.arguments: only an approval can edit the arguments")
         chosen[step_id] = item
     missing = [s for s in pending if s not in chosen]
@@ -144,8 +127,8 @@ def decide(
                 " upstreams[].side_effects or methods); reject it instead"
             )
         arguments = call.arguments
-        if tool is not None and item.HasField("arguments"):  # an approval's edit
-            arguments = json_format.MessageToDict(item.arguments)
+        if tool is not None and item.arguments is not None:  # an approval's edit
+            arguments = item.arguments
             problems = validate(tool, arguments)
             if problems:
                 raise BadDecision(f"decisions[{i}].arguments: {'; '.join(problems)}")
@@ -191,171 +174,147 @@ def reopen(run: RunState) -> None:
 
 
 async def approve(
-    service: AgentService,
-    request: agent_pb2.ApproveRunRequest,
-    context: grpc.aio.ServicerContext,
-    audit: Audit,
-    record: agent_pb2.RunResponse,
-    caller: list[tuple[str, str]],
-) -> agent_pb2.RunResponse:
-    """ApproveRun on the caller's own run ``record`` (or, for an admin, anyone's)."""
-    request_id = request.request_id or uuid.uuid4().hex
+    runs: Runner,
+    stored: Stored,
+    principal: Principal,
+    decisions: Sequence[CallDecision],
+    request_id: str,
+    caller: Metadata,
+    time_left: TimeLeft,
+) -> tuple[Stored, bool]:
+    """Decide the pending calls of ``stored`` (the caller's run, or for an admin anyone's) and
+    resume it; the run at its end, and whether this only repeated an earlier decision."""
+    record = stored.run
+    request_id = request_id or uuid.uuid4().hex
     if len(request_id) > 128:
-        await service.deny(
-            context, audit, grpc.StatusCode.INVALID_ARGUMENT, "request_id: at most 128 characters"
-        )
-    if record.status != agent_pb2.RUN_STATUS_NEEDS_APPROVAL:
+        raise InvalidField("request_id: at most 128 characters")
+    if record.status != "needs_approval":
         # Nothing to decide: the store says whether this repeats a decision, or why not.
-        outcome, current = await service.store.decide(
-            record.run_id, waiting_key(record), request_id, record
+        outcome, current = await runs.records.decide(
+            record.run_id, waiting_key(record), request_id, record, stored.request
         )
-        return await _refused(service, context, audit, record, outcome, current)
-    ttl = service.config.approvals.ttl_s
+        return _refused(runs, record, outcome, current), True
+    ttl = runs.config.approvals.ttl_s
     if ttl and time.time() - waiting_since(record) > ttl:
-        await expire(service, record)
-        await _deny_expired(service, context, audit, record.run_id)
-    stored = await service.store.get_request(record.run_id) or {}
-    run = run_state(record, stored)
-    tools = tools_of(service, run, stored)
-    try:
-        decide(run, tools, list(request.decisions), audit.principal, request_id)
-    except PolicyForbids as exc:
-        await service.deny(context, audit, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-    except BadDecision as exc:
-        await service.deny(context, audit, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        await expire(runs, stored)
+        raise _expired(runs, record.run_id)
+    request = stored.request
+    run = copy.deepcopy(record)
+    tools = tools_of(runs, run, request)
+    decide(run, tools, decisions, principal.id, request_id)
     # Admission first (a slot, and room in the owner's limits), then the decision: a
     # decision is never recorded for a resume that cannot start.
-    async with service.admitted(context, audit, record.principal):
-        outcome, current = await service.store.decide(
-            record.run_id, waiting_key(record), request_id, run_message(run)
+    async with runs.admission.resuming(record.principal):
+        outcome, current = await runs.records.decide(
+            record.run_id, waiting_key(record), request_id, run, request
         )
         if outcome != "decided" or current is None:
-            return await _refused(service, context, audit, record, outcome, current)
+            return _refused(runs, record, outcome, current), True
         # What runs is what the store kept: the decisions (and the hashes they are bound to)
         # as stored, as a replica taking the run over would read them.
-        run = run_state(current, stored)
-        log.info(
-            "run decided", run_id=run.run_id, decisions=len(request.decisions), by=audit.principal
-        )
-        limits = Budget.of(service.config.limits).charge(run)
+        run = current.run
+        log.info("run decided", run_id=run.run_id, decisions=len(decisions), by=principal.id)
+        limits = Budget.of(runs.config.limits).charge(run)
         # An approver decides, never lends: the run calls upstreams as its owner. The owner
         # approving sends their credentials now; anyone else's are never used, only the
         # owner's kept sealed (approvals.seal_key_env), else none.
-        if audit.principal == record.principal:
-            return await service.run_to_end(
-                run, tools, limits, caller, context.time_remaining, admitted=True
-            )
-        owner = service.unseal(run.run_id, stored)
-        return await service.run_to_end(
-            run, tools, limits, [], context.time_remaining, owner_metadata=owner, admitted=True
+        if principal.id == record.principal:
+            done = await runs.run_to_end(run, tools, limits, caller, time_left, admitted=True)
+            return done, False
+        owner = runs.unseal(run.run_id, request)
+        done = await runs.run_to_end(
+            run, tools, limits, [], time_left, owner_metadata=owner, admitted=True
         )
+        return done, False
 
 
-async def _refused(
-    service: AgentService,
-    context: grpc.aio.ServicerContext,
-    audit: Audit,
-    record: agent_pb2.RunResponse,
-    outcome: str,
-    current: agent_pb2.RunResponse | None,
-) -> agent_pb2.RunResponse:
+def _refused(runs: Runner, record: RunState, outcome: str, current: Stored | None) -> Stored:
     """The answer to an ApproveRun that decided nothing: a repeat gets the run as it stands,
-    anything else a status naming why (an expired wait says so, whoever noticed it)."""
+    anything else an error naming why (an expired wait says so, whoever noticed it)."""
     if outcome == "repeat" and current is not None:
-        audit.outcome = "OK repeat"
         return current  # the run as it stands; nothing is decided again
     if outcome == "missing" or current is None:
-        await service.deny(
-            context, audit, grpc.StatusCode.NOT_FOUND, f"run_id: no run {record.run_id!r}"
-        )
-    assert current is not None
-    if outcome == "expired" or expired(current):
-        await _deny_expired(service, context, audit, record.run_id)
-    status = agent_pb2.RunStatus.Name(current.status)
+        raise RunNotFound(f"run_id: no run {record.run_id!r}", run_id=record.run_id)
+    if outcome == "expired" or expired(current.run):
+        raise _expired(runs, record.run_id)
+    status = current.status_name
     if outcome == "taken":
-        await service.deny(
-            context,
-            audit,
-            grpc.StatusCode.ABORTED,
+        raise AlreadyDecided(
             f"run_id: run {record.run_id} is {status}: another decision was taken first",
+            run_id=record.run_id,
         )
-    await service.deny(
-        context,
-        audit,
-        grpc.StatusCode.FAILED_PRECONDITION,
+    raise NotWaiting(
         f"run_id: run {record.run_id} is {status}, not waiting for approval",
+        run_id=record.run_id,
     )
-    raise AssertionError("unreachable: deny aborts")
 
 
-def expired(record: agent_pb2.RunResponse) -> bool:
+def expired(run: RunState) -> bool:
     """Whether the run's last wait ended by expiry: ended EXPIRED, or resumed as rejected
     (approvals.on_expiry = "reject") and not waiting again since."""
-    if record.status == agent_pb2.RUN_STATUS_EXPIRED:
+    if run.status == "expired":
         return True
-    last = record.approvals[-1] if record.approvals else None
-    waiting = record.status == agent_pb2.RUN_STATUS_NEEDS_APPROVAL
+    last = run.approvals[-1] if run.approvals else None
+    waiting = run.status == "needs_approval"
     return last is not None and last.request_id == EXPIRY_REQUEST and not waiting
 
 
-async def _deny_expired(
-    service: AgentService, context: grpc.aio.ServicerContext, audit: Audit, run_id: str
-) -> None:
-    ttl = service.config.approvals.ttl_s
-    await service.deny(
-        context,
-        audit,
-        grpc.StatusCode.FAILED_PRECONDITION,
+def _expired(runs: Runner, run_id: str) -> ApprovalExpired:
+    ttl = runs.config.approvals.ttl_s
+    return ApprovalExpired(
         f"run_id: the approval of run {run_id} expired after {ttl:g} s (approvals.ttl_s)",
+        run_id=run_id,
     )
 
 
-async def expire(service: AgentService, record: agent_pb2.RunResponse) -> None:
-    """End a run nobody decided in time: expired, or resumed as rejected (approvals.on_expiry)."""
-    stored = await service.store.get_request(record.run_id) or {}
-    run = run_state(record, stored)
-    ttl = service.config.approvals.ttl_s
-    reject = service.config.approvals.on_expiry == "reject"
+async def expire(runs: Runner, waiting: Stored) -> None:
+    """End a run nobody decided in time: expired, or resumed as rejected (approvals.on_expiry).
+    ``waiting``: the run as found waiting (its request is read here)."""
+    record = waiting.run
+    stored = await runs.records.request(record.run_id)
+    run = runs.records.state(waiting, stored)
+    ttl = runs.config.approvals.ttl_s
+    reject = runs.config.approvals.on_expiry == "reject"
     if reject:
-        tools = tools_of(service, run, stored)
+        tools = tools_of(runs, run, stored)
         rejections = [
-            agent_pb2.CallDecision(step_id=p.step_id, approve=False, reason="approval expired")
+            CallDecision(step_id=p.step_id, approve=False, reason="approval expired")
             for p in run.pending_calls
         ]
-        with contextlib.suppress(BadDecision):
+        with contextlib.suppress(BadDecision, PolicyForbids):
             decide(run, tools, rejections, "agentd", EXPIRY_REQUEST)
     if not reject or run.status != "running":
         run.finish("expired", f"nobody decided the pending calls within {ttl:g} s")
-    outcome, _ = await service.store.decide(
-        record.run_id, waiting_key(record), f"expiry-{record.run_id}", run_message(run)
+    outcome, _ = await runs.records.decide(
+        record.run_id, waiting_key(record), f"expiry-{record.run_id}", run, stored
     )
     if outcome != "decided":
         return  # decided meanwhile: that decision stands
-    log.info("approval expired", run_id=run.run_id, on_expiry=service.config.approvals.on_expiry)
+    log.info("approval expired", run_id=run.run_id, on_expiry=runs.config.approvals.on_expiry)
     if run.status == "running":
-        limits = Budget.of(service.config.limits).charge(run)
+        limits = Budget.of(runs.config.limits).charge(run)
         # Nobody attends it: it calls upstreams with its owner's sealed metadata, or none.
-        owner = service.unseal(run.run_id, stored)
-        await service.run_to_end(run, tools, limits, [], owner_metadata=owner)
+        owner = runs.unseal(run.run_id, stored)
+        await runs.run_to_end(run, tools, limits, [], owner_metadata=owner)
     elif "sealed_credentials" in stored:  # the run ended: its sealed credentials go
-        await service.store.save(run_message(run), without_seal(stored))
+        await runs.records.save(run, without_seal(stored))
 
 
 def without_seal(request: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in request.items() if k != "sealed_credentials"}
 
 
-async def take_over(service: AgentService, run_id: str) -> None:
+async def take_over(runs: Runner, run_id: str) -> None:
     """Resume a run whose replica died (its lease is now ours) from its journal."""
-    record = await service.store.get(run_id)
-    if record is None or record.status != agent_pb2.RUN_STATUS_RUNNING:
+    found = await runs.records.get(run_id)
+    if found is None or found.run.status != "running":
         return
-    stored = await service.store.get_request(run_id) or {}
-    run = run_state(record, stored)
+    stored = found.request
+    run = found.run
     deadline = Deadline.stored(
         float(stored.get("deadline_at") or 0),
         bool(stored.get("deadline_caller")),
-        service.config.limits.run_timeout_s,
+        runs.config.limits.run_timeout_s,
     )
     if deadline.expired():
         # Its caller was told DEADLINE_EXCEEDED (or its time is up): it ends so, calling no
@@ -364,11 +323,11 @@ async def take_over(service: AgentService, run_id: str) -> None:
             step.status, step.error_code = "failed", "DEADLINE_EXCEEDED"
             step.error_message = f"{OUTCOME_UNKNOWN.partition(':')[0]}; the deadline passed"
         run.resumes += 1
-        run.finish(*deadline.ending(False, service.config.limits.run_timeout_s))  # type: ignore[arg-type]
+        run.finish(*deadline.ending(False, runs.config.limits.run_timeout_s))  # type: ignore[arg-type]
         log.info("run taken over after its deadline", run_id=run_id)
-        await service.store.save(run_message(run))
+        await runs.records.save(run)
         return
-    tools = tools_of(service, run, stored)
+    tools = tools_of(runs, run, stored)
     unknown: list[PendingCall] = []
     for step in [s for s in run.steps if s.status == "running"]:
         tool = tools.get(step.tool)
@@ -388,25 +347,25 @@ async def take_over(service: AgentService, run_id: str) -> None:
     # No caller is waiting: the run calls upstreams with its owner's metadata if it was kept
     # sealed (approvals.seal_key_env, until the run's deadline); else with none, and calls
     # that need credentials fail and the model sees why.
-    owner = service.unseal(run_id, stored)
+    owner = runs.unseal(run_id, stored)
     if unknown and run.mode == "react":  # nothing else to finish first: wait right away
         run.finish("needs_approval", f"{', '.join(p.tool for p in unknown)}: {OUTCOME_UNKNOWN}")
-        sealed = service.seal_while_waiting(run_id, owner)
+        sealed = runs.seal_while_waiting(run_id, owner)
         request = without_seal(stored) | ({"sealed_credentials": sealed} if sealed else {})
-        await service.store.save(run_message(run), request)
+        await runs.records.save(run, request)
         return
     # The plan carries on: safe steps run, the unknown ones wait (and what depends on them),
     # and the run then stops for approval.
-    limits = Budget.of(service.config.limits).charge(run)
+    limits = Budget.of(runs.config.limits).charge(run)
     # Only the owner's sealed metadata (or none); it keeps its deadline.
-    await service.run_to_end(run, tools, limits, [], owner_metadata=owner, deadline=deadline)
+    await runs.run_to_end(run, tools, limits, [], owner_metadata=owner, deadline=deadline)
 
 
 class Supervisor:
     """Every ``storage.takeover_s``: take over lapsed runs, expire undecided approvals."""
 
-    def __init__(self, service: AgentService) -> None:
-        self.service = service
+    def __init__(self, runs: Runner) -> None:
+        self.runs = runs
         self.task: asyncio.Task[None] | None = None
         self.running: set[asyncio.Task[None]] = set()
 
@@ -419,18 +378,18 @@ class Supervisor:
                 await self.tick()
             except Exception as exc:  # the store may be down: try again next time
                 log.warning("supervisor tick failed", error=repr(exc))
-            await asyncio.sleep(self.service.config.storage.takeover_s)
+            await asyncio.sleep(self.runs.config.storage.takeover_s)
 
     async def tick(self) -> None:
-        store = self.service.store
-        room = self.service.config.server.max_concurrent_runs - len(self.running)
-        for run_id in await store.take_over(max(0, min(room, 8))):
-            self._spawn(take_over(self.service, run_id))
-        ttl = self.service.config.approvals.ttl_s
+        runs = self.runs
+        room = runs.config.server.max_concurrent_runs - len(self.running)
+        for run_id in await runs.store.take_over(max(0, min(room, 8))):
+            self._spawn(take_over(runs, run_id))
+        ttl = runs.config.approvals.ttl_s
         if ttl:
-            for record in await store.runs_with_status("RUN_STATUS_NEEDS_APPROVAL", 100):
-                if time.time() - waiting_since(record) > ttl:
-                    self._spawn(expire(self.service, record))
+            for waiting in await runs.records.waiting(100):
+                if time.time() - waiting_since(waiting.run) > ttl:
+                    self._spawn(expire(runs, waiting))
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(self._guarded(work))

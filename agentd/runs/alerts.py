@@ -17,7 +17,7 @@ import structlog
 
 from agentd.config import AlertsConfig
 
-log = structlog.get_logger("agentd.api.alerts")
+log = structlog.get_logger("agentd.runs.alerts")
 _MAX_BACKOFF_S = 30.0
 
 
