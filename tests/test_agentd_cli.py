@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -330,3 +331,22 @@ def test_python_m_agentd_cli_reference_prints_it() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == reference()
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`agentd models | head -1`: when the pipe's reader is gone before the command writes,
+    the command stops with exit 0 and no traceback (as cat and grep do)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before the child's first write
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "agentd", "models"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
