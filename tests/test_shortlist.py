@@ -105,7 +105,7 @@ def test_an_upstream_configured_always_offer_is_offered_past_the_shortlist(
 async def test_the_planner_sees_only_the_shortlist_and_the_record_says_which(
     tmp_path: Path,
 ) -> None:
-    env = {"AGENTD_LIMITS_MAX_OFFERED_TOOLS": "2"}  # the example catalog has 6 tools here
+    env = {"AGENTD_LIMITS_MAX_OFFERED_TOOLS": "2"}  # the example catalog has 7 tools here
     async for s in start_stack(tmp_path, env=env):
         s.llm.reply(
             when="plan",
@@ -118,7 +118,7 @@ async def test_the_planner_sees_only_the_shortlist_and_the_record_says_which(
             ),
         )
         s.llm.reply(when="answer", content=answer("+49 61 254 7468"))
-        response = await s.run("What is the phone number of vendor ven_001?")
+        response = await s.run("Look up the phone of vendor ven_001.")
         assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
         assert step(response, "s1").tool == "LedgerService_GetVendor"
 
