@@ -245,4 +245,3 @@ async def test_a_dropped_watcher_re_attaches_on_the_other_replica_exactly_once(
                 ]
     finally:
         await stop(a, b)
-
