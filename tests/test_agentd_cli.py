@@ -209,7 +209,7 @@ CLIENT_COMMANDS = {  # the words of each client command, and the arguments it ne
     ("run",): ["TASK"], ("tools",): [], ("health",): [], ("get",): ["R"],
     ("runs",): ["--status", "failed"], ("approve",): ["R"], ("reject",): ["R", "--reason", "no"],
     ("trace",): ["R"], ("feedback", "rate"): ["R", "--rating", "1"], ("feedback", "export"): [],
-    ("eval", "run"): ["s.yaml"],
+    ("eval", "run"): ["s.yaml"], ("watch",): ["R"],
 }  # fmt: skip
 CONNECTION = ["--tls", "--ca", "ca.pem", "--cert", "c.pem", "--key", "c.key", "-H", "x-a: b"]
 

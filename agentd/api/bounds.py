@@ -103,6 +103,9 @@ BOUNDS: dict[str, Bound] = {
         "checked against the tool's input schema", bytes=256 * 1024, depth=MAX_DEPTH
     ),
     "ApproveRunRequest.decisions.reason": Bound("shown to the model", chars=2_000),
+    # WatchRunRequest
+    "WatchRunRequest.run_id": Bound("an id from RunResponse.run_id; required", chars=_ID),
+    "WatchRunRequest.after": Bound("a RunEvent.sequence; 0: from the first event", minimum=0),
     # ListRunsRequest (ListToolsRequest has no fields)
     "ListRunsRequest.with_feedback": Bound("a boolean; this or status"),
     "ListRunsRequest.limit": Bound("0 means 1,000", minimum=0, maximum=1_000),

@@ -105,3 +105,10 @@ def list_status(request: agent_pb2.ListRunsRequest) -> str:
 def run_id(path: str, value: str) -> str:
     bounds.run_id(path, value)
     return value
+
+
+def watch(request: agent_pb2.WatchRunRequest) -> tuple[str, int]:
+    """The run and the cursor of a WatchRun."""
+    bounds.run_id("WatchRunRequest.run_id", request.run_id)
+    bounds.check_int("WatchRunRequest.after", request.after)
+    return request.run_id, request.after

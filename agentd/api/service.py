@@ -146,3 +146,15 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         current().run_id = _head("GetRunRequest.run_id", request.run_id)
         run_id = requests.run_id("GetRunRequest.run_id", request.run_id)
         return (await self.runs.get(run_id, current().principal)).message  # type: ignore[no-any-return]
+
+    async def WatchRun(
+        self, request: agent_pb2.WatchRunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.RunEvent]:
+        audit = current()
+        audit.run_id = _head("WatchRunRequest.run_id", request.run_id)
+        run_id, after = requests.watch(request)
+        sent = 0
+        async for message in self.runs.watch(run_id, audit.principal, after):
+            sent += 1
+            yield message
+        audit.outcome = f"OK {sent} events"

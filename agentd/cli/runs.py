@@ -10,7 +10,7 @@ from typing import Any
 
 from agentd.cli.channel import add_connection_options, agent_stub
 from agentd.cli.common import Exit, add_command, fail, print_json
-from agentd.cli.run import show_final, verdict_line
+from agentd.cli.run import show_event, show_final, verdict_line
 from agentd.v1 import agent_pb2
 
 
@@ -85,6 +85,23 @@ def add_commands(commands: Any) -> None:
         "--arguments", metavar="JSON", help="run the call with these arguments instead (edit)"
     )
     reject.add_argument("--reason", required=True, help="why; the model sees it")
+
+    watch = add_command(
+        commands,
+        "watch",
+        "follow a run's events, also one started elsewhere or on another replica",
+        "Stream a run's events (WatchRun) from any replica: the ones after --after, then the "
+        "live ones, until the run ends or waits for approval; prints each event's sequence "
+        "number, so a broken watch resumes with --after N. Only its owner and admins see it.",
+        "  agentd watch RUN_ID\n  agentd watch RUN_ID --after 7",
+    )
+    watch.add_argument("run_id", metavar="RUN_ID", help="the run's id (agentd run prints it)")
+    watch.add_argument(
+        "--after", type=int, default=0, help="only events after this sequence number (0: all)"
+    )
+    watch.add_argument("--json", action="store_true", help="print each RunEvent as JSON")
+    add_connection_options(watch)
+    watch.set_defaults(func=watch_run)
 
     trace = add_command(
         commands,
@@ -178,6 +195,28 @@ async def decide_run(args: argparse.Namespace) -> int:
     else:
         show_final(final)
     return 0
+
+
+async def watch_run(args: argparse.Namespace) -> int:
+    """The events after --after, each with its sequence number; the final record last."""
+    request = agent_pb2.WatchRunRequest(run_id=args.run_id, after=args.after)
+    final: agent_pb2.RunResponse | None = None
+    async with agent_stub(args) as stub:
+        async for event in stub.WatchRun(request):
+            if args.json:
+                print_json(event)
+            elif event.HasField("final"):
+                print(f"#{event.sequence}")
+            else:
+                print(f"#{event.sequence} ", end="")
+                show_event(event)
+            if event.HasField("final"):
+                final = event.final
+    if final is None:  # nothing after --after: the run's end was seen already
+        return Exit.OK
+    if not args.json:
+        show_final(final)
+    return Exit.OK if final.status == agent_pb2.RUN_STATUS_SUCCEEDED else Exit.NOT_SUCCEEDED
 
 
 async def trace_run(args: argparse.Namespace) -> int:

@@ -391,6 +391,12 @@ class StorageConfig:
         " `false`: only when it ends (no lease, no takeover), the cost bench's journal_overhead"
         " measures",
     )
+    max_events_per_run: Annotated[int, Strict(), Field(ge=0)] = Field(
+        default=5_000,
+        description="a run's events kept in the store for `WatchRun` (with its snapshots);"
+        " later ones are streamed live but not kept (a re-attaching caller sees a gap in"
+        " their sequence numbers); the final event is always kept",
+    )
 
 
 @dataclass(frozen=True, config=_SECTION)

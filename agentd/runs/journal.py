@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import structlog
 
 from agentd.loop.state import Event, RunState
+from agentd.runs.watch import Feed
 from agentd.store import StoreUnavailable
 from agentd.store.runs import RunRecords, Stored
 
@@ -45,10 +46,19 @@ class Journal:
 
     COALESCE_S = 0.005
 
-    def __init__(self, records: RunRecords, run: RunState, request: dict[str, Any]) -> None:
+    def __init__(
+        self, records: RunRecords, run: RunState, request: dict[str, Any], max_events: int = 0
+    ) -> None:
         self.records = records
         self.run = run
         self.request = request
+        # The run's events, numbered on from those of its earlier parts (a resumed run): the
+        # first ``max_events`` are journaled, each with the next snapshot (never a write of
+        # its own), and handed to local watchers (``feed``) as they happen.
+        self.sequence = 0  # of the last event so far
+        self.max_events = max_events
+        self.pending: list[Any] = []  # RunEvent messages not stored yet
+        self.feed: Feed | None = None
         self.dirty = False
         self.writer: asyncio.Task[None] | None = None
         self.renewer: asyncio.Task[None] | None = None
@@ -62,7 +72,12 @@ class Journal:
             # The request does not change while the run goes on: stored with the first
             # snapshot (and again with the final record), not with every one.
             request = None if self.request_saved else self.request
-            await self.records.save(self.run, request)
+            events, self.pending = self.pending, []
+            try:
+                await self.records.save(self.run, request, events)
+            except BaseException:
+                self.pending[:0] = events  # they go with the next write (a repeat is ignored)
+                raise
             self.request_saved = True
 
     def keep_lease(self) -> None:
@@ -80,10 +95,23 @@ class Journal:
 
         self.renewer = asyncio.create_task(renew())
 
-    def wrap(self, emit: Callable[[Event], None]) -> Callable[[Event], None]:
+    def wrap(
+        self, emit: Callable[[Event], None] | None, snapshots: bool = True
+    ) -> Callable[[Event], None]:
+        """``emit`` each event, number it, keep it for the journal and the local watchers;
+        ``snapshots``: a plan and a step's end also write a snapshot (storage.journal)."""
+
         def journaled(event: Event) -> None:
-            emit(event)
-            if event.kind in ("plan", "step_finished"):
+            if emit is not None:
+                emit(event)
+            self.sequence += 1
+            message = self.records.event(self.run, self.sequence, event)
+            kept = self.sequence <= self.max_events
+            if kept:
+                self.pending.append(message)
+            if self.feed is not None:
+                self.feed.publish(message, kept)
+            if snapshots and event.kind in ("plan", "step_finished"):
                 # Steps that end together (a plan's parallel calls) share one snapshot; a
                 # plan is written at once, before its steps run.
                 self.mark(0.0 if event.kind == "plan" else self.COALESCE_S)
@@ -114,15 +142,26 @@ class Journal:
             await self.writer
 
 
-async def save_final(records: RunRecords, run: RunState, request: dict[str, Any]) -> Stored:
+async def save_final(
+    records: RunRecords, run: RunState, request: dict[str, Any], journal: Journal | None = None
+) -> Stored:
     """The final record, retried once on a fresh connection: the run (and its side effects)
     has happened, so a connection cut by a database restart should not cost its result.
-    Still unavailable: the caller gets UNAVAILABLE, never an acknowledgement."""
+    Still unavailable: the caller gets UNAVAILABLE, never an acknowledgement.
+
+    With ``journal``: stored with the events not stored yet and the final event (the record,
+    numbered after the last event), which is then handed to the local watchers."""
+    events, final = (journal.pending, journal.sequence + 1) if journal else ([], 0)
     try:
-        return await records.save(run, request)
+        stored = await records.save(run, request, events, final)
     except StoreUnavailable:
         log.warning("final save failed, retrying", run_id=run.run_id)
-        return await records.save(run, request)
+        stored = await records.save(run, request, events, final)
+    if journal is not None:
+        journal.pending, journal.sequence = [], final
+        if journal.feed is not None:
+            journal.feed.publish(records.final(stored, final), True)
+    return stored
 
 
 _LIMIT_FIELDS = ("max_steps", "max_replans", "max_model_calls", "max_tokens")

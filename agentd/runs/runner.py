@@ -22,6 +22,7 @@ from agentd.runs.admission import Admission
 from agentd.runs.alerts import Alerter, run_alerts
 from agentd.runs.journal import Journal, request_record, save_final, to_completion
 from agentd.runs.sealing import Sealer, UpstreamMetadata
+from agentd.runs.watch import Feed
 from agentd.store import RunStore
 from agentd.store.runs import RunRecords, Stored
 from agentd.telemetry.redact import Redactor
@@ -60,6 +61,8 @@ class Runner:
         # Keeps a run's owner credentials sealed while nobody of theirs attends it (None:
         # approvals.seal_key_env unset, and such resumed runs forward no metadata).
         self.sealer = sealer
+        # The events of the runs this replica runs now, for WatchRun callers here.
+        self.feeds: dict[str, Feed] = {}
 
     # --- sealed credentials ---------------------------------------------------------------------
 
@@ -156,12 +159,20 @@ class Runner:
                 bound.info("run started", mode=run.mode, tools=len(tools))
                 # Stored from its start (RUNNING), then again after every step that ends, so
                 # GetRun and ListRuns show a run in progress; the final save below wins.
-                journal = Journal(self.records, run, request_record(run, tools))
-                hooks = RunHooks(on_event=on_event) if on_event else RunHooks()
+                storage = self.config.storage
+                journal = Journal(
+                    self.records, run, request_record(run, tools), storage.max_events_per_run
+                )
+                hooks = RunHooks(journal.wrap(on_event, snapshots=storage.journal))
+                feed = None
                 try:
-                    if self.config.storage.journal:
+                    if run.resumes:  # its events number on from those of its earlier parts
+                        last = await self.records.last_event(run.run_id)
+                        journal.sequence = last.sequence if last is not None else 0
+                    feed = self.feeds[run.run_id] = journal.feed = Feed(journal.sequence + 1)
+                    if storage.journal:
                         await journal.save_now()
-                        hooks = RunHooks(journal.wrap(hooks.on_event), journal.save_now)
+                        hooks = RunHooks(hooks.on_event, journal.save_now)
                         journal.keep_lease()
                     await self.agent.run(
                         run,
@@ -183,9 +194,15 @@ class Runner:
                 finally:
                     # gRPC cancels the handler at the caller's deadline or when the caller
                     # goes away, possibly right now: the end runs as its own task.
-                    record = await to_completion(
-                        self._finish(run, tools, journal, bound, per_upstream)
-                    )
+                    try:
+                        record = await to_completion(
+                            self._finish(run, tools, journal, bound, per_upstream)
+                        )
+                    finally:
+                        if feed is not None:
+                            if self.feeds.get(run.run_id) is feed:
+                                del self.feeds[run.run_id]
+                            feed.close()
             return record
 
     async def _finish(
@@ -204,7 +221,7 @@ class Runner:
             if run.status == "needs_approval"
             else None
         )
-        record = await save_final(self.records, run, request_record(run, tools))
+        record = await save_final(self.records, run, request_record(run, tools), journal)
         for alert in run_alerts(
             self.config.alerts,
             run.run_id,

@@ -25,6 +25,7 @@ from agentd.runs.alerts import Alert
 from agentd.runs.errors import FeedbackFull, Forbidden, InvalidField, RunNotFound, echo
 from agentd.runs.runner import Metadata, Runner, TimeLeft, conversation_history
 from agentd.runs.spec import ANONYMOUS, LIMIT_FIELDS, CallDecision, Principal, RunSpec
+from agentd.runs.watch import follow
 from agentd.store.runs import Stored
 from agentd.tools import memory
 
@@ -91,6 +92,14 @@ class Runs(Runner):
         if stored is None or not (principal.admin or stored.principal == principal.id):
             raise RunNotFound(f"run_id: no run {echo(run_id)}", run_id=run_id)
         return stored
+
+    async def watch(self, run_id: str, principal: Principal, after: int) -> AsyncIterator[Any]:
+        """The caller's run's events after sequence ``after`` (RunEvent messages): what was
+        journaled, then what happens, until the run ends or waits for approval (its final
+        event); from whichever replica runs it (agentd/runs/watch.py)."""
+        await self.get(run_id, principal)
+        async for message in follow(self.records, self.feeds, run_id, after):
+            yield message
 
     async def list(self, principal: Principal, status: str = "", limit: int = 0) -> list[Any]:
         """The caller's runs (an admin's: everyone's) with ``status`` (a RunStatus name), or

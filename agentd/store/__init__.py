@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from agentd.config import StorageConfig
@@ -52,8 +52,13 @@ class RunStore(Protocol):
     owner: str
     lease_s: float
 
+    # ``events``: the run's events not stored yet (RunEvent messages with their sequence),
+    # stored with the record in one transaction (a repeated sequence is ignored).
     async def save(
-        self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None
+        self,
+        run: agent_pb2.RunResponse,
+        request: Mapping[str, Any] | None = None,
+        events: Sequence[agent_pb2.RunEvent] = (),
     ) -> None: ...
     async def get(self, run_id: str) -> agent_pb2.RunResponse | None: ...
     async def get_request(self, run_id: str) -> dict[str, Any] | None: ...
@@ -69,6 +74,10 @@ class RunStore(Protocol):
     async def decide(
         self, run_id: str, key: str, request_id: str, record: agent_pb2.RunResponse
     ) -> tuple[Outcome, agent_pb2.RunResponse | None]: ...
+
+    # The event journal: a run's stored events after sequence ``after``, in order; its last.
+    async def events(self, run_id: str, after: int, limit: int) -> list[agent_pb2.RunEvent]: ...
+    async def last_event(self, run_id: str) -> agent_pb2.RunEvent | None: ...
 
     # Feedback is kept beside the record and merged into RunResponse.feedback by ``get``.
     async def add_feedback(

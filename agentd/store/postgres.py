@@ -18,7 +18,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -77,6 +77,12 @@ CREATE TABLE IF NOT EXISTS memories (
 );
 CREATE INDEX IF NOT EXISTS memories_user ON memories (user_id, created_at);
 CREATE INDEX IF NOT EXISTS memories_tsv ON memories USING GIN (tsv);
+CREATE TABLE IF NOT EXISTS run_events (
+    run_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    record BYTEA NOT NULL,
+    PRIMARY KEY (run_id, sequence)
+);
 """
 _LOCK_ID = 0x61676E74  # advisory lock: replicas starting together create the schema once
 
@@ -156,7 +162,10 @@ class PostgresRunStore:
             return list(await cursor.fetchall())
 
     async def save(
-        self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None
+        self,
+        run: agent_pb2.RunResponse,
+        request: Mapping[str, Any] | None = None,
+        events: Sequence[agent_pb2.RunEvent] = (),
     ) -> None:
         now = time.time()
         run = without_feedback(run)
@@ -192,6 +201,13 @@ class PostgresRunStore:
             )
             if cursor.rowcount == 0:
                 raise LeaseLost(f"run {run.run_id} is held by another replica")
+            if events:  # a repeat (a retried write that had committed) changes nothing
+                async with db.cursor() as insert:
+                    await insert.executemany(
+                        "INSERT INTO run_events (run_id, sequence, record) VALUES (%s, %s, %s)"
+                        " ON CONFLICT (run_id, sequence) DO NOTHING",
+                        [(run.run_id, e.sequence, e.SerializeToString()) for e in events],
+                    )
 
     # --- leases and decisions ------------------------------------------------------------
 
@@ -257,6 +273,23 @@ class PostgresRunStore:
                 ),
             )
         return "decided", record
+
+    # --- the event journal ---------------------------------------------------------------
+
+    async def events(self, run_id: str, after: int, limit: int) -> list[agent_pb2.RunEvent]:
+        rows = await self._fetch(
+            "SELECT record FROM run_events WHERE run_id = %s AND sequence > %s"
+            " ORDER BY sequence LIMIT %s",
+            (run_id, after, limit),
+        )
+        return [agent_pb2.RunEvent.FromString(r[0]) for r in rows]
+
+    async def last_event(self, run_id: str) -> agent_pb2.RunEvent | None:
+        rows = await self._fetch(
+            "SELECT record FROM run_events WHERE run_id = %s ORDER BY sequence DESC LIMIT 1",
+            (run_id,),
+        )
+        return agent_pb2.RunEvent.FromString(rows[0][0]) if rows else None
 
     async def get(self, run_id: str) -> agent_pb2.RunResponse | None:
         rows = await self._fetch("SELECT record FROM runs WHERE run_id = %s", (run_id,))

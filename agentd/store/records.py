@@ -250,6 +250,22 @@ def event_message(run_id: str, sequence: int, event: Event) -> agent_pb2.RunEven
     return message
 
 
+def journal_event(run: RunState, sequence: int, event: Event) -> agent_pb2.RunEvent:
+    """An event of ``run`` as journaled and re-streamed: copied now (the run's records change
+    afterwards), the run's secrets redacted as in its stored record."""
+    message = event_message(run.run_id, sequence, event)
+    if run.redactor:
+        redact_message(message, run.redactor)
+    return message
+
+
+def final_event(run_id: str, sequence: int, record: agent_pb2.RunResponse) -> agent_pb2.RunEvent:
+    """The last event of a run's stream (or of one part of it, up to a wait for approval)."""
+    message = agent_pb2.RunEvent(run_id=run_id, sequence=sequence, final=record)
+    message.time.GetCurrentTime()
+    return message
+
+
 # --- messages back to records (resuming a run) ----------------------------------------------
 
 _STATUS_OF = {v: k for k, v in _STATUS.items()}

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentd.loop.state import RunState
+from agentd.loop.state import Event, RunState
 from agentd.store import Outcome, RunStore
-from agentd.store.records import run_message, run_state
+from agentd.store.records import final_event, journal_event, run_message, run_state
 from agentd.v1 import agent_pb2
 
 
@@ -52,10 +52,40 @@ class RunRecords:
     def __init__(self, store: RunStore) -> None:
         self.store = store
 
-    async def save(self, run: RunState, request: dict[str, Any] | None = None) -> Stored:
+    async def save(
+        self,
+        run: RunState,
+        request: dict[str, Any] | None = None,
+        events: Sequence[Any] = (),
+        final: int = 0,
+    ) -> Stored:
+        """Store ``run`` with its ``events`` not stored yet (``event`` messages); ``final``: the
+        sequence of the final event (the record itself) journaled with it, 0 for none."""
         message = run_message(run)
-        await self.store.save(message, request)
+        if final:
+            events = [*events, final_event(run.run_id, final, message)]
+        await self.store.save(message, request, events)
         return Stored(run, message, request or {})
+
+    # --- the event journal (RunEvent messages: what an edge streams) ---------------------------
+
+    @staticmethod
+    def event(run: RunState, sequence: int, event: Event) -> Any:
+        """``event`` as journaled: a RunEvent message, copied now and redacted."""
+        return journal_event(run, sequence, event)
+
+    @staticmethod
+    def final(stored: Stored, sequence: int) -> Any:
+        """The final event (a RunEvent carrying the record) of ``stored``."""
+        return final_event(stored.run.run_id, sequence, stored.message)
+
+    async def events(self, run_id: str, after: int, limit: int) -> list[Any]:
+        """The journaled events of a run after sequence ``after``, in order."""
+        return await self.store.events(run_id, after, limit)
+
+    async def last_event(self, run_id: str) -> Any:
+        """The run's last journaled event (None: none)."""
+        return await self.store.last_event(run_id)
 
     async def get(self, run_id: str, with_request: bool = True) -> Stored | None:
         message = await self.store.get(run_id)

@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,12 @@ CREATE TABLE IF NOT EXISTS memories (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS memories_user ON memories (user_id, created_at);
+CREATE TABLE IF NOT EXISTS run_events (
+    run_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (run_id, sequence)
+);
 """
 
 # External-content FTS5 index over memories.text, kept in step by triggers.
@@ -93,6 +99,7 @@ class _Save:
 
     run: agent_pb2.RunResponse
     request: Mapping[str, Any] | None
+    events: Sequence[agent_pb2.RunEvent]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
 
@@ -171,12 +178,15 @@ class SqliteRunStore:
         self._db.execute("COMMIT")
 
     async def save(
-        self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None = None
+        self,
+        run: agent_pb2.RunResponse,
+        request: Mapping[str, Any] | None = None,
+        events: Sequence[agent_pb2.RunEvent] = (),
     ) -> None:
         if self._closed:
             raise sqlite3.ProgrammingError("the run store is closed")
         loop = asyncio.get_running_loop()
-        item = _Save(without_feedback(run), request, loop, loop.create_future())
+        item = _Save(without_feedback(run), request, events, loop, loop.create_future())
         # Read by the shielded await, or here when its caller was cancelled meanwhile.
         item.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         if self._writer is None:
@@ -220,7 +230,7 @@ class SqliteRunStore:
         """Write ``batch`` in one transaction; each save's error, or None."""
         try:
             with self._lock, self._transaction():
-                return [self._save_one(item.run, item.request) for item in batch]
+                return [self._save_one(item.run, item.request, item.events) for item in batch]
         except Exception as exc:
             if len(batch) == 1:
                 return [exc]
@@ -229,16 +239,20 @@ class SqliteRunStore:
         for item in batch:
             try:
                 with self._lock, self._transaction():
-                    outcomes.append(self._save_one(item.run, item.request))
+                    outcomes.append(self._save_one(item.run, item.request, item.events))
             except Exception as exc:
                 outcomes.append(exc)
         return outcomes
 
     def _save_one(
-        self, run: agent_pb2.RunResponse, request: Mapping[str, Any] | None
+        self,
+        run: agent_pb2.RunResponse,
+        request: Mapping[str, Any] | None,
+        events: Sequence[agent_pb2.RunEvent] = (),
     ) -> LeaseLost | None:
-        """The record and its request in the open transaction; LeaseLost (not raised) when
-        another replica holds the run, with this save's writes undone and the others kept."""
+        """The record, its request and its new events in the open transaction; LeaseLost (not
+        raised) when another replica holds the run, with this save's writes undone and the
+        others kept."""
         now = time.time()
         status = agent_pb2.RunStatus.Name(run.status)
         lease = now + self.lease_s if run.status == agent_pb2.RUN_STATUS_RUNNING else 0.0
@@ -276,6 +290,11 @@ class SqliteRunStore:
             self._db.execute("ROLLBACK TO save")
             self._db.execute("RELEASE save")
             return LeaseLost(f"run {run.run_id} is held by another replica")
+        # A repeat (a write retried after an error that had committed) changes nothing.
+        self._db.executemany(
+            "INSERT OR IGNORE INTO run_events (run_id, sequence, record) VALUES (?, ?, ?)",
+            [(run.run_id, e.sequence, e.SerializeToString()) for e in events],
+        )
         self._db.execute("RELEASE save")
         return None
 
@@ -382,6 +401,31 @@ class SqliteRunStore:
                     "SELECT request FROM requests WHERE run_id = ?", (run_id,)
                 ).fetchone()
             return json.loads(row[0]) if row else None
+
+        return await asyncio.to_thread(read)
+
+    # --- the event journal ------------------------------------------------------------------
+
+    async def events(self, run_id: str, after: int, limit: int) -> list[agent_pb2.RunEvent]:
+        def read() -> list[agent_pb2.RunEvent]:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT record FROM run_events WHERE run_id = ? AND sequence > ?"
+                    " ORDER BY sequence LIMIT ?",
+                    (run_id, after, limit),
+                ).fetchall()
+            return [agent_pb2.RunEvent.FromString(r[0]) for r in rows]
+
+        return await asyncio.to_thread(read)
+
+    async def last_event(self, run_id: str) -> agent_pb2.RunEvent | None:
+        def read() -> agent_pb2.RunEvent | None:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT record FROM run_events WHERE run_id = ? ORDER BY sequence DESC LIMIT 1",
+                    (run_id,),
+                ).fetchone()
+            return agent_pb2.RunEvent.FromString(row[0]) if row else None
 
         return await asyncio.to_thread(read)
 

@@ -453,3 +453,11 @@ class ListRunsResponse(_message.Message):
     RUNS_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[RunResponse]
     def __init__(self, runs: _Optional[_Iterable[_Union[RunResponse, _Mapping]]] = ...) -> None: ...
+
+class WatchRunRequest(_message.Message):
+    __slots__ = ("run_id", "after")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    after: int
+    def __init__(self, run_id: _Optional[str] = ..., after: _Optional[int] = ...) -> None: ...

@@ -72,6 +72,11 @@ class AgentServiceStub:
                 request_serializer=agentd_dot_v1_dot_agent__pb2.ApproveRunRequest.SerializeToString,
                 response_deserializer=agentd_dot_v1_dot_agent__pb2.RunResponse.FromString,
                 _registered_method=True)
+        self.WatchRun = channel.unary_stream(
+                '/agentd.v1.AgentService/WatchRun',
+                request_serializer=agentd_dot_v1_dot_agent__pb2.WatchRunRequest.SerializeToString,
+                response_deserializer=agentd_dot_v1_dot_agent__pb2.RunEvent.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -134,6 +139,17 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRun(self, request, context):
+        """Streams a run's events after a cursor, on any replica that shares the store: first the
+        journaled events with a sequence above `after`, then the live ones as they happen, each
+        once and in order, ending with the next `final` event (the run ended, or waits for
+        approval: ApproveRun resumes it and its events number on). A caller whose stream broke
+        re-attaches with `after` = the last sequence it received. Owner-only, like GetRun.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +187,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ApproveRun,
                     request_deserializer=agentd_dot_v1_dot_agent__pb2.ApproveRunRequest.FromString,
                     response_serializer=agentd_dot_v1_dot_agent__pb2.RunResponse.SerializeToString,
+            ),
+            'WatchRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRun,
+                    request_deserializer=agentd_dot_v1_dot_agent__pb2.WatchRunRequest.FromString,
+                    response_serializer=agentd_dot_v1_dot_agent__pb2.RunEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -365,6 +386,33 @@ class AgentService:
             '/agentd.v1.AgentService/ApproveRun',
             agentd_dot_v1_dot_agent__pb2.ApproveRunRequest.SerializeToString,
             agentd_dot_v1_dot_agent__pb2.RunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentd.v1.AgentService/WatchRun',
+            agentd_dot_v1_dot_agent__pb2.WatchRunRequest.SerializeToString,
+            agentd_dot_v1_dot_agent__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,
