@@ -147,13 +147,19 @@ _classes: dict[str, Any] = {
     "agentd.v1.SubmitFeedbackRequest": agent_pb2.SubmitFeedbackRequest,
     "agentd.v1.GetRunRequest": agent_pb2.GetRunRequest,
     "agentd.v1.ListRunsRequest": agent_pb2.ListRunsRequest,
+    "agentd.v1.WatchRunRequest": agent_pb2.WatchRunRequest,
 }
 
 
 async def answered(call: Any, request: Message) -> None:
     """The call's outcome is OK or a well-formed status; never UNKNOWN/INTERNAL."""
     try:
-        await call(request, timeout=60)
+        answer = call(request, timeout=60)
+        if hasattr(answer, "__aiter__"):  # a server stream (WatchRun): read it to its end
+            async for _ in answer:
+                pass
+        else:
+            await answer
     except grpc.aio.AioRpcError as exc:
         details = exc.details() or ""
         assert exc.code() not in BAD_CODES, (exc.code(), details[:300])
@@ -183,11 +189,12 @@ test_fuzz_approve_run = fuzz("ApproveRun", "ApproveRunRequest")
 test_fuzz_submit_feedback = fuzz("SubmitFeedback", "SubmitFeedbackRequest")
 test_fuzz_get_run = fuzz("GetRun", "GetRunRequest")
 test_fuzz_list_runs = fuzz("ListRuns", "ListRunsRequest")
+test_fuzz_watch_run = fuzz("WatchRun", "WatchRunRequest")
 
 
 def test_every_request_type_is_fuzzed() -> None:
     service = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
-    fuzzed = {"Run", "ApproveRun", "SubmitFeedback", "GetRun", "ListRuns"}
+    fuzzed = {"Run", "ApproveRun", "SubmitFeedback", "GetRun", "ListRuns", "WatchRun"}
     # RunStream takes a RunRequest (as Run); ListTools takes no fields.
     assert {m.name for m in service.methods} - fuzzed == {"RunStream", "ListTools"}
 
