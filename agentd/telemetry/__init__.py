@@ -4,19 +4,16 @@ Everything the loop and the edge record goes through here, so instrumentation st
 ``with`` per place in the code it observes.
 """
 
+from agentd.telemetry.model_spans import capture_request, capture_response, chat_span, provider_name
 from agentd.telemetry.server import server_spans
 from agentd.telemetry.setup import flush, setup_metrics, setup_tracing, shutdown
 from agentd.telemetry.spans import (
     AGENT_NAME,
     GuardrailSpan,
     RunTelemetry,
-    capture_request,
-    capture_response,
-    chat_span,
     current,
     guardrail_span,
     planning,
-    provider_name,
     run_span,
     tool_span,
     with_trace_context,
