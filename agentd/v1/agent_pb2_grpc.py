@@ -81,7 +81,11 @@ class AgentServiceServicer:
     """
 
     def Run(self, request, context):
-        """Runs a task to its end and returns the whole record of the run.
+        """Runs a task to its end and returns the whole record of the run. The
+        response's initial metadata carries the run's id ("x-agentd-run-id") and
+        trace id ("x-agentd-trace-id"), sent once the run is stored as RUNNING
+        and before any model call: a caller whose deadline passes or whose
+        connection drops can still GetRun it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +93,8 @@ class AgentServiceServicer:
 
     def RunStream(self, request, context):
         """Runs a task and streams what happens, ending with the final response.
+        The same initial metadata as Run ("x-agentd-run-id",
+        "x-agentd-trace-id") comes before the first event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
