@@ -201,8 +201,8 @@ class VerdictRecord:
 
 @dataclass
 class Event:
-    """One RunStream event: ``kind`` is plan, replan_reason, step_started, step_finished
-    or verdict."""
+    """One RunStream event: ``kind`` is plan, replan_reason, step_started, step_finished,
+    verdict or answer_delta (a piece of the answer as it is decoded; "" starts it over)."""
 
     kind: str
     payload: Any

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -113,14 +114,16 @@ class Runner:
         admitted: bool = False,
         deadline: Deadline | None = None,
         on_event: Callable[[Event], None] | None = None,
+        on_start: Callable[[RunState], Awaitable[None]] | None = None,
     ) -> Stored:
         """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end.
 
         ``owner_metadata``: per upstream, what a resumed run forwards instead of a caller's
         (its owner's, unsealed; never an approver's). ``admitted``: the slot is already held.
         ``deadline``: the run's, when it resumes with one stored; else made here from the
-        caller's ``time_left`` and ``limits.run_timeout_s``. Its end (final record, alerts,
-        log) happens whatever is cancelled meanwhile."""
+        caller's ``time_left`` and ``limits.run_timeout_s``. ``on_start``: awaited once the
+        run has its trace id and is stored (when journaled), before any model call. Its end
+        (final record, alerts, log) happens whatever is cancelled meanwhile."""
         async with contextlib.nullcontext() if admitted else self.admission.slots:
             if deadline is None:
                 deadline = Deadline.start(self.config.limits.run_timeout_s, time_left())
@@ -157,12 +160,19 @@ class Runner:
                 # Stored from its start (RUNNING), then again after every step that ends, so
                 # GetRun and ListRuns show a run in progress; the final save below wins.
                 journal = Journal(self.records, run, request_record(run, tools))
-                hooks = RunHooks(on_event=on_event) if on_event else RunHooks()
+                # Someone follows the events (RunStream): the answer streams as it is decoded.
+                hooks = RunHooks(on_event, stream_answer=True) if on_event else RunHooks()
                 try:
                     if self.config.storage.journal:
                         await journal.save_now()
-                        hooks = RunHooks(journal.wrap(hooks.on_event), journal.save_now)
+                        hooks = dataclasses.replace(
+                            hooks,
+                            on_event=journal.wrap(hooks.on_event),
+                            before_side_effect=journal.save_now,
+                        )
                         journal.keep_lease()
+                    if on_start is not None:  # stored as RUNNING: the caller may follow it
+                        await on_start(run)
                     await self.agent.run(
                         run,
                         tools,
