@@ -273,3 +273,28 @@ def test_field_text_reads_a_plans_answer_only_after_empty_steps() -> None:
         for _ in range(10):
             reader = FieldText("answer", after_empty="steps")
             assert "".join(reader.feed(c) for c in _chunked(text, rng)) == expected
+
+
+# --- agentd run ------------------------------------------------------------------------------
+
+
+async def test_agentd_run_prints_the_answer_as_it_comes_and_once(stack: Stack) -> None:
+    from tests.test_identity import agentd_cli
+
+    s = stack
+    target = ["--target", s.daemon.address]
+    for _ in range(2):
+        s.llm.reply(when="plan", content=plan(GET_VENDOR))
+        s.llm.reply(when="answer", content=answer("answer"))  # rejected: the answer starts over
+        s.llm.reply(when="answer", content=answer(ANSWER))
+    code, out, err = await agentd_cli("run", "Who is ven_001?", *target)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "↻ the answer starts over" in lines
+    assert out.count(ANSWER) == 1  # printed as it came, not again at the end
+    shown = out.split("↻ the answer starts over\n", 1)[1]
+    assert shown.startswith(ANSWER + "\n\nstatus succeeded")
+
+    code, out, err = await agentd_cli("run", "Who is ven_001?", *target, "--json")
+    assert code == 0, err
+    assert json.loads(out)["output"] == ANSWER  # --json: only the final RunResponse, as before

@@ -174,15 +174,17 @@ class Answer:
     def __init__(self) -> None:
         self.text: list[str] = []
         self.open = False  # the answer's line is not ended yet
+        self.restarted = False  # the next delta follows "the answer starts over" directly
 
     def add(self, delta: str) -> None:
         if not delta:
             if self.text:
                 self.end_line()
                 print("↻ the answer starts over")
+                self.restarted = True
             self.text.clear()
             return
-        if not self.text:
+        if not self.text and not self.restarted:
             print()
         self.text.append(delta)
         self.open = True
