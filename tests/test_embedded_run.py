@@ -59,10 +59,11 @@ REQUEST = agent_pb2.RunRequest(
 
 
 async def test_embedded_model_plans_and_calls_a_real_tool(tmp_path: Path) -> None:
-    async with embedded_daemon(tmp_path) as (daemon, calculator):
-        async with grpc.aio.insecure_channel(daemon.address) as channel:
-            stub = agent_pb2_grpc.AgentServiceStub(channel)
-            response = await stub.Run(REQUEST, timeout=240)
+    async with (
+        embedded_daemon(tmp_path) as (daemon, calculator),
+        grpc.aio.insecure_channel(daemon.address) as channel,
+    ):
+        response = await agent_pb2_grpc.AgentServiceStub(channel).Run(REQUEST, timeout=240)
 
     assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
     assert [s.tool for s in response.plan.steps] == ["CalculatorService_Evaluate"]
@@ -74,12 +75,13 @@ async def test_embedded_model_plans_and_calls_a_real_tool(tmp_path: Path) -> Non
 
 
 async def test_embedded_model_streams_the_answer_token_by_token(tmp_path: Path) -> None:
-    async with embedded_daemon(tmp_path) as (daemon, _):
-        async with grpc.aio.insecure_channel(daemon.address) as channel:
-            stub = agent_pb2_grpc.AgentServiceStub(channel)
-            call = stub.RunStream(REQUEST, timeout=240)
-            headers = dict(await call.initial_metadata())
-            events = [event async for event in call]
+    async with (
+        embedded_daemon(tmp_path) as (daemon, _),
+        grpc.aio.insecure_channel(daemon.address) as channel,
+    ):
+        call = agent_pb2_grpc.AgentServiceStub(channel).RunStream(REQUEST, timeout=240)
+        headers = dict(await call.initial_metadata())
+        events = [event async for event in call]
 
     final = events[-1].final
     assert final.status == agent_pb2.RUN_STATUS_SUCCEEDED, final.error

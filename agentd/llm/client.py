@@ -299,26 +299,36 @@ class OpenAIChatModel:
 
     async def _streamed(self, body: dict[str, Any], on_delta: Callable[[str], None]) -> bytes:
         """A streamed completion (server-sent events through the SDK), each content piece
-        passed to ``on_delta`` as it comes; returned as the JSON of a whole completion."""
-        stream = await self._client.chat.completions.create(
-            **body, stream=True, stream_options={"include_usage": True}
+        passed to ``on_delta`` as it comes; returned as the JSON of a whole completion. The
+        chunks stay plain dicts (``cast_to=object``): typed chunk objects cost more than the
+        few fields read, once per token."""
+        stream = await self._client.post(
+            "/chat/completions",
+            cast_to=object,
+            stream=True,
+            stream_cls=openai.AsyncStream[object],
+            **_payload({**body, "stream": True, "stream_options": {"include_usage": True}}),
         )
         parts: list[str] = []
-        completion: dict[str, Any] = {"choices": [{"message": {}, "finish_reason": None}]}
-        choice = completion["choices"][0]
+        message: dict[str, Any] = {}
+        completion: dict[str, Any] = {"choices": [{"message": message, "finish_reason": None}]}
         async with stream:
             async for chunk in stream:
-                completion["id"], completion["model"] = chunk.id, chunk.model
-                if chunk.usage is not None:  # the last chunk (stream_options.include_usage)
-                    completion["usage"] = chunk.usage.model_dump()
-                for part in chunk.choices[:1]:
-                    if part.delta.content:
-                        parts.append(part.delta.content)
-                        on_delta(part.delta.content)
-                    if part.delta.refusal:
-                        choice["message"]["refusal"] = part.delta.refusal
-                    choice["finish_reason"] = part.finish_reason or choice["finish_reason"]
-        choice["message"]["content"] = "".join(parts)
+                if not isinstance(chunk, dict):
+                    continue
+                completion["id"], completion["model"] = chunk.get("id"), chunk.get("model")
+                if isinstance(chunk.get("usage"), dict):  # the last chunk (include_usage)
+                    completion["usage"] = chunk["usage"]
+                for part in (chunk.get("choices") or [])[:1]:
+                    delta = part.get("delta") or {}
+                    if content := delta.get("content"):
+                        parts.append(content)
+                        on_delta(content)
+                    if delta.get("refusal"):
+                        message["refusal"] = delta["refusal"]
+                    if part.get("finish_reason"):
+                        completion["choices"][0]["finish_reason"] = part["finish_reason"]
+        message["content"] = "".join(parts)
         return json.dumps(completion).encode()
 
     def _decode(self, reply: ModelReply, text: str | None) -> Any:

@@ -68,7 +68,16 @@ class RunHandle:
         self._task = task = asyncio.create_task(self._work(on_event, on_start))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
-            while (event := await queue.get()) is not None:
+            held: list[Event | None] = []  # taken from the queue, not merged: next
+            while (event := held.pop() if held else await queue.get()) is not None:
+                # Answer deltas already waiting go out as one event: token by token while the
+                # caller keeps up, fewer messages when it does not.
+                while _is_text(event) and not queue.empty():
+                    more = queue.get_nowait()
+                    if more is None or not _is_text(more):
+                        held.append(more)
+                        break
+                    event = Event(event.kind, event.payload + more.payload, event.time)
                 self.sequence += 1
                 yield self.sequence, event
         finally:
@@ -82,6 +91,11 @@ class RunHandle:
         if self._task is None:
             return await self._work(None, on_start)  # type: ignore[no-any-return]
         return await self._task
+
+
+def _is_text(event: Event | None) -> bool:
+    """An answer delta that adds text (an empty one starts the answer over: never merged)."""
+    return event is not None and event.kind == "answer_delta" and bool(event.payload)
 
 
 class Runs(Runner):
