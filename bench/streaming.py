@@ -148,6 +148,7 @@ async def answer_first_token_embedded(quick: bool) -> Result:
                       details={"unavailable": "xllamacpp is not installed"})  # fmt: skip
     from agentd.api.server import Daemon
     from agentd.config import load_config
+    from agentd.llm import DEFAULT_MODEL
     from agentd.v1 import agent_pb2, agent_pb2_grpc
     from examples.calculator.server import serve as serve_calculator
 
@@ -190,7 +191,7 @@ async def answer_first_token_embedded(quick: bool) -> Result:
         firsts,
         finals,
         quick,
-        model=config.llm.model or "embedded default",
+        model=DEFAULT_MODEL,
         load_before=load_before,
         load_after=load(),
     )
