@@ -6,7 +6,9 @@ and the answer written from its result.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -16,6 +18,7 @@ from agentd.api.server import Daemon
 from agentd.config import load_config
 from agentd.llm import DEFAULT_MODEL
 from agentd.v1 import agent_pb2, agent_pb2_grpc
+from examples.calculator.server import CalculatorServer
 from examples.calculator.server import serve as serve_calculator
 from examples.ledger.server import serve as serve_ledger
 
@@ -24,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.embedded
 
 
-async def test_embedded_model_plans_and_calls_a_real_tool(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def embedded_daemon(tmp_path: Path) -> AsyncIterator[tuple[Daemon, CalculatorServer]]:
+    """The example config on the embedded model, with real example upstreams."""
     ledger = await serve_ledger(0, reflection="v1")
     calculator = await serve_calculator(0, reflection="v1alpha")
     config = load_config(ROOT / "examples" / "agentd.toml", env={})
@@ -39,18 +44,26 @@ async def test_embedded_model_plans_and_calls_a_real_tool(tmp_path: Path) -> Non
     daemon = Daemon(config, env={})
     await daemon.start()
     try:
-        async with grpc.aio.insecure_channel(daemon.address) as channel:
-            stub = agent_pb2_grpc.AgentServiceStub(channel)
-            request = agent_pb2.RunRequest(
-                task="Evaluate the RPN expression 3 4 + 5 * with the calculator.",
-                tools=["CalculatorService_Evaluate"],
-                limits=agent_pb2.Limits(max_steps=2),
-            )
-            response = await stub.Run(request, timeout=240)
+        yield daemon, calculator
     finally:
         await daemon.stop(grace=0)
         await ledger.stop(None)
         await calculator.stop(None)
+
+
+REQUEST = agent_pb2.RunRequest(
+    task="Evaluate the RPN expression 3 4 + 5 * with the calculator.",
+    tools=["CalculatorService_Evaluate"],
+    limits=agent_pb2.Limits(max_steps=2),
+)
+
+
+async def test_embedded_model_plans_and_calls_a_real_tool(tmp_path: Path) -> None:
+    async with (
+        embedded_daemon(tmp_path) as (daemon, calculator),
+        grpc.aio.insecure_channel(daemon.address) as channel,
+    ):
+        response = await agent_pb2_grpc.AgentServiceStub(channel).Run(REQUEST, timeout=240)
 
     assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
     assert [s.tool for s in response.plan.steps] == ["CalculatorService_Evaluate"]
@@ -59,3 +72,23 @@ async def test_embedded_model_plans_and_calls_a_real_tool(tmp_path: Path) -> Non
     usage = {u.role: u for u in response.usage}
     assert usage["planner"].model == DEFAULT_MODEL
     assert usage["planner"].output_tokens > 0
+
+
+async def test_embedded_model_streams_the_answer_token_by_token(tmp_path: Path) -> None:
+    async with (
+        embedded_daemon(tmp_path) as (daemon, _),
+        grpc.aio.insecure_channel(daemon.address) as channel,
+    ):
+        call = agent_pb2_grpc.AgentServiceStub(channel).RunStream(REQUEST, timeout=240)
+        headers = dict(await call.initial_metadata())
+        events = [event async for event in call]
+
+    final = events[-1].final
+    assert final.status == agent_pb2.RUN_STATUS_SUCCEEDED, final.error
+    assert headers["x-agentd-run-id"] == final.run_id
+    pieces: list[str] = []  # since the last empty delta: the answer as a client shows it
+    for event in events:
+        if event.WhichOneof("event") == "answer_delta":
+            pieces = [*pieces, event.answer_delta] if event.answer_delta else []
+    assert len(pieces) > 1  # llama.cpp's server-sent events, a token or so each
+    assert "".join(pieces) == final.output

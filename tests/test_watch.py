@@ -61,7 +61,9 @@ def key(event: agent_pb2.RunEvent) -> tuple[int, str, bytes]:
     final event's own time is when it was sent)."""
     kind = event.WhichOneof("event")
     assert kind is not None
-    return event.sequence, kind, getattr(event, kind).SerializeToString(deterministic=True)
+    value = getattr(event, kind)
+    data = value.encode() if isinstance(value, str) else value.SerializeToString(deterministic=True)
+    return event.sequence, kind, data
 
 
 async def until_held(outbox: Outbox) -> None:

@@ -14,13 +14,36 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
+import structlog
 
 from agentd.api import bounds, requests
 from agentd.api.audit import Audit, current
-from agentd.runs.service import RunHandle, Runs
+from agentd.loop.state import RunState
+from agentd.runs.service import OnStart, RunHandle, Runs
 from agentd.store.records import event_message
 from agentd.tools import memory
 from agentd.v1 import agent_pb2, agent_pb2_grpc
+
+log = structlog.get_logger("agentd.api.service")
+
+# Initial metadata of Run and RunStream: which run to follow (GetRun) and its trace.
+RUN_ID_KEY = "x-agentd-run-id"
+TRACE_ID_KEY = "x-agentd-trace-id"
+
+
+def _announce(context: grpc.aio.ServicerContext) -> OnStart:
+    """Sends the run's id and trace id as initial metadata once the run has them, before its
+    first model call; a caller already gone is no reason to fail the run."""
+
+    async def started(run: RunState) -> None:
+        try:
+            await context.send_initial_metadata(
+                ((RUN_ID_KEY, run.run_id), (TRACE_ID_KEY, run.trace_id))
+            )
+        except Exception as exc:  # the caller went away: its cancellation follows
+            log.warning("initial metadata not sent", run_id=run.run_id, error=repr(exc))
+
+    return started
 
 
 def _head(path: str, run_id: str) -> str:
@@ -56,7 +79,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.RunResponse:
         handle = await self._start(request, context)
         with _ended_by(handle, current()):
-            stored = await handle.result()
+            stored = await handle.result(_announce(context))
         current().outcome = f"OK {stored.status_name}"
         return stored.message  # type: ignore[no-any-return]
 
@@ -65,7 +88,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> AsyncIterator[agent_pb2.RunEvent]:
         handle = await self._start(request, context)
         with _ended_by(handle, current()):
-            async for sequence, event in handle.events():
+            async for sequence, event in handle.events(_announce(context)):
                 yield event_message(handle.run_id, sequence, event)
             stored = await handle.result()
         last = agent_pb2.RunEvent(

@@ -91,18 +91,24 @@ async def run(args: argparse.Namespace) -> int:
             agent_pb2.LOOP_MODE_REACT if args.mode == "react" else agent_pb2.LOOP_MODE_PLAN_EXECUTE
         )
     final: agent_pb2.RunResponse | None = None
+    answer = Answer()
     async with agent_stub(args) as stub:
         async for event in stub.RunStream(request, timeout=args.timeout):
             if event.HasField("final"):
                 final = event.final
-            elif not args.json:
+            elif args.json:
+                continue
+            elif event.HasField("answer_delta"):
+                answer.add(event.answer_delta)
+            else:
+                answer.end_line()
                 show_event(event)
     if final is None:
         return fail("the stream ended without a final response", Exit.NOT_SUCCEEDED)
     if args.json:
         print_json(final)
     else:
-        show_final(final)
+        show_final(final, shown=answer.shown(final))
     return Exit.OK if final.status == agent_pb2.RUN_STATUS_SUCCEEDED else Exit.NOT_SUCCEEDED
 
 
@@ -161,10 +167,55 @@ def verdict_line(verdict: agent_pb2.GuardrailVerdict) -> str:
     return f"guardrail {verdict.stage} {name} ({verdict.guard}): {'; '.join(verdict.reasons)}"
 
 
-def show_final(final: agent_pb2.RunResponse) -> None:
+class Answer:
+    """The answer printed as its deltas come (an empty delta: it starts over, on a new
+    line), so a user reads it while the model writes it."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.open = False  # the answer's line is not ended yet
+        self.restarted = False  # the next delta follows "the answer starts over" directly
+
+    def add(self, delta: str) -> None:
+        if not delta:
+            if self.text:
+                self.end_line()
+                print("↻ the answer starts over")
+                self.restarted = True
+            self.text.clear()
+            return
+        if not self.text and not self.restarted:
+            print()
+        self.text.append(delta)
+        self.open = True
+        sys.stdout.write(delta)
+        sys.stdout.flush()
+
+    def end_line(self) -> None:
+        if self.open:
+            print()
+            self.open = False
+
+    def shown(self, final: agent_pb2.RunResponse) -> bool:
+        """Whether what was printed is the final answer (then it is not printed again)."""
+        self.end_line()
+        text = "".join(self.text)
+        if not text or not final.output:
+            return False
+        if text == final.output:
+            return True
+        try:  # a JSON answer as the model wrote it
+            return bool(json.loads(text) == json.loads(final.output))
+        except ValueError:
+            return False
+
+
+def show_final(final: agent_pb2.RunResponse, *, shown: bool = False) -> None:
+    """The answer (unless ``shown`` already, as it streamed) and the summary lines."""
     status = agent_pb2.RunStatus.Name(final.status).removeprefix("RUN_STATUS_").lower()
-    print()
-    print(final.output or "(no answer)")
+    if not shown:
+        print()
+        print(final.output or "(no answer)")
     print()
     tokens = sum(u.input_tokens + u.output_tokens for u in final.usage)
     calls = sum(u.calls for u in final.usage)

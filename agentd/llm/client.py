@@ -14,7 +14,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx2  # the openai SDK's HTTP client
@@ -104,14 +104,17 @@ class OpenAIChatModel:
         *,
         name: str,
         strict: bool = False,
+        on_delta: Callable[[str], None] | None = None,
     ) -> ModelReply:
         """Structured output constrained by ``schema``; the decoded value is validated again.
 
         Pass ``strict=True`` only for schemas meeting OpenAI strict mode (every property
-        required, ``additionalProperties: false``, object root).
+        required, ``additionalProperties: false``, object root). ``on_delta``: the reply's
+        text is streamed (the SDK's stream mode, server-sent events) and each piece passed to
+        it as it is decoded; the whole is decoded and validated at the end as without it.
         """
         reply, message = await self._create(
-            messages, response_format=_response_format(name, schema, strict)
+            messages, on_delta, response_format=_response_format(name, schema, strict)
         )
         value = self._decode(reply, _text(message.get("content")))
         self._validate(value, schema, reply, what=f"the {name!r} reply")
@@ -208,10 +211,14 @@ class OpenAIChatModel:
     # -- plumbing --------------------------------------------------------------------------
 
     async def _create(
-        self, messages: list[dict[str, Any]], **extra: Any
+        self,
+        messages: list[dict[str, Any]],
+        on_delta: Callable[[str], None] | None = None,
+        **extra: Any,
     ) -> tuple[ModelReply, dict[str, Any]]:
         """One Chat Completions call; returns the reply skeleton and the first choice's message
-        (the JSON object of the reply's ``choices[0].message``)."""
+        (the JSON object of the reply's ``choices[0].message``). With ``on_delta`` the call
+        streams, and the chunks are put back together into the same shape."""
         body = {
             "model": self.model,
             "messages": messages,
@@ -227,7 +234,10 @@ class OpenAIChatModel:
             # The body goes as bytes when orjson made them (the SDK sends bytes as they
             # are), and the reply comes back as bytes, decoded here: the SDK's json.dumps
             # and its typed ChatCompletion objects cost more than the few fields read.
-            raw = await self._client.post("/chat/completions", cast_to=bytes, **_payload(body))
+            if on_delta is None:
+                raw = await self._client.post("/chat/completions", cast_to=bytes, **_payload(body))
+            else:
+                raw = await self._streamed(body, on_delta)
         except openai.APITimeoutError as exc:
             raise self._error(
                 "transport",
@@ -286,6 +296,40 @@ class OpenAIChatModel:
                 reply=reply,
             )
         return reply, message
+
+    async def _streamed(self, body: dict[str, Any], on_delta: Callable[[str], None]) -> bytes:
+        """A streamed completion (server-sent events through the SDK), each content piece
+        passed to ``on_delta`` as it comes; returned as the JSON of a whole completion. The
+        chunks stay plain dicts (``cast_to=object``): typed chunk objects cost more than the
+        few fields read, once per token."""
+        stream = await self._client.post(
+            "/chat/completions",
+            cast_to=object,
+            stream=True,
+            stream_cls=openai.AsyncStream[object],
+            **_payload({**body, "stream": True, "stream_options": {"include_usage": True}}),
+        )
+        parts: list[str] = []
+        message: dict[str, Any] = {}
+        completion: dict[str, Any] = {"choices": [{"message": message, "finish_reason": None}]}
+        async with stream:
+            async for chunk in stream:
+                if not isinstance(chunk, dict):
+                    continue
+                completion["id"], completion["model"] = chunk.get("id"), chunk.get("model")
+                if isinstance(chunk.get("usage"), dict):  # the last chunk (include_usage)
+                    completion["usage"] = chunk["usage"]
+                for part in (chunk.get("choices") or [])[:1]:
+                    delta = part.get("delta") or {}
+                    if content := delta.get("content"):
+                        parts.append(content)
+                        on_delta(content)
+                    if delta.get("refusal"):
+                        message["refusal"] = delta["refusal"]
+                    if part.get("finish_reason"):
+                        completion["choices"][0]["finish_reason"] = part["finish_reason"]
+        message["content"] = "".join(parts)
+        return json.dumps(completion).encode()
 
     def _decode(self, reply: ModelReply, text: str | None) -> Any:
         try:

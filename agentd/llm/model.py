@@ -10,7 +10,7 @@ whether to feed it back to the model or give up.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -164,9 +164,12 @@ class ChatModel(Protocol):
         *,
         name: str,
         strict: bool = False,
+        on_delta: Callable[[str], None] | None = None,
     ) -> ModelReply:
         """A JSON value valid under ``schema`` (``name`` names the schema; ``strict``: it meets
-        OpenAI strict mode); anything else raises ``ModelError``."""
+        OpenAI strict mode); anything else raises ``ModelError``. ``on_delta``: called with
+        each piece of the reply's text as it is decoded (streaming), before the whole is
+        decoded and validated."""
         ...
 
     async def choose_tool(

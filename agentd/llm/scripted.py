@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,8 +107,12 @@ class ScriptedChatModel:
         *,
         name: str,
         strict: bool = False,
+        on_delta: Callable[[str], None] | None = None,
     ) -> ModelReply:
         reply = self._answer(Request(name, _copy(messages), schema=schema, strict=strict))
+        if on_delta is not None:  # streamed a few characters at a time, as a tokenizer would
+            for piece in re.findall(r"\s*\S{1,4}|\s+", reply.text):
+                on_delta(piece)
         value = self._decode(reply)
         self._check(value, schema, reply, f"the {name!r} reply")
         return dataclasses.replace(reply, value=value)

@@ -8,7 +8,7 @@ capture is on) on the current ``chat {model}`` span, which the loop opens for ea
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from agentd import telemetry
@@ -47,9 +47,12 @@ class TracedChatModel:
         *,
         name: str,
         strict: bool = False,
+        on_delta: Callable[[str], None] | None = None,
     ) -> ModelReply:
         self._request(messages)
-        call = self.inner.complete_json(messages, schema, name=name, strict=strict)
+        call = self.inner.complete_json(
+            messages, schema, name=name, strict=strict, on_delta=on_delta
+        )
         return self._reply(await self._traced(call))
 
     async def choose_tool(

@@ -25,6 +25,7 @@ from agentd import telemetry
 from agentd.config import LimitsConfig
 from agentd.llm.model import ChatModel, ModelError, ModelReply, ToolSpec
 from agentd.llm.schemas import NotStrict, strict_schema
+from agentd.loop.answer import AnswerStream
 from agentd.loop.deadline import Deadline
 from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
@@ -122,6 +123,8 @@ class Agent:
                     await self.guardrails.guard_output(
                         run, session.ask, session.prompts, hooks.on_event
                     )
+                if session.answer is not None and run.status == "succeeded":
+                    session.answer.settle(run.output, run.output_json)
         except BaseException as exc:  # sorted by _ended; what it leaves is re-raised
             if not _ended(run, exc, deadline, self.config.run_timeout_s):
                 raise
@@ -178,6 +181,12 @@ class _Session:
         self.budget = budget
         self.prompts = prompts
         self.emit = hooks.on_event
+        # The answer streams as it is decoded when someone follows the events, unless output
+        # guards must judge it first: then it comes whole, once they pass (settle).
+        self.answer = AnswerStream(self.emit) if hooks.stream_answer else None
+        self.live = self.answer is not None and not (
+            agent.guardrails and agent.guardrails.config.output
+        )
         self.executor = Executor(
             run, tools, budget, call, self.ask, agent.config.max_parallel_steps, hooks, prompts
         )
@@ -284,7 +293,9 @@ class _Session:
                 lambda: self.ask(
                     "planner",
                     prompt,
-                    lambda m: m.complete_json(messages, schema, name="plan", strict=strict),
+                    lambda m: m.complete_json(
+                        messages, schema, name="plan", strict=strict, on_delta=self.direct_answer()
+                    ),
                 ),
                 accept,
             )
@@ -403,7 +414,11 @@ class _Session:
                 messages,
                 2,
                 lambda: self.ask(
-                    "responder", prompt, lambda m: m.complete_json(messages, schema, name="answer")
+                    "responder",
+                    prompt,
+                    lambda m: m.complete_json(
+                        messages, schema, name="answer", on_delta=self.answer_text()
+                    ),
                 ),
                 accept,
             )
@@ -416,6 +431,20 @@ class _Session:
             raise RunFailed("the responder gave no valid answer in 2 attempts") from None
         self.set_answer(answer)
         return "" if missing.lower().strip(".") in _NOTHING_MISSING else missing
+
+    def answer_text(self) -> Callable[[str], None] | None:
+        """The responder's ``answer`` as it is decoded: its text, or its JSON with a
+        response_schema (None: not streamed)."""
+        if self.answer is None or not self.live:
+            return None
+        return self.answer.reader(as_json=self.run.response_schema is not None)
+
+    def direct_answer(self) -> Callable[[str], None] | None:
+        """A plan's ``answer`` as it is decoded, when it is the run's answer: after empty
+        ``steps``, without a response_schema (None: not streamed)."""
+        if self.answer is None or not self.live or self.run.response_schema is not None:
+            return None
+        return self.answer.reader(after_empty="steps")
 
     def set_answer(self, answer: Any) -> None:
         if self.run.response_schema is not None:

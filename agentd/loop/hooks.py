@@ -5,13 +5,16 @@
 - ``before_side_effect``: awaited before a call with side effects starts, so a journal can
   show it in flight (a replica that takes over after a crash must not repeat it blindly);
 - ``check_result``: each successful tool result before it is an observation (the guardrails'
-  check of instruction-like content sets the step's flags).
+  check of instruction-like content sets the step's flags);
+- ``stream_answer``: someone follows the events, so the answer is streamed as it is decoded
+  (``answer_delta`` events through ``on_event``, see agentd/loop/answer.py).
 
 The defaults do nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -35,6 +38,7 @@ class RunHooks:
     on_event: Callable[[Event], None] = _ignore
     before_side_effect: Callable[[], Awaitable[None]] = _nothing
     check_result: Callable[[RunState, StepRecord], None] = _no_check
+    stream_answer: bool = False
 
     def checking(self, check: Callable[[RunState, StepRecord], None]) -> RunHooks:
         """These hooks with ``check`` run first on each result, then this ``check_result``."""
@@ -44,7 +48,7 @@ class RunHooks:
             check(run, step)
             after(run, step)
 
-        return RunHooks(self.on_event, self.before_side_effect, both)
+        return dataclasses.replace(self, check_result=both)
 
 
 __all__ = ["RunHooks"]

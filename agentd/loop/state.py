@@ -201,12 +201,13 @@ class VerdictRecord:
 
 @dataclass
 class Event:
-    """One RunStream event: ``kind`` is plan, replan_reason, step_started, step_finished
-    or verdict."""
+    """One RunStream event: ``kind`` is plan, replan_reason, step_started, step_finished,
+    verdict or answer_delta (a piece of the answer as it is decoded; "" starts it over)."""
 
     kind: str
     payload: Any
     time: float = field(default_factory=time.time)
+    sequence: int = 0  # the run's event number, given by the run's journal (0: not numbered)
 
 
 @dataclass

@@ -4,6 +4,7 @@ it, and the end of a run that runs to completion whatever is cancelled."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -102,9 +103,10 @@ class Journal:
         ``snapshots``: a plan and a step's end also write a snapshot (storage.journal)."""
 
         def journaled(event: Event) -> None:
+            self.sequence += 1
+            event = dataclasses.replace(event, sequence=self.sequence)
             if emit is not None:
                 emit(event)
-            self.sequence += 1
             message = self.records.event(self.run, self.sequence, event)
             kept = self.sequence <= self.max_events
             if kept:

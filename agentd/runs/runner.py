@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -116,14 +117,16 @@ class Runner:
         admitted: bool = False,
         deadline: Deadline | None = None,
         on_event: Callable[[Event], None] | None = None,
+        on_start: Callable[[RunState], Awaitable[None]] | None = None,
     ) -> Stored:
         """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end.
 
         ``owner_metadata``: per upstream, what a resumed run forwards instead of a caller's
         (its owner's, unsealed; never an approver's). ``admitted``: the slot is already held.
         ``deadline``: the run's, when it resumes with one stored; else made here from the
-        caller's ``time_left`` and ``limits.run_timeout_s``. Its end (final record, alerts,
-        log) happens whatever is cancelled meanwhile."""
+        caller's ``time_left`` and ``limits.run_timeout_s``. ``on_start``: awaited once the
+        run has its trace id and is stored (when journaled), before any model call. Its end
+        (final record, alerts, log) happens whatever is cancelled meanwhile."""
         async with contextlib.nullcontext() if admitted else self.admission.slots:
             if deadline is None:
                 deadline = Deadline.start(self.config.limits.run_timeout_s, time_left())
@@ -163,7 +166,13 @@ class Runner:
                 journal = Journal(
                     self.records, run, request_record(run, tools), storage.max_events_per_run
                 )
-                hooks = RunHooks(journal.wrap(on_event, snapshots=storage.journal))
+                # Every event is numbered and kept by the journal (answer deltas too, stored in
+                # batches with the next snapshot); someone following them (RunStream) also gets
+                # the answer as it is decoded.
+                hooks = RunHooks(
+                    journal.wrap(on_event, snapshots=storage.journal),
+                    stream_answer=on_event is not None,
+                )
                 feed = None
                 try:
                     if run.resumes:  # its events number on from those of its earlier parts
@@ -172,8 +181,10 @@ class Runner:
                     feed = self.feeds[run.run_id] = journal.feed = Feed(journal.sequence + 1)
                     if storage.journal:
                         await journal.save_now()
-                        hooks = RunHooks(hooks.on_event, journal.save_now)
+                        hooks = dataclasses.replace(hooks, before_side_effect=journal.save_now)
                         journal.keep_lease()
+                    if on_start is not None:  # stored as RUNNING: the caller may follow it
+                        await on_start(run)
                     await self.agent.run(
                         run,
                         tools,

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import copy
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -31,20 +31,25 @@ from agentd.tools import memory
 
 log = structlog.get_logger("agentd.runs.service")
 
+OnStart = Callable[[RunState], Awaitable[None]]
+
 # A run keeps at most this many feedback entries (each bounded by the edge's request bounds).
 MAX_FEEDBACK_PER_RUN = 20
 
 
 class RunHandle:
-    """A started run: iterate ``events()`` (sequence numbers from 1) and/or await ``result()``.
+    """A started run: iterate ``events()`` (the journal's sequence numbers, from 1) and/or
+    await ``result()``.
 
     Without ``events()`` the run runs in the awaiting task; with it, in a task of its own that
-    is cancelled (with its upstream calls) if the iterating caller goes away."""
+    is cancelled (with its upstream calls) if the iterating caller goes away. ``on_start``
+    (of either) is awaited once the run has its trace id and is stored, before any model
+    call: an edge tells the caller which run to follow."""
 
     def __init__(self, run: RunState, work: Callable[..., Any]) -> None:
         self.run = run
         self.sequence = 0  # of the last event handed out
-        self._work = work  # work(on_event) runs the run to its end
+        self._work = work  # work(on_event, on_start) runs the run to its end
         self._task: asyncio.Task[Stored] | None = None
 
     @property
@@ -55,18 +60,20 @@ class RunHandle:
     def deadline_exceeded(self) -> bool:
         return self.run.status == "deadline_exceeded"
 
-    async def events(self) -> AsyncIterator[tuple[int, Event]]:
+    async def events(self, on_start: OnStart | None = None) -> AsyncIterator[tuple[int, Event]]:
         # Events are copied when they happen: the run's records change afterwards.
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
         def on_event(e: Event) -> None:
-            queue.put_nowait(Event(e.kind, copy.deepcopy(e.payload), e.time))
+            queue.put_nowait(Event(e.kind, copy.deepcopy(e.payload), e.time, e.sequence))
 
-        self._task = task = asyncio.create_task(self._work(on_event))
+        self._task = task = asyncio.create_task(self._work(on_event, on_start))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (event := await queue.get()) is not None:
-                self.sequence += 1
+                # The journal's numbers, which WatchRun's cursors use: one message per event,
+                # so a stream and a re-attach from the store number the same events alike.
+                self.sequence = event.sequence or self.sequence + 1
                 yield self.sequence, event
         finally:
             if not task.done():  # the caller went away: cancel the run and its upstream calls
@@ -74,10 +81,10 @@ class RunHandle:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def result(self) -> Stored:
+    async def result(self, on_start: OnStart | None = None) -> Stored:
         """The run's stored record at its end (raises what ended it otherwise)."""
         if self._task is None:
-            return await self._work(None)  # type: ignore[no-any-return]
+            return await self._work(None, on_start)  # type: ignore[no-any-return]
         return await self._task
 
 
@@ -182,11 +189,13 @@ class Runs(Runner):
                 tools.pop(name, None)
         run.history = await conversation_history(self.records, run, self.config.memory)
 
-        async def work(on_event: Callable[[Event], None] | None) -> Stored:
+        async def work(
+            on_event: Callable[[Event], None] | None, on_start: OnStart | None
+        ) -> Stored:
             self.admission.start(run.principal)
             try:
                 return await self.run_to_end(
-                    run, tools, limits, metadata, time_left, on_event=on_event
+                    run, tools, limits, metadata, time_left, on_event=on_event, on_start=on_start
                 )
             finally:
                 self.admission.release(run.principal)

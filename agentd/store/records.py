@@ -247,6 +247,8 @@ def event_message(run_id: str, sequence: int, event: Event) -> agent_pb2.RunEven
         message.step_finished.CopyFrom(step_message(event.payload))
     elif event.kind == "verdict":
         message.verdict.CopyFrom(verdict_message(event.payload))
+    elif event.kind == "answer_delta":  # "" too: the answer starts over
+        message.answer_delta = str(event.payload)
     return message
 
 

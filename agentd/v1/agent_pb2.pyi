@@ -359,7 +359,7 @@ class Approval(_message.Message):
     def __init__(self, step_id: _Optional[str] = ..., tool: _Optional[str] = ..., approved: _Optional[bool] = ..., original_arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., edited: _Optional[bool] = ..., arguments_sha256: _Optional[str] = ..., reason: _Optional[str] = ..., principal: _Optional[str] = ..., request_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_revision: _Optional[int] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("run_id", "sequence", "time", "plan", "replan_reason", "step_started", "step_finished", "final", "verdict")
+    __slots__ = ("run_id", "sequence", "time", "plan", "replan_reason", "step_started", "step_finished", "final", "verdict", "answer_delta")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -369,6 +369,7 @@ class RunEvent(_message.Message):
     STEP_FINISHED_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_DELTA_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     sequence: int
     time: _timestamp_pb2.Timestamp
@@ -378,7 +379,8 @@ class RunEvent(_message.Message):
     step_finished: Step
     final: RunResponse
     verdict: GuardrailVerdict
-    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., replan_reason: _Optional[str] = ..., step_started: _Optional[_Union[Step, _Mapping]] = ..., step_finished: _Optional[_Union[Step, _Mapping]] = ..., final: _Optional[_Union[RunResponse, _Mapping]] = ..., verdict: _Optional[_Union[GuardrailVerdict, _Mapping]] = ...) -> None: ...
+    answer_delta: str
+    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., replan_reason: _Optional[str] = ..., step_started: _Optional[_Union[Step, _Mapping]] = ..., step_finished: _Optional[_Union[Step, _Mapping]] = ..., final: _Optional[_Union[RunResponse, _Mapping]] = ..., verdict: _Optional[_Union[GuardrailVerdict, _Mapping]] = ..., answer_delta: _Optional[str] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
     __slots__ = ()

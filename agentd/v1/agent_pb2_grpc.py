@@ -29,6 +29,12 @@ class AgentServiceStub:
     """AgentService plans a task with one model, carries the plan out by calling
     the allowlisted upstream methods with the caller's own credentials, and
     answers.
+
+    Run and RunStream send the run's id ("x-agentd-run-id") and trace id
+    ("x-agentd-trace-id") as initial metadata once the run is stored as
+    RUNNING and before any model call, so a caller whose deadline passes or
+    whose connection drops can still GetRun it. (A client whose unary API hands
+    headers over only with the response sees them then; RunStream's come first.)
     """
 
     def __init__(self, channel):
@@ -83,6 +89,12 @@ class AgentServiceServicer:
     """AgentService plans a task with one model, carries the plan out by calling
     the allowlisted upstream methods with the caller's own credentials, and
     answers.
+
+    Run and RunStream send the run's id ("x-agentd-run-id") and trace id
+    ("x-agentd-trace-id") as initial metadata once the run is stored as
+    RUNNING and before any model call, so a caller whose deadline passes or
+    whose connection drops can still GetRun it. (A client whose unary API hands
+    headers over only with the response sees them then; RunStream's come first.)
     """
 
     def Run(self, request, context):
@@ -94,6 +106,7 @@ class AgentServiceServicer:
 
     def RunStream(self, request, context):
         """Runs a task and streams what happens, ending with the final response.
+        Its initial metadata, as Run's, names the run before the first event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +218,12 @@ class AgentService:
     """AgentService plans a task with one model, carries the plan out by calling
     the allowlisted upstream methods with the caller's own credentials, and
     answers.
+
+    Run and RunStream send the run's id ("x-agentd-run-id") and trace id
+    ("x-agentd-trace-id") as initial metadata once the run is stored as
+    RUNNING and before any model call, so a caller whose deadline passes or
+    whose connection drops can still GetRun it. (A client whose unary API hands
+    headers over only with the response sees them then; RunStream's come first.)
     """
 
     @staticmethod

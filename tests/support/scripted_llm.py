@@ -3,7 +3,10 @@
 It is a real HTTP/1.1 server on 127.0.0.1 (ephemeral port), written on asyncio streams, so the
 openai SDK's transport, retries and timeouts are exercised exactly as in production. Replies come
 from ordered rules (``reply``) or a dynamic ``responder``; an unmatched request gets HTTP 500 with
-a body saying so, so a test that forgot a rule fails loudly instead of hanging.
+a body saying so, so a test that forgot a rule fails loudly instead of hanging. A request with
+``"stream": true`` gets the same reply as server-sent events (``chat.completion.chunk`` objects
+over chunked transfer encoding, the content a few characters per chunk, usage last when
+``stream_options.include_usage`` asks, then ``data: [DONE]``), as OpenAI and llama.cpp send it.
 
 Usage::
 
@@ -19,6 +22,7 @@ import contextlib
 import inspect
 import itertools
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -87,6 +91,8 @@ class ScriptedLLM:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     # Most connections open at once, to check a client's pool from the server's side.
     peak_connections: int = 0
+    # Between two server-sent events of a streamed reply: a model decoding tokens.
+    chunk_delay_s: float = 0.0
     _arrived: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -224,8 +230,11 @@ class ScriptedLLM:
                     method, path, req_headers, body
                 )
                 keep_alive = req_headers.get("connection", "").lower() != "close"
-                writer.write(_render(status, resp_headers, payload, keep_alive))
-                await writer.drain()
+                if isinstance(payload, list):
+                    await self._send_events(writer, resp_headers, payload, keep_alive)
+                else:
+                    writer.write(_render(status, resp_headers, payload, keep_alive))
+                    await writer.drain()
                 if not keep_alive:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -236,9 +245,30 @@ class ScriptedLLM:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
+    async def _send_events(
+        self,
+        writer: asyncio.StreamWriter,
+        headers: dict[str, str],
+        events: list[bytes],
+        keep_alive: bool,
+    ) -> None:
+        """A 200 of server-sent events, each in its own HTTP chunk, written as it is made."""
+        lines = ["HTTP/1.1 200 OK", "content-type: text/event-stream", "cache-control: no-cache"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append("transfer-encoding: chunked")
+        lines.append("connection: keep-alive" if keep_alive else "connection: close")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        for event in events:
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            if self.chunk_delay_s > 0:
+                await asyncio.sleep(self.chunk_delay_s)  # simulated decoding, not a readiness wait
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
     async def _dispatch(
         self, method: str, path: str, req_headers: dict[str, str], raw: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
+    ) -> tuple[int, dict[str, str], bytes | list[bytes]]:
         path = path.split("?", 1)[0].rstrip("/")
         if method == "GET" and path in ("/health", "/v1/health"):
             return 200, {}, b'{"status":"ok"}'
@@ -256,8 +286,6 @@ class ScriptedLLM:
             return 400, {}, _error_body("request body is not JSON", "invalid_request_error")
         self.requests.append(body)
         self.headers.append(req_headers)
-        if body.get("stream"):
-            return 400, {}, _error_body("ScriptedLLM does not stream", "invalid_request_error")
 
         self._arrived.set()
         try:
@@ -270,7 +298,10 @@ class ScriptedLLM:
         delay = self.latency_s + reply.delay_s
         if delay > 0:
             await asyncio.sleep(delay)  # simulated model latency, not a readiness wait
-        return reply.status, dict(reply.headers or {}), self._render_reply(body, reply)
+        payload = self._render_reply(body, reply)
+        if body.get("stream") and reply.status < 400 and reply.raw_body is None:
+            return 200, dict(reply.headers or {}), _events(json.loads(payload), body)
+        return reply.status, dict(reply.headers or {}), payload
 
     async def _match(self, body: dict[str, Any]) -> Reply | None:
         for rule in self._rules:
@@ -333,6 +364,30 @@ class ScriptedLLM:
             },
         }
         return json.dumps(payload).encode()
+
+
+def _events(completion: dict[str, Any], body: dict[str, Any]) -> list[bytes]:
+    """``completion`` as a stream of ``chat.completion.chunk`` server-sent events."""
+    choice = completion["choices"][0]
+    message = choice["message"]
+    head = {k: completion[k] for k in ("id", "created", "model")}
+    head["object"] = "chat.completion.chunk"
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    # A few characters a chunk, as a tokenizer cuts text (escapes may be split: JSON text).
+    for piece in re.findall(r"\s*\S{1,4}|\s+", message.get("content") or ""):
+        chunks.append(chunk({"content": piece}))
+    if message.get("tool_calls"):
+        calls = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+        chunks.append(chunk({"tool_calls": calls}))
+    chunks.append(chunk({}, choice["finish_reason"]))
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        chunks.append({**head, "choices": [], "usage": completion["usage"]})
+    return [f"data: {json.dumps(c)}\n\n".encode() for c in chunks] + [b"data: [DONE]\n\n"]
 
 
 def _tool_call(call: dict[str, Any], default_id: str) -> dict[str, Any]:

@@ -1,0 +1,273 @@
+"""The answer as it is decoded: how soon a caller reads it, and what streaming costs.
+
+- ``answer_first_token``: ``RunStream`` on a daemon (a child process) whose scripted model
+  decodes its replies at a steady pace (server-sent events, ``chunk_delay_s`` apart): seconds
+  from the call to the first ``answer_delta``, against seconds to the final event.
+- ``answer_first_token_embedded``: the same on the embedded llama.cpp model (the example
+  config, an in-process daemon, the calculator task of tests/test_embedded_run.py).
+- ``stream_cpu_overhead``: the daemon's CPU per run with ``RunStream`` (events, answer
+  deltas, the model streamed) against ``Run`` (one JSON reply per model call), on the same
+  work: a plan of 3 calculator calls and a 600-character answer, 50 runs at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench import _stack
+from bench._common import Result, load, proc_cpu_ms
+from bench._procs import child
+from tests.support.scripted_llm import Reply, ScriptedLLM, schema_name
+
+STREAM_GOAL = 1.1
+_ANSWER = ("The three sums are 2, 4 and 6; together they make 12. " * 11).strip()
+_TASK = "Evaluate three expressions."
+_CALCULATOR = ["-m", "examples.calculator", "--port", "0", "--reflection", "v1alpha"]
+
+
+def _plan() -> dict[str, Any]:
+    return _stack.plan(
+        *(
+            {
+                "id": f"s{i}",
+                "tool": "CalculatorService_Evaluate",
+                "arguments": {"expression": f"{i} {i} +"},
+            }
+            for i in range(1, 4)
+        )
+    )
+
+
+def _respond(body: dict[str, Any]) -> Reply | None:
+    name = schema_name(body)
+    if name == "plan":
+        return Reply(content=_plan())
+    if name == "answer":
+        return Reply(content={"answer": _ANSWER, "missing": None})
+    return None
+
+
+async def run(quick: bool, only: Sequence[str] = ()) -> list[Result]:
+    results = []
+    if "answer_first_token" in only:
+        results.append(await answer_first_token(quick))
+    if "answer_first_token_embedded" in only:
+        results.append(await answer_first_token_embedded(quick))
+    if "stream_cpu_overhead" in only:
+        results.append(await stream_cpu_overhead(quick))
+    return results
+
+
+async def _timed_stream(stub: Any, request: Any, metadata: Any = ()) -> tuple[float, float, str]:
+    """(seconds to the first answer delta, seconds to the final event, the final output)."""
+    start = time.perf_counter()
+    first = 0.0
+    output = ""
+    async for event in stub.RunStream(request, metadata=metadata, timeout=600):
+        kind = event.WhichOneof("event")
+        if kind == "answer_delta" and event.answer_delta and not first:
+            first = time.perf_counter() - start
+        elif kind == "final":
+            output = event.final.output
+    return first, time.perf_counter() - start, output
+
+
+def _row(
+    name: str, firsts: list[float], finals: list[float], quick: bool, **details: Any
+) -> Result:
+    first, final = statistics.median(firsts), statistics.median(finals)
+    return Result(
+        name=name,
+        value=first,
+        unit="s to the first answer token",
+        baseline=final,
+        goal="report (baseline: s to the final answer)",
+        met=all(firsts),
+        quick=quick,
+        details={
+            "first_token_s": [round(x, 3) for x in firsts],
+            "final_s": [round(x, 3) for x in finals],
+            **details,
+        },
+    )
+
+
+async def answer_first_token(quick: bool) -> Result:
+    from agentd.v1 import agent_pb2, agent_pb2_grpc
+
+    # 20 ms before each reply, then about 100 tokens a second (4 characters a chunk).
+    llm = ScriptedLLM(latency_s=0.02, chunk_delay_s=0.01)
+    await llm.start()
+    llm.responder(_respond)
+    firsts, finals = [], []
+    try:
+        with tempfile.TemporaryDirectory(prefix="agentd-bench-") as name:
+            tmp = Path(name)
+            async with child(_CALCULATOR) as (_calc, calculator):
+                config = _stack.write_config(
+                    tmp, llm_url=llm.base_url, ledger=calculator, calculator=calculator
+                )
+                async with (
+                    child(["-m", "agentd", "serve", "--config", str(config)]) as (_d, address),
+                    grpc.aio.insecure_channel(address) as channel,
+                ):
+                    stub = agent_pb2_grpc.AgentServiceStub(channel)
+                    request = agent_pb2.RunRequest(task=_TASK)
+                    metadata = (("authorization", _stack.SECRET),)
+                    await _timed_stream(stub, request, metadata)  # warm-up
+                    for _ in range(3 if quick else 10):
+                        first, final, output = await _timed_stream(stub, request, metadata)
+                        assert output == _ANSWER, output
+                        firsts.append(first)
+                        finals.append(final)
+    finally:
+        await llm.stop()
+    return _row(
+        "answer_first_token",
+        firsts,
+        finals,
+        quick,
+        model="scripted, 20 ms a reply then 10 ms a chunk of about 4 characters",
+        answer_chars=len(_ANSWER),
+    )
+
+
+async def answer_first_token_embedded(quick: bool) -> Result:
+    if importlib.util.find_spec("xllamacpp") is None:
+        return Result("answer_first_token_embedded", 0.0, "s", "report", met=True, quick=quick,
+                      details={"unavailable": "xllamacpp is not installed"})  # fmt: skip
+    from agentd.api.server import Daemon
+    from agentd.config import load_config
+    from agentd.llm import DEFAULT_MODEL
+    from agentd.v1 import agent_pb2, agent_pb2_grpc
+    from examples.calculator.server import serve as serve_calculator
+
+    root = Path(__file__).resolve().parent.parent
+    calculator = await serve_calculator(0, reflection="v1alpha")
+    firsts, finals = [], []
+    load_before = load()
+    with tempfile.TemporaryDirectory(prefix="agentd-bench-") as name:
+        config = load_config(root / "examples" / "agentd.toml", env={})
+        config = dataclasses.replace(
+            config,
+            upstreams=tuple(
+                dataclasses.replace(u, target=calculator.address)
+                for u in config.upstreams
+                if u.name == "calculator"
+            ),
+            server=dataclasses.replace(config.server, listen="127.0.0.1:0"),
+            storage=dataclasses.replace(config.storage, path=str(Path(name) / "runs.db")),
+        )
+        daemon = Daemon(config, env={})
+        await daemon.start()
+        try:
+            async with grpc.aio.insecure_channel(daemon.address) as channel:
+                stub = agent_pb2_grpc.AgentServiceStub(channel)
+                request = agent_pb2.RunRequest(
+                    task="Evaluate the RPN expression 3 4 + 5 * with the calculator.",
+                    tools=["CalculatorService_Evaluate"],
+                    limits=agent_pb2.Limits(max_steps=2),
+                )
+                await _timed_stream(stub, request)  # warm-up: the prompt cache
+                for _ in range(2 if quick else 5):
+                    first, final, _output = await _timed_stream(stub, request)
+                    firsts.append(first)
+                    finals.append(final)
+        finally:
+            await daemon.stop(grace=0)
+            await calculator.stop(None)
+    return _row(
+        "answer_first_token_embedded",
+        firsts,
+        finals,
+        quick,
+        model=DEFAULT_MODEL,
+        load_before=load_before,
+        load_after=load(),
+    )
+
+
+async def _cpu_per_run(
+    tmp: Path, llm: ScriptedLLM, calculator: str, stream: bool, runs: int
+) -> tuple[float, int]:
+    """(agentd CPU ms per run, failed runs) of one daemon answering Run or RunStream."""
+    from agentd.v1 import agent_pb2, agent_pb2_grpc
+
+    folder = tmp / ("stream" if stream else "unary")
+    folder.mkdir(parents=True)
+    config = _stack.write_config(
+        folder, llm_url=llm.base_url, ledger=calculator, calculator=calculator
+    )
+    async with (
+        child(["-m", "agentd", "serve", "--config", str(config)]) as (daemon, address),
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        request = agent_pb2.RunRequest(task=_TASK)
+        metadata = (("authorization", _stack.SECRET),)
+
+        async def one() -> bool:
+            if stream:
+                events = [e async for e in stub.RunStream(request, metadata=metadata, timeout=120)]
+                final = events[-1].final
+            else:
+                final = await stub.Run(request, metadata=metadata, timeout=120)
+            return bool(final.status == agent_pb2.RUN_STATUS_SUCCEEDED and final.output == _ANSWER)
+
+        await asyncio.gather(*(one() for _ in range(10)))  # warm-up
+        before = proc_cpu_ms(daemon.pid)
+        outcomes = []
+        for _ in range(runs // 50):
+            outcomes += await asyncio.gather(*(one() for _ in range(50)))
+        cpu = proc_cpu_ms(daemon.pid) - before
+    return cpu / len(outcomes), outcomes.count(False)
+
+
+async def stream_cpu_overhead(quick: bool) -> Result:
+    runs = 100 if quick else 500
+    llm = ScriptedLLM(latency_s=0.02)
+    await llm.start()
+    llm.responder(_respond)
+    unary, streamed, failed = [], [], 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="agentd-bench-") as name:
+            tmp = Path(name)
+            async with child(_CALCULATOR) as (_calc, calculator):
+                for i in range(2):  # alternate, so drift in the machine's load hits both alike
+                    cpu, bad = await _cpu_per_run(tmp / f"r{i}", llm, calculator, False, runs)
+                    unary.append(cpu)
+                    failed += bad
+                    cpu, bad = await _cpu_per_run(tmp / f"r{i}", llm, calculator, True, runs)
+                    streamed.append(cpu)
+                    failed += bad
+    finally:
+        await llm.stop()
+    ours, base = min(streamed), min(unary)
+    ratio = ours / base if base else 0.0
+    return Result(
+        name="stream_cpu_overhead",
+        value=ours,
+        unit="agentd CPU ms/run",
+        baseline=base,
+        goal=f"<= {STREAM_GOAL:g}x the CPU of Run",
+        met=failed == 0 and ratio <= STREAM_GOAL,
+        quick=quick,
+        details={
+            "runs_each": runs,
+            "failed": failed,
+            "cpu_ms_per_run_stream": [round(x, 2) for x in streamed],
+            "cpu_ms_per_run_run": [round(x, 2) for x in unary],
+            "answer_chars": len(_ANSWER),
+            "tool_calls_per_run": 3,
+        },
+    )
