@@ -21,7 +21,7 @@ Everything toolgen and agentd do to a JSON Schema *after* it exists is here, wri
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -160,6 +160,18 @@ def map_keyword(key: str, value: Any, fn: Callable[[Any, str], Any]) -> Any:
     if key in _MAP and isinstance(value, Mapping):
         return {name: fn(sub, f"/{key}/{name}") for name, sub in value.items()}
     return copy.deepcopy(value)
+
+
+def subschemas(node: Mapping[str, Any]) -> Iterator[tuple[Any, tuple[str, ...]]]:
+    """Each direct subschema of ``node`` with its pointer segments (``("properties", "a")``),
+    for walks that keep their own stack (no recursion: a caller's schema may be deep)."""
+    for key, value in node.items():
+        if key in _MANY and isinstance(value, list):
+            yield from ((sub, (key, str(i))) for i, sub in enumerate(value))
+        elif key in _ONE:
+            yield value, (key,)
+        elif key in _MAP and isinstance(value, Mapping):
+            yield from ((sub, (key, name)) for name, sub in value.items())
 
 
 def map_subschemas(node: Mapping[str, Any], fn: Callable[[Any, str], Any]) -> dict[str, Any]:

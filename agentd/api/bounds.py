@@ -18,6 +18,7 @@ from google.protobuf import descriptor, struct_pb2
 
 from agentd.runs.errors import InvalidField, echo
 from agentd.runs.service import MAX_FEEDBACK_PER_RUN
+from toolgen.jsonschema_kit import resolve, subschemas
 
 #: Nesting levels of a ``context``, an argument edit or a response schema (JSON objects and
 #: arrays; the outermost object is level 1).
@@ -259,15 +260,6 @@ def reference() -> str:
 
 # --- RunRequest.response_schema ---------------------------------------------------------------
 
-# Keywords whose value is a schema, a list of schemas, or a map of names to schemas (2020-12,
-# and the older drafts' names); nothing else in a schema is walked (``const``, ``enum``,
-# ``default`` and ``examples`` hold data, never references).
-_ONE = {
-    "additionalProperties", "items", "contains", "not", "if", "then", "else", "propertyNames",
-    "unevaluatedItems", "unevaluatedProperties", "additionalItems", "contentSchema",
-}  # fmt: skip
-_MANY = {"allOf", "anyOf", "oneOf", "prefixItems", "items"}
-_MAP = {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
 # Keywords that change how references resolve, or resolve by name at run time: the schema is
 # embedded in bigger documents (the answer's), where only '#/$defs/NAME' keeps its meaning.
 _REFUSED = ("$id", "$anchor", "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor")
@@ -331,13 +323,7 @@ def response_schema(source: str) -> dict[str, Any]:
                     )
         if "unevaluatedProperties" in node:
             unevaluated = unevaluated or at
-        for keyword, value in node.items():
-            if keyword in _MAP and isinstance(value, dict):
-                stack += [(sub, (*where, keyword, name)) for name, sub in value.items()]
-            elif keyword in _MANY and isinstance(value, list):
-                stack += [(sub, (*where, keyword, str(i))) for i, sub in enumerate(value)]
-            elif keyword in _ONE:
-                stack.append((value, (*where, keyword)))
+        stack += [(sub, (*where, *segments)) for sub, segments in subschemas(node)]
     if patterns_by_key and unevaluated:
         raise BadField(
             f"response_schema: unevaluatedProperties at {unevaluated} with patternProperties "
@@ -370,18 +356,12 @@ def _target(schema: dict[str, Any], ref: Any, at: str) -> tuple[str, ...]:
             f"response_schema: $ref {echo(ref)} at {at}: only local references "
             "'#/$defs/NAME' are supported (nothing is ever fetched)"
         )
-    segments = tuple(unquote(s).replace("~1", "/").replace("~0", "~") for s in ref[2:].split("/"))
-    node: Any = schema
-    for segment in segments:
-        if isinstance(node, dict) and segment in node:
-            node = node[segment]
-        elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
-            node = node[int(segment)]
-        else:
-            raise BadField(f"response_schema: $ref {echo(ref)} at {at}: resolves to nothing")
+    node = resolve(schema, ref)
+    if node is None:
+        raise BadField(f"response_schema: $ref {echo(ref)} at {at}: resolves to nothing")
     if not isinstance(node, dict | bool):
         raise BadField(f"response_schema: $ref {echo(ref)} at {at}: not a schema")
-    return segments
+    return tuple(unquote(s).replace("~1", "/").replace("~0", "~") for s in ref[2:].split("/"))
 
 
 def _acyclic(refs: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
