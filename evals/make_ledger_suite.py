@@ -118,7 +118,14 @@ def cases() -> list[dict[str, Any]]:
     v = DATA.vendors
     out: list[dict[str, Any]] = []
 
+    seen: dict[str, int] = {}
+
     def add(**case: Any) -> None:
+        # The dev and test splits, as tags (select one with --cases dev): alternating within
+        # each kind of case (its first tag), so both splits hold every kind.
+        kind = case["tags"][0]
+        seen[kind] = seen.get(kind, 0) + 1
+        case["tags"] = [*case["tags"], "dev" if seen[kind] % 2 else "test"]
         out.append(case)
 
     # --- single lookups ---------------------------------------------------------------
