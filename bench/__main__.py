@@ -25,6 +25,7 @@ _SUITES: dict[str, tuple[str, ...]] = {
     "bench.loop": ("plan_vs_react_fanout", "plan_vs_react_chain"),
     "bench.concurrency": ("concurrency_1000",),
     "bench.embedded": ("tool_tokens", "embedded_model"),
+    "bench.decoding": ("embedded_decoding",),
     "bench.shortlist": ("catalog_1000_tokens", "shortlist_recall"),
     "bench.durable": ("journal_overhead", "resume_after_crash"),
     "bench.peers.suite": ("peer_fanout", "peer_overhead"),

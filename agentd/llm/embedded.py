@@ -147,6 +147,13 @@ class EmbeddedModel:
         except ModelFileError as exc:
             raise EmbeddedModelError(str(exc)) from exc
         self.model_path = path
+        try:
+            return xllamacpp.Server(self._params(xllamacpp, path))
+        except Exception as exc:
+            raise EmbeddedModelError(f"llama.cpp could not load {path}: {exc}") from exc
+
+    def _params(self, xllamacpp: Any, path: Path) -> Any:
+        """llama.cpp's server parameters (bench/decoding.py varies them)."""
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.model_alias = {self.model}
@@ -157,10 +164,7 @@ class EmbeddedModel:
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.verbosity = -1  # llama.cpp logs every request to stderr otherwise
-        try:
-            return xllamacpp.Server(params)
-        except Exception as exc:
-            raise EmbeddedModelError(f"llama.cpp could not load {path}: {exc}") from exc
+        return params
 
 
 async def _wait_healthy(address: str, deadline: float) -> None:
