@@ -56,6 +56,18 @@ def _tool(step: Any) -> str:
     return str(call.get("tool", "")) if isinstance(call, Mapping) else ""
 
 
+def _ints(value: Any) -> Any:
+    """JSON numbers from a protobuf Struct (all doubles) back to integers where they are whole:
+    the planner is shown ``"year":2024``, as it writes it, not ``2024.0``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
 def plan_of_record(plan: Any) -> dict[str, Any]:
     """A stored ``Plan`` message in the planner's form (its arguments as JSON values)."""
     from google.protobuf import json_format
@@ -64,7 +76,10 @@ def plan_of_record(plan: Any) -> dict[str, Any]:
         "steps": [
             {
                 "id": s.id,
-                "call": {"tool": s.tool, "arguments": json_format.MessageToDict(s.arguments)},
+                "call": {
+                    "tool": s.tool,
+                    "arguments": _ints(json_format.MessageToDict(s.arguments)),
+                },
                 "depends_on": list(s.depends_on),
                 "purpose": s.purpose,
             }
