@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from agentd.cli.common import Exit, add_command, fail
+from agentd.cli.common import CommandFailed, Exit, add_command, fail
 
 
 def add_commands(commands: Any) -> None:
@@ -49,11 +49,22 @@ def add_commands(commands: Any) -> None:
     add.add_argument("--note", default="", help="why it is a good example (shown by list)")
     add.set_defaults(func=add_example)
     listing = add_command(
-        actions, "list", "print the stored examples, newest first", "The stored examples."
+        actions,
+        "list",
+        "print the stored examples, newest first",
+        "The stored examples: id, whose runs see them (shared or one principal's), where "
+        "they came from, their tools and task.",
+        "  agentd examples list --config agentd.toml\n  agentd examples list --json --db agentd.db",
     )
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(func=list_examples)
-    remove = add_command(actions, "remove", "delete an example by id", "Delete one example.")
+    remove = add_command(
+        actions,
+        "remove",
+        "delete an example by id",
+        "Delete one example: no later run is shown it.",
+        "  agentd examples remove ex_0123456789ab --config agentd.toml",
+    )
     remove.add_argument("example_id", metavar="ID", help="the example's id (see list)")
     remove.set_defaults(func=remove_example)
     export = add_command(
@@ -82,12 +93,13 @@ async def _library(args: argparse.Namespace) -> AsyncIterator[Any]:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        raise _Failed(str(exc)) from None
+        raise CommandFailed(fail(str(exc), Exit.USAGE)) from None
     storage = config.storage
     if args.db:
         storage = type(storage)(path=args.db)
     if not storage.url and not os.path.exists(storage.path):
-        raise _Failed(f"{'--db' if args.db else 'storage.path'} {storage.path}: no such file")
+        where = "--db" if args.db else "storage.path"
+        raise CommandFailed(fail(f"{where} {storage.path}: no such file", Exit.USAGE))
     store = open_store(storage)
     try:
         yield PlanLibrary(config.examples, store)
@@ -95,33 +107,32 @@ async def _library(args: argparse.Namespace) -> AsyncIterator[Any]:
         await store.close()
 
 
-class _Failed(Exception):
-    pass
+async def _stored(args: argparse.Namespace) -> list[Any]:
+    """Every stored example, newest first (at most examples.max_candidates)."""
+    async with _library(args) as library:
+        return list(await library.store.examples(None, library.config.max_candidates))
 
 
 async def add_example(args: argparse.Namespace) -> int:
     from agentd.library import SHARED
     from agentd.library.plans import NotAnExample, example_of_run
 
-    try:
-        async with _library(args) as library:
-            record = await library.store.get(args.run_id)
-            if record is None:
-                return fail(f"RUN_ID: no run {args.run_id} in the store", Exit.REJECTED)
-            try:
-                example = example_of_run(record, SHARED, f"cli:{getpass.getuser()}", args.note)
-            except NotAnExample as exc:
-                return fail(f"RUN_ID: {exc}", Exit.REJECTED)
-            if example.size > library.config.max_plan_chars:
-                return fail(
-                    f"RUN_ID: the plan has {example.size} characters, more than"
-                    f" examples.max_plan_chars ({library.config.max_plan_chars})",
-                    Exit.REJECTED,
-                )
-            if not await library.add(example):
-                return fail(f"RUN_ID: run {args.run_id} is already a shared example", Exit.REJECTED)
-    except _Failed as exc:
-        return fail(str(exc), Exit.USAGE)
+    async with _library(args) as library:
+        record = await library.store.get(args.run_id)
+        if record is None:
+            return fail(f"RUN_ID: no run {args.run_id} in the store", Exit.REJECTED)
+        try:
+            example = example_of_run(record, SHARED, f"cli:{getpass.getuser()}", args.note)
+        except NotAnExample as exc:
+            return fail(f"RUN_ID: {exc}", Exit.REJECTED)
+        if example.size > library.config.max_plan_chars:
+            return fail(
+                f"RUN_ID: the plan has {example.size} characters, more than"
+                f" examples.max_plan_chars ({library.config.max_plan_chars})",
+                Exit.REJECTED,
+            )
+        if not await library.add(example):
+            return fail(f"RUN_ID: run {args.run_id} is already a shared example", Exit.REJECTED)
     print(example.id)
     return 0
 
@@ -129,12 +140,7 @@ async def add_example(args: argparse.Namespace) -> int:
 async def list_examples(args: argparse.Namespace) -> int:
     from agentd.library.plans import describe
 
-    try:
-        async with _library(args) as library:
-            found = await library.store.examples(None, library.config.max_candidates)
-    except _Failed as exc:
-        return fail(str(exc), Exit.USAGE)
-    for example in found:
+    for example in await _stored(args):
         if args.json:
             print(json.dumps(describe(example), ensure_ascii=False))
             continue
@@ -145,11 +151,8 @@ async def list_examples(args: argparse.Namespace) -> int:
 
 
 async def remove_example(args: argparse.Namespace) -> int:
-    try:
-        async with _library(args) as library:
-            removed = await library.store.remove_example(args.example_id)
-    except _Failed as exc:
-        return fail(str(exc), Exit.USAGE)
+    async with _library(args) as library:
+        removed = await library.store.remove_example(args.example_id)
     if not removed:
         return fail(f"ID: no example {args.example_id}", Exit.REJECTED)
     print(f"example {args.example_id} removed", file=sys.stderr)
@@ -159,11 +162,7 @@ async def remove_example(args: argparse.Namespace) -> int:
 async def export_examples(args: argparse.Namespace) -> int:
     from agentd.library.file import dump_examples
 
-    try:
-        async with _library(args) as library:
-            found = await library.store.examples(None, library.config.max_candidates)
-    except _Failed as exc:
-        return fail(str(exc), Exit.USAGE)
+    found = await _stored(args)
     sys.stdout.write(dump_examples(list(reversed(found))))  # oldest first: stable diffs
     return 0
 
