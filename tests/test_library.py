@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentd import cli
 from agentd.library.example import Example
@@ -23,6 +24,7 @@ from agentd.loop import prompts
 from agentd.store import RunStore
 from agentd.store.sqlite import SqliteRunStore
 from agentd.v1 import agent_pb2
+from tests import test_telemetry
 from tests.support.plans import answer, plan
 from tests.support.postgres import Postgres, throwaway_postgres
 from tests.test_agent import Stack, start_stack, user_token
@@ -31,6 +33,7 @@ PHONE = "What is the phone number of vendor ven_001?"
 SIMILAR = "What is the phone number of vendor ven_002?"
 DISSIMILAR = "Evaluate the RPN expression 3 4 + with the calculator."
 GET_VENDOR = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}}
+spans = test_telemetry.spans  # the span exporter fixture, used here by name
 INTRO = prompts.EXAMPLES.text.splitlines()[0]
 
 
@@ -85,7 +88,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 async def test_positive_feedback_adds_an_example_its_owner_sees_for_similar_tasks(
-    stack: Stack,
+    stack: Stack, spans: InMemorySpanExporter
 ) -> None:
     source = await rated_run(stack, PHONE, "alice")
     await rated_run(stack, "What does vendor ven_001 sell?", "alice", rating=-1)  # not kept
@@ -97,7 +100,12 @@ async def test_positive_feedback_adds_an_example_its_owner_sees_for_similar_task
     run, shown = await planned(stack, SIMILAR, "alice")
     assert f"Task: {PHONE}" in shown and '"tool":"LedgerService_GetVendor"' in shown
     assert '"vendorId":"ven_001"' in shown
-    assert list(run.plan.examples) == [stored[0].id]  # the record says which
+    assert list(run.plan.examples) == [stored[0].id]  # the record says which, and the span
+    plan_spans = [
+        x for x in spans.get_finished_spans() if x.name == "plan" and x.attributes is not None
+    ]
+    shown_in_spans = [x.attributes.get("agentd.plan.examples") for x in plan_spans]
+    assert (stored[0].id,) in shown_in_spans
     # Examples come after the static prefix: the system message is the same bytes as before.
     first, later = planner_requests(stack)[0], planner_requests(stack)[-1]
     assert first["messages"][0] == later["messages"][0]
