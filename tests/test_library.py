@@ -318,3 +318,54 @@ def test_leave_one_out_never_offers_a_case_its_own_plan(
     by_case = {r["case"]: r["examples"] for r in with_examples}
     assert by_case["rpn-35"] == ["eval-rpn-power"]
     assert all(f"eval-{case}" not in shown for case, shown in by_case.items())
+
+
+async def test_retrieval_keeps_to_the_tools_the_bounds_and_the_threshold(tmp_path: Path) -> None:
+    from agentd.config import ExamplesConfig
+    from agentd.library.plans import PlanLibrary
+
+    def lookup(source: str, task: str, tool: str, created_at: float) -> Example:
+        steps = [{"id": "s1", "call": {"tool": tool, "arguments": {"vendorId": "v" * 40}}}]
+        return Example(
+            f"ex-{source}", task, {"steps": steps}, source, "test", "alice", "", created_at
+        )
+
+    store = SqliteRunStore(tmp_path / "runs.db")
+    try:
+        for example in (
+            lookup("a", "What is the phone number of vendor ven_001?", "GetVendor", 1.0),
+            lookup("b", "What is the phone of vendor ven_007?", "GetVendor", 2.0),
+            lookup("c", "Phone number of vendor ven_003 please", "GetVendor", 3.0),
+            lookup("d", "What is the phone number of vendor ven_004?", "Unknown", 4.0),
+            lookup("e", "Evaluate 3 4 + with the calculator", "Evaluate", 5.0),
+        ):
+            assert await store.add_example(example, keep=10)
+        task = "What is the phone number of vendor ven_002?"
+        tools = {"GetVendor", "Evaluate"}
+
+        def library(**keys: Any) -> PlanLibrary:
+            return PlanLibrary(ExamplesConfig(**keys), store)
+
+        # The k best of those whose tools the run has ("d" calls a tool it lacks), best first;
+        # "a" and "c" have the same words (digits and stop words aside): the newer first.
+        found = await library(k=2).for_run(task, "alice", tools)
+        assert [e.source for e in found] == ["c", "a"]
+        # The prompt budget: only what fits (each example is about 150 characters here).
+        assert len(await library(k=3, max_prompt_chars=200).for_run(task, "alice", tools)) == 1
+        assert await library(k=3, max_prompt_chars=100).for_run(task, "alice", tools) == []
+        # The threshold: a dissimilar task gets nothing; so does another principal.
+        assert await library().for_run("Evaluate 5 6 *", "alice", {"GetVendor"}) == []
+        assert await library().for_run(task, "bob", tools) == []
+        shared = await library(share=True).for_run(task, "bob", tools)
+        assert [e.source for e in shared] == ["c", "a"]
+        # Leave-one-out: never the run's own task; off: nothing shown at all.
+        own = "What is the phone number of vendor ven_001?"
+        assert "a" not in [
+            e.source for e in await library(leave_one_out=True).for_run(own, "alice", tools)
+        ]
+        assert await library(enabled=False).for_run(task, "alice", tools) == []
+        # A plan larger than max_plan_chars is not kept.
+        big = lookup("f", task, "GetVendor", 6.0)
+        assert not await library(max_plan_chars=50).add(big)
+    finally:
+        await store.close()

@@ -20,6 +20,9 @@ from typing import Any
 
 from agentd.cli.common import CommandFailed, Exit, add_command, fail
 
+# A note says why a plan is a good example, in a line.
+MAX_NOTE_CHARS = 500
+
 
 def add_commands(commands: Any) -> None:
     group = add_command(
@@ -117,6 +120,8 @@ async def add_example(args: argparse.Namespace) -> int:
     from agentd.library import SHARED
     from agentd.library.plans import NotAnExample, example_of_run
 
+    if len(args.note) > MAX_NOTE_CHARS:
+        return fail(f"--note: at most {MAX_NOTE_CHARS} characters", Exit.USAGE)
     async with _library(args) as library:
         record = await library.store.get(args.run_id)
         if record is None:
