@@ -219,7 +219,11 @@ async def exercise_examples(store: RunStore) -> None:
     assert [e.source for e in mine] == ["d", "c", "b"]  # newest first, bob's not among them
     assert mine[1].plan == example("c", "alice", 0).plan and mine[1].tools == ("T",)
     assert [e.source for e in await store.examples(None, 2)] == ["e", "d"]
+    stamp = await store.examples_stamp(["alice", ""])
+    assert stamp == await store.examples_stamp(["alice", ""])  # unchanged: nothing to re-read
     assert await store.remove_example("ex-c") and not await store.remove_example("ex-c")
+    assert stamp != await store.examples_stamp(["alice", ""])
+    assert await store.examples_stamp(["nobody"]) == (0.0, 0.0, 0.0)
     assert [e.source for e in await store.examples(["alice"], 10)] == ["b"]
 
 

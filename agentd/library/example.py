@@ -7,6 +7,7 @@ it would write it. This module is plain data: the loop, the store and the file f
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -31,12 +32,12 @@ class Example:
     note: str = ""
     created_at: float = field(default_factory=time.time)
 
-    @property
+    @functools.cached_property
     def tools(self) -> tuple[str, ...]:
         """The tools the plan calls, in plan order, each once."""
         return tuple(dict.fromkeys(_tool(s) for s in self.plan.get("steps") or ()))
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
         """Characters of the task and the plan as shown (what the bounds count)."""
         return len(self.task) + len(plan_text(self.plan))

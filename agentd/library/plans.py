@@ -11,6 +11,7 @@ schemas), and the best ``k`` above ``min_score`` are shown, within ``max_prompt_
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -19,10 +20,15 @@ import structlog
 from agentd.config import ExamplesConfig
 from agentd.library.example import SHARED, Example, new_id, plan_of_record, plan_text
 from agentd.library.file import load_examples
-from agentd.loop.shortlist import similarities
+from agentd.loop.shortlist import similarities, words
 from agentd.telemetry.redact import MARKER
 
 log = structlog.get_logger("agentd.library")
+
+# Examples whose ranking terms are kept between runs (a few hundred bytes each).
+_TERMS_KEPT = 4096
+# Principals whose stored examples are kept between runs (see ``PlanLibrary.stored``).
+_SCOPES_KEPT = 64
 
 
 class NotAnExample(ValueError):
@@ -68,6 +74,21 @@ class PlanLibrary:
         self.store = store
         # Checked when the config was loaded; read again here, at start.
         self.file = load_examples(config.file, config.max_plan_chars) if config.file else []
+        self._terms: dict[tuple[str, str], Counter[str]] = {}
+        self._stored: dict[tuple[str, ...] | None, tuple[tuple[float, ...], list[Example]]] = {}
+
+    def terms(self, example: Example) -> Counter[str]:
+        """What an example is ranked by: the words of its task and tool names (never schemas:
+        their type words, such as "number", would match every task). Kept per example (one
+        never changes) for the most recently ranked ``_TERMS_KEPT``."""
+        key = (example.id, example.source)
+        found = self._terms.pop(key, None)
+        if found is None:
+            found = Counter(words(f"{example.task} {' '.join(example.tools)}"))
+        self._terms[key] = found  # most recently used last
+        if len(self._terms) > _TERMS_KEPT:
+            del self._terms[next(iter(self._terms))]
+        return found
 
     async def add(self, example: Example) -> bool:
         """Keep ``example`` (False: too large, or its source is kept for that principal)."""
@@ -94,30 +115,41 @@ class PlanLibrary:
         if not c.enabled or c.k == 0:
             return []
         try:
-            stored = await self.store.examples(
-                None if c.share else [principal, SHARED], c.max_candidates
-            )
+            stored = await self.stored(None if c.share else (principal, SHARED))
         except Exception as exc:  # a run never fails for want of examples
             log.warning("plan library unavailable", error=repr(exc))
             stored = []
         return self.rank(task, [*self.file, *stored], tools)
+
+    async def stored(self, scope: tuple[str, ...] | None) -> list[Example]:
+        """The stored examples of the principals ``scope`` (None: everyone's): read again only
+        when the store's stamp of them changed (another replica or `agentd examples` may have
+        added or removed some); most runs pay one small query."""
+        stamp = await self.store.examples_stamp(scope)
+        kept = self._stored.pop(scope, None)
+        if kept is None or kept[0] != stamp:
+            kept = stamp, await self.store.examples(scope, self.config.max_candidates)
+        self._stored[scope] = kept  # most recently used last
+        if len(self._stored) > _SCOPES_KEPT:
+            del self._stored[next(iter(self._stored))]
+        return kept[1]
 
     def rank(
         self, task: str, candidates: Sequence[Example], tools: Collection[str]
     ) -> list[Example]:
         c = self.config
         own = _normal(task)
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()  # a run kept for its owner and shared: shown once
         usable = []
         for example in candidates:
-            key = plan_text(example.plan) + "\0" + _normal(example.task)
+            key = (example.source, _normal(example.task))
             if key in seen or not example.tools or not set(example.tools) <= set(tools):
                 continue
-            if c.leave_one_out and _normal(example.task) == own:
+            if c.leave_one_out and key[1] == own:
                 continue
             seen.add(key)
             usable.append(example)
-        scores = similarities(task, [f"{e.task} {' '.join(e.tools)}" for e in usable])
+        scores = similarities(task, [self.terms(e) for e in usable])
         order = sorted(range(len(usable)), key=lambda i: (-scores[i], -usable[i].created_at))
         chosen: list[Example] = []
         used = 0

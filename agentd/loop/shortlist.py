@@ -180,14 +180,13 @@ def shortlist(tools: Mapping[str, T], task: str, k: int) -> Mapping[str, T]:
     return {name: tools[name] for name in sorted(tools) if name in chosen}
 
 
-def similarities(query: str, documents: Sequence[str]) -> list[float]:
-    """How well each of ``documents`` matches ``query``, from 0 to 1: its BM25 score over the
-    score the query's own words would get as a document of the same index (so a threshold means
-    the same for a library of three examples and of three hundred)."""
+def similarities(query: str, documents: Sequence[Counter[str]]) -> list[float]:
+    """How well each document (its ``Counter(words(text))``) matches ``query``, from 0 to 1: its
+    BM25 score over the score the query's own words would get as a document of the same index
+    (so a threshold means the same for a library of three examples and of three hundred)."""
     if not documents:
         return []
-    terms = tuple(Counter(words(d)) for d in documents)
-    index = _Index.of(tuple(str(i) for i in range(len(documents))), terms)
+    index = _Index.of(tuple(str(i) for i in range(len(documents))), tuple(documents))
     wanted = list(set(words(query)))
     own = Counter(words(query))
     best = index.score(own, sum(own.values()), wanted)

@@ -102,6 +102,9 @@ class RunStore(Protocol):
     async def add_example(self, example: Example, keep: int) -> bool: ...
     async def examples(self, principals: Sequence[str] | None, limit: int) -> list[Example]: ...
     async def remove_example(self, example_id: str) -> bool: ...
+    # What changes whenever the examples of ``principals`` change (count, newest, sum of their
+    # times): a reader keeps what it read until it does.
+    async def examples_stamp(self, principals: Sequence[str] | None) -> tuple[float, ...]: ...
 
     # Memory, always scoped by user (the memory tools' MemoryStore).
     async def remember(self, user_id: str, conversation_id: str, text: str) -> Memory: ...
@@ -155,6 +158,7 @@ def example_row(example: Example) -> tuple[Any, ...]:
 
 
 EXAMPLE_COLUMNS = "id, principal, task, plan, source, added_by, note, created_at"
+EXAMPLES_STAMP = "count(*), coalesce(max(created_at), 0), coalesce(sum(created_at), 0)"
 
 
 def example_of_row(row: Sequence[Any]) -> Example:
@@ -190,6 +194,7 @@ def decision_outcome(status: str, seen: str | None, taken_by: str | None) -> Out
 
 
 __all__ = [
+    "EXAMPLES_STAMP",
     "EXAMPLE_COLUMNS",
     "Example",
     "LeaseLost",

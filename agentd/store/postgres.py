@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from agentd.store import (
     EXAMPLE_COLUMNS,
+    EXAMPLES_STAMP,
     Example,
     LeaseLost,
     Memory,
@@ -391,6 +392,13 @@ class PostgresRunStore:
             (*params, limit),
         )
         return [example_of_row(row) for row in rows]
+
+    async def examples_stamp(self, principals: Sequence[str] | None) -> tuple[float, ...]:
+        where, params = "", tuple[Any, ...]()
+        if principals is not None:
+            where, params = " WHERE principal = ANY(%s)", (list(principals),)
+        rows = await self._fetch(f"SELECT {EXAMPLES_STAMP} FROM examples{where}", params)
+        return tuple(float(v) for v in rows[0])
 
     async def remove_example(self, example_id: str) -> bool:
         rows = await self._fetch("DELETE FROM examples WHERE id = %s RETURNING id", (example_id,))

@@ -17,6 +17,7 @@ from typing import Any
 
 from agentd.store import (
     EXAMPLE_COLUMNS,
+    EXAMPLES_STAMP,
     Example,
     LeaseLost,
     Memory,
@@ -538,6 +539,20 @@ class SqliteRunStore:
                     (*params, limit),
                 ).fetchall()
             return [example_of_row(row) for row in rows]
+
+        return await asyncio.to_thread(read)
+
+    async def examples_stamp(self, principals: Sequence[str] | None) -> tuple[float, ...]:
+        where, params = "", list(principals or ())
+        if principals is not None:
+            where = f" WHERE principal IN ({', '.join('?' for _ in params)})"
+
+        def read() -> tuple[float, ...]:
+            with self._lock:
+                row = self._db.execute(
+                    f"SELECT {EXAMPLES_STAMP} FROM examples{where}", params
+                ).fetchone()
+            return tuple(float(v) for v in row)
 
         return await asyncio.to_thread(read)
 
