@@ -29,6 +29,7 @@ _SUITES: dict[str, tuple[str, ...]] = {
     "bench.shortlist": ("catalog_1000_tokens", "shortlist_recall"),
     "bench.durable": ("journal_overhead", "resume_after_crash"),
     "bench.peers.suite": ("peer_fanout", "peer_overhead"),
+    "bench.library": ("plan_library_retrieval",),
     "bench.streaming": ("answer_first_token", "answer_first_token_embedded", "stream_cpu_overhead"),
 }
 NAMES: tuple[str, ...] = tuple(n for names in _SUITES.values() for n in names)

@@ -2,6 +2,7 @@
 
 serve.py (serve, health), config.py (config check), models.py (models list/install), run.py
 (run, tools), runs.py (get, runs, approve, reject, trace), feedback.py (feedback rate/export),
+examples.py (examples add/list/remove/export: the plan library),
 evals.py (eval run/compare). channel.py declares the connection options once; common.py has
 the exit codes (``Exit``) and the one-line failure.
 """
@@ -15,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from agentd.cli import config, evals, feedback, models, run, runs, serve
+from agentd.cli import config, evals, examples, feedback, models, run, runs, serve
 from agentd.cli.common import CommandFailed, Exit, HelpFormatter
 
 __all__ = ["build_parser", "main"]
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_commands(commands)
     runs.add_commands(commands)  # get, runs, approve, reject, trace
     feedback.add_commands(commands)
+    examples.add_commands(commands)
     evals.add_commands(commands)
     return parser
 

@@ -36,12 +36,14 @@ def add_commands(commands: Any) -> None:
 
 def config_check(path: str) -> int:
     from agentd.api.identity import auth_mode, load_tokens
+    from agentd.cli.serve import check_examples
     from agentd.config import ConfigError, describe, load_config
     from agentd.llm.bundled import ModelFileError, model_alias
 
     try:
         config = load_config(path)
         load_tokens(config.server.auth, os.environ)  # a malformed entry names its line
+        check_examples(config)
         if config.uses_embedded_model:
             model_alias(config.embedded.model)  # a bundled model's name or a .gguf path
     except (ConfigError, ModelFileError) as exc:

@@ -36,6 +36,7 @@ def add_commands(commands: Any) -> None:
         "Exit 2: a bad suite, config or option (nothing runs).",
         "  agentd eval run evals/ledger.yaml -c examples/agentd.toml -j 1\n"
         "  agentd eval run evals/ledger.yaml -c A.toml -c B.toml --cases 'vendor-*' --limit 5\n"
+        "  agentd eval run evals/ledger.yaml -c A.toml --examples-from before.json --json after.json\n"
         "  agentd eval evals/ledger.yaml -c A.toml   # the same as `eval run`, older spelling",
     )
     run.add_argument("suite", metavar="SUITE", help="suite file (.yaml or .jsonl)")
@@ -54,6 +55,13 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--json", metavar="FILE", help="write the results as JSON")
     run.add_argument(
         "--keep-runs", metavar="DIR", help="in-process: keep each config's run store in DIR"
+    )
+    run.add_argument(
+        "--examples-from",
+        metavar="PRIOR.json",
+        help="the plan library, measured leave-one-out: the plans of the passing runs of an"
+        " earlier `eval run --json` of this suite are the examples; each --config runs without"
+        " them and with them (label +examples), and no case is shown its own plan",
     )
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     add_connection_options(run, many_targets=True)  # for --target daemons

@@ -62,6 +62,7 @@ def serve(path: str | None) -> int:
         return fail(str(exc), Exit.USAGE)
     try:
         load_tokens(config.server.auth, os.environ)  # a malformed entry names its line
+        check_examples(config)  # one line naming the file, the example and the key
     except ConfigError as exc:
         return fail(str(exc), Exit.USAGE)
     daemon = Daemon(config, env=dict(os.environ))
@@ -82,6 +83,19 @@ def serve(path: str | None) -> int:
     finally:
         shutdown()  # export the last spans before the process ends
     return 0
+
+
+def check_examples(config: Any) -> None:
+    """The plan library's file (``examples.file``) loads, or a ConfigError naming the config
+    file, the examples file, the example and the key."""
+    from agentd.config import ConfigError
+    from agentd.library.file import ExampleFileError, load_examples
+
+    if config.examples.file:
+        try:
+            load_examples(config.examples.file, config.examples.max_plan_chars)
+        except ExampleFileError as exc:
+            raise ConfigError(f"{config.source}: examples.file: {exc}") from None
 
 
 def run_loop(main: Coroutine[Any, Any, None], event_loop: str) -> None:

@@ -19,6 +19,7 @@ from agentd.config.models import (
     ROLES,
     AuthConfig,
     Config,
+    ExamplesConfig,
     ModelConfig,
     UpstreamConfig,
     embedded_alias,
@@ -193,7 +194,20 @@ class _Reader:
             ),
             models={role: self.model(role, m, alias) for role, m in config.models.items()},
             prompts=self.prompts(config.prompts),
+            examples=self.examples(config.examples),
         )
+
+    def examples(self, examples: ExamplesConfig) -> ExamplesConfig:
+        """[examples] file: relative to the config file. Its examples are checked when the daemon
+        starts and by `agentd config check` (agentd.library.file)."""
+        if not examples.file:
+            return examples
+        path = Path(examples.file)
+        if not path.is_absolute() and self.source != "<defaults>":
+            path = Path(self.source).parent / path
+        if not path.is_file():
+            raise self.fail("examples.file", f"no file {str(path)!r}")
+        return dataclasses.replace(examples, file=str(path))
 
     def auth(self, auth: AuthConfig) -> AuthConfig:
         """[server.auth], complete or an error naming the missing key (never silent plaintext)."""

@@ -26,7 +26,7 @@ POLICIES = ("allow", "approve", "deny")
 DEFAULT_EMBEDDED_MODEL = "qwen2.5-coder-1.5b"
 ToolCallMode = Literal["native", "structured"]
 # The prompts a [prompts] table may replace (agentd.loop.prompts holds their texts).
-PROMPT_NAMES = ("planner", "replan", "executor", "responder", "react", "guard")
+PROMPT_NAMES = ("planner", "replan", "examples", "executor", "responder", "react", "guard")
 Guard = Literal["rules", "model"]
 GUARDS = ("rules", "model")
 Criterion = Literal["supported", "no_foreign_data", "policy"]
@@ -480,6 +480,51 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True, config=_SECTION)
+class ExamplesConfig:
+    enabled: Bool = Field(
+        default=True, description="show the planner worked examples from the plan library"
+    )
+    file: Str = Field(
+        default="",
+        description="a YAML file of examples, for review in git (relative to the config file;"
+        " `agentd examples export` writes it); checked at start, shown to every run",
+    )
+    from_feedback: Bool = Field(
+        default=True,
+        description="a succeeded run rated positively (SubmitFeedback) adds its plan",
+    )
+    share: Bool = Field(
+        default=False,
+        description="show plans from one principal's feedback to every principal's runs (they"
+        " may hold that principal's data: ids, emails); maintainers' examples are always shared",
+    )
+    k: Int = Field(default=2, description="examples shown per planner prompt, most similar first")
+    min_score: Float = Field(
+        default=0.3,
+        description="the least similarity (0-1: the task's BM25 against the example's task and"
+        " tool names, over its own) for an example to be shown",
+    )
+    max_per_principal: Annotated[int, Strict(), Field(ge=1)] = Field(
+        default=200, description="examples kept per principal; the oldest go first"
+    )
+    max_plan_chars: Annotated[int, Strict(), Field(ge=1)] = Field(
+        default=4_000,
+        description="characters of one example (task and plan); larger ones are not kept",
+    )
+    max_prompt_chars: Int = Field(
+        default=3_000, description="characters of examples in one planner prompt"
+    )
+    max_candidates: Annotated[int, Strict(), Field(ge=1)] = Field(
+        default=1_000, description="examples read from the store and ranked per run"
+    )
+    leave_one_out: Bool = Field(
+        default=False,
+        description="never show an example whose task is the run's own task (`agentd eval"
+        " --examples-from` sets it: a case never sees its own plan)",
+    )
+
+
+@dataclass(frozen=True, config=_SECTION)
 class AlertsConfig:
     webhooks: tuple[Annotated[Str, AfterValidator(_http_url)], ...] = Field(
         default=(), description="http(s) URLs that get a JSON POST per alert"
@@ -558,6 +603,9 @@ class Config:
         default_factory=GuardrailsConfig, description="input and output guards"
     )
     memory: MemoryConfig = Field(default_factory=MemoryConfig, description="memory and history")
+    examples: ExamplesConfig = Field(
+        default_factory=ExamplesConfig, description="the plan library: worked examples"
+    )
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="alerts")
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig, description="span content")
     pricing: Mapping[str, PriceConfig] = Field(

@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agentd.cli.channel import BadOption, connection
 from agentd.evals import report
+from agentd.evals.examples import examples_file
 from agentd.evals.runner import evaluate, label_deployments, stderr_progress
 from agentd.evals.suite import SuiteError, load_suite
 
@@ -31,7 +33,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.repeat < 1 or args.concurrency < 1:
         return _fail("--repeat and --concurrency must be at least 1")
     try:
-        suite = load_suite(args.suite).select(args.cases, args.limit)
+        full = load_suite(args.suite)
+        suite = full.select(args.cases, args.limit)
     except SuiteError as exc:
         return _fail(str(exc))
     if not suite.cases:
@@ -44,7 +47,20 @@ def run_eval(args: argparse.Namespace) -> int:
     # Failing runs are what an evaluation is for: their alerts (warnings) would bury the
     # progress lines, so only errors are logged.
     logs.configure("error", "console" if sys.stderr.isatty() else "json")
-    deployments = label_deployments(args.config, args.target)
+    library = None
+    if args.examples_from:
+        if not args.config:
+            return _fail("--examples-from needs a --config (the examples run in-process)")
+        try:
+            doc = json.loads(Path(args.examples_from).read_text())
+            text, count = examples_file(doc, full, args.examples_from)
+        except (OSError, ValueError) as exc:
+            return _fail(f"--examples-from {exc}")
+        library = tempfile.TemporaryDirectory()
+        plans = Path(library.name) / "plans.yaml"
+        plans.write_text(text)
+        print(f"agentd eval: {count} examples from {args.examples_from}", file=sys.stderr)
+    deployments = label_deployments(args.config, args.target, str(plans) if library else None)
     try:
         connection(args)
     except BadOption as exc:
@@ -64,6 +80,9 @@ def run_eval(args: argparse.Namespace) -> int:
         )
     except (OSError, RuntimeError, ValueError) as exc:
         return _fail(f"cannot run: {exc}")
+    finally:
+        if library is not None:
+            library.cleanup()
     described = [
         {"label": d.label, "config": d.config_path, "target": d.target} for d in deployments
     ]

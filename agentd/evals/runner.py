@@ -26,6 +26,7 @@ from google.protobuf import json_format
 from agentd.evals.checks import CheckResult, check_run, status_name
 from agentd.evals.reward import RewardWeights, terms_of
 from agentd.evals.suite import Case, Suite, SuiteError
+from agentd.library.example import plan_of_record
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 
 Progress = Callable[[str], None]
@@ -51,6 +52,11 @@ class RunResult:
     prompt_versions: dict[str, str] = field(default_factory=dict)
     error: str = ""
     output: str = ""
+    # The run's last plan in the planner's form ({} when it had none), its revision, and the
+    # plan library's examples its planner was shown.
+    plan: dict[str, Any] = field(default_factory=dict)
+    plan_revision: int = 0
+    examples: list[str] = field(default_factory=list)
 
     def first_failure(self) -> str:
         for check in self.checks:
@@ -71,18 +77,31 @@ class Deployment:
     label: str
     config_path: str | None = None
     target: str | None = None
+    # In-process only: the plan library's file of examples (leave-one-out) for this
+    # deployment; "" turns the library off (the run without examples); None: as configured.
+    examples_file: str | None = None
 
 
-def label_deployments(configs: Sequence[str], targets: Sequence[str]) -> list[Deployment]:
-    """Name each deployment A, B, ... (with the file stem, so tables stay readable)."""
+def label_deployments(
+    configs: Sequence[str], targets: Sequence[str], examples_file: str | None = None
+) -> list[Deployment]:
+    """Name each deployment A, B, ... (with the file stem, so tables stay readable).
+
+    With ``examples_file`` each config runs twice, in the same invocation: without the plan
+    library, then with that file's examples shown leave-one-out (label suffix ``+examples``)."""
     found: list[Deployment] = []
     for path in configs:
-        found.append(Deployment("", config_path=path))
+        if examples_file is None:
+            found.append(Deployment("", config_path=path))
+        else:
+            found.append(Deployment("", config_path=path, examples_file=""))
+            found.append(Deployment("", config_path=path, examples_file=examples_file))
     for address in targets:
         found.append(Deployment("", target=address))
     labelled = []
     for i, item in enumerate(found):
         name = Path(item.config_path).stem if item.config_path else item.target
+        name = f"{name}+examples" if item.examples_file else name
         labelled.append(dataclasses.replace(item, label=f"{chr(ord('A') + i)}:{name}"))
     return labelled
 
@@ -122,6 +141,14 @@ async def started(
                 import tempfile
 
                 store = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "runs.db")
+            if deployment.examples_file is not None:
+                examples = dataclasses.replace(
+                    config.examples,
+                    enabled=bool(deployment.examples_file),
+                    file=deployment.examples_file,
+                    leave_one_out=True,  # a case never sees its own plan
+                )
+                config = dataclasses.replace(config, examples=examples)
             config = dataclasses.replace(
                 config,
                 upstreams=upstreams,
@@ -213,6 +240,9 @@ async def run_case(
         prompt_versions=versions,
         error=run.error,
         output=run.output[:2000],
+        plan=plan_of_record(run.plan) if run.HasField("plan") else {},
+        plan_revision=run.plan.revision,
+        examples=list(run.plan.examples),
     )
 
 

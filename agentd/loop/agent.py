@@ -31,7 +31,7 @@ from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
 from agentd.loop.guardrails import Guardrails
 from agentd.loop.hooks import RunHooks
-from agentd.loop.messages import results_json, task_block
+from agentd.loop.messages import examples_block, results_json, task_block
 from agentd.loop.plan import (
     LoopTool,
     bounded,
@@ -277,6 +277,7 @@ class _Session:
             plan = merge_repeats(decode_plan(reply.value, revision), self.tools)
             if offered is not self.tools:
                 plan.offered_tools = tuple(offered)
+            plan.examples = tuple(e.id for e in self.run.examples)
             latest = plan
             errors = check_plan(plan, self.tools, self.run.steps)
             if errors:
@@ -339,8 +340,11 @@ class _Session:
                 "content": f"{self.prompts.get('planner').text}\n\nTools:\n"
                 f"{describe_catalog(self.tools if tools is None else tools)}",
             },
-            {"role": "user", "content": user.rstrip()},
         ]
+        if self.run.examples:  # after the static prefix: the cached part stays the same
+            text = examples_block(self.prompts.get("examples").text, self.run.examples)
+            messages.append({"role": "user", "content": text})
+        messages.append({"role": "user", "content": user.rstrip()})
         if reason:
             messages.append(
                 {

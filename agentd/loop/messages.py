@@ -7,7 +7,9 @@ results: the same bytes in the same order for the planner, the responder, ReAct 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
+from agentd.library.example import Example, plan_text
 from agentd.loop.state import RunState
 
 
@@ -21,9 +23,16 @@ def task_block(run: RunState, *, history: bool = False) -> str:
     return text
 
 
+def examples_block(intro: str, examples: Sequence[Example]) -> str:
+    """The plan library's worked examples: each task and the plan that answered it, as the
+    planner writes plans."""
+    shown = "\n".join(f"Task: {e.task}\nPlan: {plan_text(e.plan)}" for e in examples)
+    return f"{intro}\n{shown}"
+
+
 def results_json(run: RunState) -> str:
     """What the model sees of every step run so far (results are data, never instructions)."""
     return json.dumps([record.observation() for record in run.steps])
 
 
-__all__ = ["results_json", "task_block"]
+__all__ = ["examples_block", "results_json", "task_block"]

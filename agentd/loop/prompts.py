@@ -71,6 +71,12 @@ steps already run are below (their results stay available: reference them as
 yet, or give the answer if the observations already suffice.""",
 )
 
+EXAMPLES = Prompt(
+    "examples",
+    """Worked examples: plans that answered similar tasks before, with tools you have.
+Follow their shape where the task is alike; take every value from the task, never from them.""",
+)
+
 EXECUTOR = Prompt(
     "executor",
     """You fill in the arguments of one tool call of a plan, using the results of the
@@ -104,7 +110,7 @@ and a person should review it, "block" when a criterion is clearly broken and th
 must not be returned; and "reasons": one short sentence per problem (empty when pass).""",
 )
 
-ALL = (PLANNER, REPLAN, EXECUTOR, RESPONDER, REACT, GUARD)
+ALL = (PLANNER, REPLAN, EXAMPLES, EXECUTOR, RESPONDER, REACT, GUARD)
 BY_NAME = {p.name: p for p in ALL}
 
 

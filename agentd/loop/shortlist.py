@@ -112,7 +112,10 @@ class _Index:
     @classmethod
     def build(cls, tools: Sequence[DescribedTool]) -> _Index:
         names = tuple(t.name for t in tools)
-        terms = tuple(Counter(words(describe_tool(t))) for t in tools)
+        return cls.of(names, tuple(Counter(words(describe_tool(t))) for t in tools))
+
+    @classmethod
+    def of(cls, names: tuple[str, ...], terms: tuple[Counter[str], ...]) -> _Index:
         lengths = tuple(sum(t.values()) for t in terms)
         average = sum(lengths) / len(lengths) if lengths else 0.0
         df: Counter[str] = Counter()
@@ -177,6 +180,22 @@ def shortlist(tools: Mapping[str, T], task: str, k: int) -> Mapping[str, T]:
     return {name: tools[name] for name in sorted(tools) if name in chosen}
 
 
+def similarities(query: str, documents: Sequence[Counter[str]]) -> list[float]:
+    """How well each document (its ``Counter(words(text))``) matches ``query``, from 0 to 1: its
+    BM25 score over the score the query's own words would get as a document of the same index
+    (so a threshold means the same for a library of three examples and of three hundred)."""
+    if not documents:
+        return []
+    index = _Index.of(tuple(str(i) for i in range(len(documents))), tuple(documents))
+    wanted = list(set(words(query)))
+    own = Counter(words(query))
+    best = index.score(own, sum(own.values()), wanted)
+    if best <= 0:
+        return [0.0] * len(documents)
+    found = index.scores(wanted)
+    return [min(1.0, score / best) for score in found]
+
+
 def _siblings(ranked: Sequence[DescribedTool], best: list[int], room: int) -> list[int]:
     """Up to ``room`` more tools from the services of the chosen ones, best service first: a
     task that names one method of a service often needs another (search, then get) in words
@@ -193,4 +212,4 @@ def _service(tool: DescribedTool) -> str:
     return str(getattr(tool, "method", "")).rpartition("/")[0]
 
 
-__all__: Sequence[str] = ["shortlist", "words"]
+__all__: Sequence[str] = ["shortlist", "similarities", "words"]

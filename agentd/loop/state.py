@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agentd.config import LimitsConfig
+from agentd.library.example import Example
 from agentd.telemetry.redact import NONE, Redactor
 
 RunStatus = Literal[
@@ -78,6 +79,8 @@ class Plan:
     rationale: str = ""
     # The tools the planner was shown, when the catalog was shortlisted (empty: all of it).
     offered_tools: tuple[str, ...] = ()
+    # The plan library's examples the planner was shown (their ids).
+    examples: tuple[str, ...] = ()
 
 
 @dataclass
@@ -242,6 +245,8 @@ class RunState:
     verdicts: list[VerdictRecord] = field(default_factory=list)
     # Bounded summary of earlier runs of the same conversation, for planner and responder.
     history: str = ""
+    # Worked examples from the plan library (agentd.library), shown to the planner.
+    examples: list[Example] = field(default_factory=list)
     start_time: float = field(default_factory=time.time)
     duration_s: float = 0.0
     # When the run must have ended (unix seconds; 0: not yet set), and whether the caller's

@@ -15,6 +15,7 @@ import structlog
 
 from agentd import telemetry
 from agentd.config import Config, MemoryConfig
+from agentd.library.plans import PlanLibrary
 from agentd.loop.agent import Agent
 from agentd.loop.deadline import Deadline
 from agentd.loop.hooks import RunHooks
@@ -54,6 +55,8 @@ class Runner:
         self.agent = agent
         self.store = store
         self.records = RunRecords(store)
+        # Worked examples for the planner ([examples]; the file is read here, at start).
+        self.library = PlanLibrary(config.examples, store)
         self.alerter = alerter or Alerter(config.alerts)
         self.admission = Admission(config.server)
         # Bearer tokens authenticate callers: the caller's ``authorization`` is agentd's own,

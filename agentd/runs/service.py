@@ -138,6 +138,10 @@ class Runs(Runner):
         run = stored.run
         feedback_.record_span(run.run_id, run.trace_id, rating, labels)
         log.info("feedback", run_id=run.run_id, rating=rating, labels=list(labels))
+        if feedback_.score(rating) > 0:  # a plan that went well: a worked example
+            example = await self.library.capture(stored.message, principal.id)
+            if example is not None:
+                log.info("example added", run_id=run.run_id, example_id=example.id)
         if self.config.alerts.on_negative_feedback and feedback_.score(rating) < 0:
             self.alerter.send(
                 Alert(run.run_id, run.trace_id, "negative_feedback", comment[:500], rating)
@@ -188,6 +192,8 @@ class Runs(Runner):
             for name in memory.SPECS:
                 tools.pop(name, None)
         run.history = await conversation_history(self.records, run, self.config.memory)
+        if run.mode != "react":  # only the planner reads them
+            run.examples = await self.library.for_run(run.task, run.principal, tools)
 
         async def work(
             on_event: Callable[[Event], None] | None, on_start: OnStart | None

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from agentd.config import StorageConfig
+from agentd.library.example import Example
 from agentd.tools.memory import Memory
 from agentd.v1 import agent_pb2
 
@@ -95,6 +96,16 @@ class RunStore(Protocol):
         self, user_id: str, conversation_id: str, limit: int
     ) -> list[agent_pb2.RunResponse]: ...
 
+    # The plan library (agentd/library/): worked examples. ``add_example`` keeps at most
+    # ``keep`` per principal (the oldest go) and ignores a repeat of a source for a principal
+    # (False); ``examples`` lists those of ``principals`` (None: everyone's), newest first.
+    async def add_example(self, example: Example, keep: int) -> bool: ...
+    async def examples(self, principals: Sequence[str] | None, limit: int) -> list[Example]: ...
+    async def remove_example(self, example_id: str) -> bool: ...
+    # What changes whenever the examples of ``principals`` change (count, newest, sum of their
+    # times): a reader keeps what it read until it does.
+    async def examples_stamp(self, principals: Sequence[str] | None) -> tuple[float, ...]: ...
+
     # Memory, always scoped by user (the memory tools' MemoryStore).
     async def remember(self, user_id: str, conversation_id: str, text: str) -> Memory: ...
     async def recall(
@@ -137,6 +148,26 @@ def dumps(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+def example_row(example: Example) -> tuple[Any, ...]:
+    """The columns of an ``examples`` row: id, principal, task, plan, tools, source, added_by,
+    note, created_at (the plan as JSON text, the tools space-separated)."""
+    e = example
+    plan = json.dumps(e.plan, ensure_ascii=False)
+    tools = " ".join(e.tools)
+    return (e.id, e.principal, e.task, plan, tools, e.source, e.added_by, e.note, e.created_at)
+
+
+EXAMPLE_COLUMNS = "id, principal, task, plan, source, added_by, note, created_at"
+EXAMPLES_STAMP = "count(*), coalesce(max(created_at), 0), coalesce(sum(created_at), 0)"
+
+
+def example_of_row(row: Sequence[Any]) -> Example:
+    """An ``Example`` from the columns of ``EXAMPLE_COLUMNS``."""
+    ident, principal, task, plan, source, added_by, note, created_at = row
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return Example(ident, task, plan, source, added_by, principal, note, float(created_at))
+
+
 def without_feedback(run: agent_pb2.RunResponse) -> agent_pb2.RunResponse:
     """Feedback lives in its own table; a record never carries a stale copy."""
     if not run.feedback:
@@ -163,6 +194,9 @@ def decision_outcome(status: str, seen: str | None, taken_by: str | None) -> Out
 
 
 __all__ = [
+    "EXAMPLES_STAMP",
+    "EXAMPLE_COLUMNS",
+    "Example",
     "LeaseLost",
     "Memory",
     "Outcome",
@@ -170,6 +204,8 @@ __all__ = [
     "StoreUnavailable",
     "decision_outcome",
     "dumps",
+    "example_of_row",
+    "example_row",
     "keywords",
     "open_store",
     "owned_by",

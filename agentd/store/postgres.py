@@ -25,11 +25,16 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from agentd.store import (
+    EXAMPLE_COLUMNS,
+    EXAMPLES_STAMP,
+    Example,
     LeaseLost,
     Memory,
     Outcome,
     StoreUnavailable,
     decision_outcome,
+    example_of_row,
+    example_row,
     keywords,
     owned_by,
     replica_id,
@@ -77,6 +82,19 @@ CREATE TABLE IF NOT EXISTS memories (
 );
 CREATE INDEX IF NOT EXISTS memories_user ON memories (user_id, created_at);
 CREATE INDEX IF NOT EXISTS memories_tsv ON memories USING GIN (tsv);
+CREATE TABLE IF NOT EXISTS examples (
+    id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL DEFAULT '',
+    task TEXT NOT NULL,
+    plan JSONB NOT NULL,
+    tools TEXT NOT NULL,
+    source TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    created_at DOUBLE PRECISION NOT NULL,
+    UNIQUE (source, principal)
+);
+CREATE INDEX IF NOT EXISTS examples_principal ON examples (principal, created_at);
 CREATE TABLE IF NOT EXISTS run_events (
     run_id TEXT NOT NULL,
     sequence INTEGER NOT NULL,
@@ -349,6 +367,42 @@ class PostgresRunStore:
             (conversation_id, user_id, limit),
         )
         return [agent_pb2.RunResponse.FromString(r[0]) for r in rows]
+
+    async def add_example(self, example: Example, keep: int) -> bool:
+        async with self.connection() as db, db.transaction():
+            cursor = await db.execute(
+                "INSERT INTO examples (id, principal, task, plan, tools, source, added_by, note,"
+                " created_at) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                example_row(example),
+            )
+            await db.execute(
+                "DELETE FROM examples WHERE principal = %s AND id NOT IN (SELECT id FROM"
+                " examples WHERE principal = %s ORDER BY created_at DESC, id LIMIT %s)",
+                (example.principal, example.principal, keep),
+            )
+            return cursor.rowcount > 0
+
+    async def examples(self, principals: Sequence[str] | None, limit: int) -> list[Example]:
+        where, params = "", tuple[Any, ...]()
+        if principals is not None:
+            where, params = " WHERE principal = ANY(%s)", (list(principals),)
+        rows = await self._fetch(
+            f"SELECT {EXAMPLE_COLUMNS} FROM examples{where} ORDER BY created_at DESC, id LIMIT %s",
+            (*params, limit),
+        )
+        return [example_of_row(row) for row in rows]
+
+    async def examples_stamp(self, principals: Sequence[str] | None) -> tuple[float, ...]:
+        where, params = "", tuple[Any, ...]()
+        if principals is not None:
+            where, params = " WHERE principal = ANY(%s)", (list(principals),)
+        rows = await self._fetch(f"SELECT {EXAMPLES_STAMP} FROM examples{where}", params)
+        return tuple(float(v) for v in rows[0])
+
+    async def remove_example(self, example_id: str) -> bool:
+        rows = await self._fetch("DELETE FROM examples WHERE id = %s RETURNING id", (example_id,))
+        return bool(rows)
 
     async def remember(self, user_id: str, conversation_id: str, text: str) -> Memory:
         memory = Memory(uuid.uuid4().hex[:16], text, conversation_id, time.time())

@@ -74,6 +74,7 @@ def plan_message(plan: Plan) -> agent_pb2.Plan:
         direct_answer=plan.direct_answer or "",
         rationale=plan.rationale,
         offered_tools=plan.offered_tools,
+        examples=plan.examples,
     )
 
 
@@ -315,6 +316,7 @@ def run_state(record: agent_pb2.RunResponse, request: Mapping[str, Any]) -> RunS
                 direct_answer=p.direct_answer or None,
                 rationale=p.rationale,
                 offered_tools=tuple(p.offered_tools),
+                examples=tuple(p.examples),
             )
         )
     for s in record.steps:

@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from agentd.store import (
+    EXAMPLE_COLUMNS,
+    EXAMPLES_STAMP,
+    Example,
     LeaseLost,
     Memory,
     Outcome,
     decision_outcome,
     dumps,
+    example_of_row,
+    example_row,
     keywords,
     owned_by,
     replica_id,
@@ -67,6 +72,19 @@ CREATE TABLE IF NOT EXISTS memories (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS memories_user ON memories (user_id, created_at);
+CREATE TABLE IF NOT EXISTS examples (
+    id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL DEFAULT '',
+    task TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    tools TEXT NOT NULL,
+    source TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    UNIQUE (source, principal)
+);
+CREATE INDEX IF NOT EXISTS examples_principal ON examples (principal, created_at);
 CREATE TABLE IF NOT EXISTS run_events (
     run_id TEXT NOT NULL,
     sequence INTEGER NOT NULL,
@@ -488,6 +506,63 @@ class SqliteRunStore:
         if not conversation_id:
             return []
         return await asyncio.to_thread(read)
+
+    # --- the plan library -------------------------------------------------------------------
+
+    async def add_example(self, example: Example, keep: int) -> bool:
+        def write() -> bool:
+            with self._lock, self._transaction():
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO examples (id, principal, task, plan, tools, source,"
+                    " added_by, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    example_row(example),
+                )
+                self._db.execute(
+                    "DELETE FROM examples WHERE principal = ? AND id NOT IN (SELECT id FROM"
+                    " examples WHERE principal = ? ORDER BY created_at DESC, id LIMIT ?)",
+                    (example.principal, example.principal, keep),
+                )
+            return cursor.rowcount > 0
+
+        return await asyncio.to_thread(write)
+
+    async def examples(self, principals: Sequence[str] | None, limit: int) -> list[Example]:
+        where, params = "", list(principals or ())
+        if principals is not None:
+            where = f" WHERE principal IN ({', '.join('?' for _ in params)})"
+
+        def read() -> list[Example]:
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT {EXAMPLE_COLUMNS} FROM examples{where}"
+                    " ORDER BY created_at DESC, id LIMIT ?",
+                    (*params, limit),
+                ).fetchall()
+            return [example_of_row(row) for row in rows]
+
+        return await asyncio.to_thread(read)
+
+    async def examples_stamp(self, principals: Sequence[str] | None) -> tuple[float, ...]:
+        where, params = "", list(principals or ())
+        if principals is not None:
+            where = f" WHERE principal IN ({', '.join('?' for _ in params)})"
+
+        def read() -> tuple[float, ...]:
+            with self._lock:
+                row = self._db.execute(
+                    f"SELECT {EXAMPLES_STAMP} FROM examples{where}", params
+                ).fetchone()
+            return tuple(float(v) for v in row)
+
+        return await asyncio.to_thread(read)
+
+    async def remove_example(self, example_id: str) -> bool:
+        def write() -> bool:
+            with self._lock, self._transaction():
+                cursor = self._db.execute("DELETE FROM examples WHERE id = ?", (example_id,))
+            return cursor.rowcount > 0
+
+        return await asyncio.to_thread(write)
 
     # --- memory ---------------------------------------------------------------------------
 

@@ -261,6 +261,9 @@ def planning(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             offered = getattr(plan, "offered_tools", ())
             if offered:  # the catalog was shortlisted for this task
                 span.set_attribute("agentd.plan.offered_tools", list(offered))
+            examples = getattr(plan, "examples", ())
+            if examples:  # the plan library's worked examples it was shown
+                span.set_attribute("agentd.plan.examples", list(examples))
             steps = [
                 {"id": s.id, "tool": s.tool, "arguments": s.arguments}
                 for s in getattr(plan, "steps", ())

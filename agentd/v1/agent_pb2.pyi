@@ -119,18 +119,20 @@ class PlanStep(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., depends_on: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class Plan(_message.Message):
-    __slots__ = ("revision", "steps", "direct_answer", "rationale", "offered_tools")
+    __slots__ = ("revision", "steps", "direct_answer", "rationale", "offered_tools", "examples")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     DIRECT_ANSWER_FIELD_NUMBER: _ClassVar[int]
     RATIONALE_FIELD_NUMBER: _ClassVar[int]
     OFFERED_TOOLS_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     revision: int
     steps: _containers.RepeatedCompositeFieldContainer[PlanStep]
     direct_answer: str
     rationale: str
     offered_tools: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, revision: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[PlanStep, _Mapping]]] = ..., direct_answer: _Optional[str] = ..., rationale: _Optional[str] = ..., offered_tools: _Optional[_Iterable[str]] = ...) -> None: ...
+    examples: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[PlanStep, _Mapping]]] = ..., direct_answer: _Optional[str] = ..., rationale: _Optional[str] = ..., offered_tools: _Optional[_Iterable[str]] = ..., examples: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Step(_message.Message):
     __slots__ = ("id", "tool", "method", "arguments", "result", "status", "error", "start_time", "duration", "plan_revision", "result_truncated", "flags")

@@ -59,7 +59,12 @@ def fill(template: Any, results: dict[str, Any]) -> Any:
 
 
 def _task(body: dict[str, Any]) -> str:
-    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    # The first user message that states the task (worked examples may come before it).
+    user = next(
+        m["content"]
+        for m in body["messages"]
+        if m["role"] == "user" and str(m["content"]).startswith("Task: ")
+    )
     return str(user).split("\n", 1)[0].removeprefix("Task: ")
 
 
@@ -83,7 +88,8 @@ class SuiteModel:
 
     def plan(self, body: dict[str, Any], reference: Any, tags: tuple[str, ...]) -> dict[str, Any]:
         weak = WEAK_MARKER in body["messages"][0]["content"]
-        if len(body["messages"]) > 2:  # a replan: answer from what is known
+        if any("\nWhy: " in str(m["content"]) for m in body["messages"]):
+            # a replan: answer from what is known
             answer = reference.get("replan_answer", "I could not find everything needed.")
             return {"rationale": "replan", "steps": [], "answer": answer}
         steps = list(reference.get("plan", []))
