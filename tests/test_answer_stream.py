@@ -269,6 +269,13 @@ def test_field_text_reads_a_json_field_as_written(value: Any) -> None:
             assert json.loads(text) == value
 
 
+def test_field_text_joins_a_surrogate_pair_split_between_chunks() -> None:
+    # A stream whose events escape UTF-16 halves separately decodes each to a lone surrogate.
+    reader = FieldText("answer")
+    chunks = ['{"answer": "caf\u00e9 \ud83d', "\ude00 ok", '", "missing": null}']
+    assert "".join(reader.feed(c) for c in chunks) == "café 😀 ok"
+
+
 def test_field_text_reads_a_plans_answer_only_after_empty_steps() -> None:
     rng = random.Random(27)
     cases = [
