@@ -524,13 +524,14 @@ async def test_stream_mode_passes_each_piece_and_returns_the_whole_reply(
 ) -> None:
     value = {"answer": 'Forty-two, "quoted" \\ and ünïcode ✓', "confidence": 0.5}
     llm.reply(when="answer", content=value, usage=(123, 45))
+    llm.chunk_delay_s = 0.005  # decoding at a pace: the pieces come in several reads
     pieces: list[str] = []
     reply = await make_model().complete_json(
         MESSAGES, ANSWER, name="answer", on_delta=pieces.append
     )
 
     assert reply.value == value
-    assert len(pieces) > 5 and "".join(pieces) == reply.text  # the pieces add up to the reply
+    assert len(pieces) > 1 and "".join(pieces) == reply.text  # the pieces add up to the reply
     assert (reply.input_tokens, reply.output_tokens) == (123, 45)  # from the usage event
     assert reply.finish_reason == "stop" and reply.model == "test-model"
     assert llm.requests[0]["stream"] is True
@@ -624,3 +625,21 @@ async def test_a_server_that_ignores_stream_mode_is_read_whole(
     )
     assert reply.value == {"answer": "4", "confidence": 1}
     assert pieces == []  # no piece: the run settles its answer whole (AnswerStream.settle)
+
+
+async def test_pieces_read_at_once_are_passed_as_one(
+    llm: ScriptedLLM, make_model: ModelFactory
+) -> None:
+    events = [
+        _chunk('{"answer"'),
+        _chunk(': "4", "conf'),
+        _chunk('idence": 1}'),
+        _chunk(None, "stop"),
+    ]
+    llm.reply(raw_body=_sse(*events), headers=SSE)  # one small body: one read
+    pieces: list[str] = []
+    reply = await make_model().complete_json(
+        MESSAGES, ANSWER, name="answer", on_delta=pieces.append
+    )
+    assert reply.value == {"answer": "4", "confidence": 1}
+    assert pieces == ['{"answer": "4", "confidence": 1}']
