@@ -538,23 +538,35 @@ async def test_stream_mode_passes_each_piece_and_returns_the_whole_reply(
     assert llm.requests[0]["stream_options"] == {"include_usage": True}
 
 
-def test_events_are_read_from_bytes_cut_anywhere() -> None:
-    body = (
-        b": a comment\r\n"
-        b'data: {"a": 1}\r\n\r\n'
-        b"event: message\rid: 7\rdata: first line\rdata:second line\r\r"
-        b'data: {"b": "\xc3\xbc"}\n\n'
-        b"retry: 10\n\n"  # an event without data is none
-        b"data: [DONE]\n\n"
-        b"data: unterminated"  # the body ends without the empty line
-    )
-    expected = [
-        b'{"a": 1}',
-        b"first line\nsecond line",
-        b'{"b": "\xc3\xbc"}',
-        b"[DONE]",
-        b"unterminated",
-    ]
+_MIXED = (
+    b": a comment\r\n"
+    b'data: {"a": 1}\r\n\r\n'
+    b"event: message\rid: 7\rdata: first line\rdata:second line\r\r"
+    b'data: {"b": "\xc3\xbc"}\n\n'
+    b"retry: 10\n\n"  # an event without data is none
+    b"data: [DONE]\n\n"
+    b"data: unterminated"  # the body ends without the empty line
+)
+_MIXED_EVENTS = [
+    b'{"a": 1}',
+    b"first line\nsecond line",
+    b'{"b": "\xc3\xbc"}',
+    b"[DONE]",
+    b"unterminated",
+]
+_LF = (  # the usual form, LF only
+    b'data: {"a": 1}\n\n'
+    b": keep-alive\n\n"
+    b"\n\n"
+    b"data: one\ndata: two\n\n\n"
+    b"data:no space\n\n"
+    b"data: [DONE]\n\n"
+)
+_LF_EVENTS = [b'{"a": 1}', b"one\ntwo", b"no space", b"[DONE]"]
+
+
+@pytest.mark.parametrize(("body", "expected"), [(_MIXED, _MIXED_EVENTS), (_LF, _LF_EVENTS)])
+def test_events_are_read_from_bytes_cut_anywhere(body: bytes, expected: list[bytes]) -> None:
     for cut in range(len(body) + 1):
         for cuts in ((cut,), (cut, min(cut + 1, len(body)))):  # and a one-byte piece after it
             reader = sse.Events()
@@ -571,7 +583,7 @@ async def test_a_line_that_never_ends_is_refused(
     llm: ScriptedLLM, make_model: ModelFactory
 ) -> None:
     llm.reply(raw_body="data: " + "x" * (sse.MAX_LINE_BYTES + 10), headers=SSE)
-    with pytest.raises(ModelError, match="line is over") as info:
+    with pytest.raises(ModelError, match="is over") as info:
         await make_model().complete_json(MESSAGES, ANSWER, name="answer", on_delta=print)
     assert info.value.kind == "transport"
 
@@ -581,6 +593,7 @@ async def test_a_line_that_never_ends_is_refused(
     [
         ({"error": {"message": "the model is overloaded", "type": "server_error"}}, "overloaded"),
         ("{not json", "not JSON"),
+        ("1, 2", "not JSON"),  # JSON only when read together with the others as one array
     ],
 )
 async def test_a_broken_or_error_event_is_a_model_error(

@@ -11,7 +11,7 @@ time-outs and status errors are unchanged).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 _orjson: Any
@@ -22,8 +22,8 @@ except ImportError:
 
 __all__ = ["Events", "StreamError", "completion", "loads"]
 
-# One line of the stream (an event's field) may be at most this long: a chunk carries a few
-# tokens, so a line this long is a server that never ends it, not a model's reply.
+# An event (or one line of one) may be at most this long: a chunk carries a few tokens, so
+# an event this long is a server that never ends it, not a model's reply.
 MAX_LINE_BYTES = 1 << 20
 
 
@@ -39,11 +39,22 @@ class Events:
     needed by a chat completion and are skipped."""
 
     def __init__(self) -> None:
-        self.rest = b""  # the start of a line whose end has not come yet
+        self.rest = b""  # what came after the last complete line (or event)
         self.data: list[bytes] = []  # the current event's data fields
 
     def feed(self, chunk: bytes) -> list[bytes]:
         text = self.rest + chunk if self.rest else chunk
+        if b"\r" not in text and not self.data:
+            # The usual form ("data: {...}" and an empty line, LF only): whole events at once.
+            *blocks, self.rest = text.split(b"\n\n")
+            self._bound()
+            events = []
+            for block in blocks:
+                if block[:6] == b"data: " and b"\n" not in block:
+                    events.append(block[6:])
+                else:
+                    events += self._lines([*block.split(b"\n"), b""])
+            return events
         cut = max(text.rfind(b"\n"), text.rfind(b"\r"))
         if text.endswith(b"\r"):  # its LF may come next: the line ends with the next chunk
             cut = max(text.rfind(b"\n", 0, cut), text.rfind(b"\r", 0, cut))
@@ -76,7 +87,7 @@ class Events:
 
     def _bound(self) -> None:
         if len(self.rest) > MAX_LINE_BYTES:
-            raise StreamError(f"a server-sent event line is over {MAX_LINE_BYTES} bytes")
+            raise StreamError(f"a server-sent event (or line) is over {MAX_LINE_BYTES} bytes")
 
 
 def loads(data: bytes) -> Any:
@@ -87,6 +98,24 @@ def loads(data: bytes) -> Any:
         except _orjson.JSONDecodeError:
             pass  # json says the same, or reads what orjson refuses (e.g. NaN)
     return json.loads(data)
+
+
+def _parsed(datas: list[bytes]) -> Iterator[Any]:
+    """Each event's JSON: events read together parsed as one array (one call), else one by
+    one, up to the first that is not JSON."""
+    if len(datas) > 1:
+        try:
+            values = loads(b"[" + b",".join(datas) + b"]")
+        except ValueError:
+            values = None
+        if isinstance(values, list) and len(values) == len(datas):
+            yield from values
+            return
+    for data in datas:
+        try:
+            yield loads(data)
+        except ValueError:
+            raise StreamError(f"a server-sent event is not JSON: {data[:200]!r}") from None
 
 
 def _error_message(error: Any) -> str:
@@ -109,20 +138,13 @@ async def completion(
     events = Events()
     done = False  # after "data: [DONE]" the body is read to its end (the connection is reused)
 
-    def take(data: bytes) -> None:
-        nonlocal done
-        if done or data == b"[DONE]":
-            done = True
-            return
-        try:
-            chunk = loads(data)
-        except ValueError:
-            raise StreamError(f"a server-sent event is not JSON: {data[:200]!r}") from None
+    def take(chunk: Any) -> None:
         if not isinstance(chunk, dict):
             return
         if chunk.get("error"):
             raise StreamError(_error_message(chunk["error"]))
-        whole["id"], whole["model"] = chunk.get("id"), chunk.get("model")
+        if "id" not in whole:
+            whole["id"], whole["model"] = chunk.get("id"), chunk.get("model")
         if isinstance(chunk.get("usage"), dict):  # the last chunk (include_usage)
             whole["usage"] = chunk["usage"]
         choices = chunk.get("choices")
@@ -140,10 +162,15 @@ async def completion(
             choice["finish_reason"] = part["finish_reason"]
 
     def take_all(datas: list[bytes]) -> None:
+        nonlocal done
+        if done:
+            return
+        if b"[DONE]" in datas:
+            datas, done = datas[: datas.index(b"[DONE]")], True
         passed = len(parts)
         try:
-            for data in datas:
-                take(data)
+            for chunk in _parsed(datas):
+                take(chunk)
         finally:  # what came before an error event too
             if len(parts) > passed:
                 on_delta("".join(parts[passed:]))
