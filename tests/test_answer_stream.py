@@ -281,16 +281,19 @@ def test_field_text_reads_a_plans_answer_only_after_empty_steps() -> None:
     cases = [
         ({"steps": [], "answer": "direct", "rationale": "r"}, "direct"),
         ({"steps": [], "answer": "direct"}, "direct"),
+        ({"rationale": 'a "quoted" \\ one', "steps": [], "answer": "after"}, "after"),
+        ({"steps": "[]", "answer": "a string is no empty array"}, ""),
         ({"steps": [{"answer": "x"}], "answer": "not this", "rationale": "r"}, ""),
         ({"answer": "steps unknown yet", "steps": []}, ""),
         ({"steps": None, "answer": "no"}, ""),
         ({"steps": [], "answer": None}, ""),
     ]
     for reply, expected in cases:
-        text = json.dumps(reply)
-        for _ in range(10):
-            reader = FieldText("answer", after_empty="steps")
-            assert "".join(reader.feed(c) for c in _chunked(text, rng)) == expected
+        for indent in (None, 2):  # an empty array with whitespace inside is still empty
+            text = json.dumps(reply, indent=indent).replace("[]", "[ \n ]")
+            for _ in range(10):
+                reader = FieldText("answer", after_empty="steps")
+                assert "".join(reader.feed(c) for c in _chunked(text, rng)) == expected
 
 
 def test_deltas_come_at_most_twenty_times_a_second_however_fast_the_model() -> None:
