@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import grpc
 import pytest
 
 from agentd.api.service import RUN_ID_KEY, TRACE_ID_KEY
-from agentd.loop.answer import FieldText
+from agentd.loop.answer import AnswerStream, FieldText
+from agentd.loop.state import Event
 from agentd.v1 import agent_pb2
 from tests.support.scripted_llm import Reply, schema_name
 from tests.test_agent import SECRET, Stack, answer, plan, stack
@@ -43,8 +45,9 @@ def answer_so_far(events: list[agent_pb2.RunEvent]) -> str:
 
 
 def decoding(s: Stack) -> None:
-    """The model decodes at a pace: deltas already waiting are sent as one event."""
-    s.llm.chunk_delay_s = 0.002
+    """The model decodes at a pace (about 4 characters every 10 ms): the answer comes in
+    several deltas, each what came in 50 ms."""
+    s.llm.chunk_delay_s = 0.01
 
 
 def streamed(s: Stack) -> list[dict[str, Any]]:
@@ -266,21 +269,49 @@ def test_field_text_reads_a_json_field_as_written(value: Any) -> None:
             assert json.loads(text) == value
 
 
+def test_field_text_joins_a_surrogate_pair_split_between_chunks() -> None:
+    # A stream whose events escape UTF-16 halves separately decodes each to a lone surrogate.
+    reader = FieldText("answer")
+    chunks = ['{"answer": "caf\u00e9 \ud83d', "\ude00 ok", '", "missing": null}']
+    assert "".join(reader.feed(c) for c in chunks) == "café 😀 ok"
+
+
 def test_field_text_reads_a_plans_answer_only_after_empty_steps() -> None:
     rng = random.Random(27)
     cases = [
         ({"steps": [], "answer": "direct", "rationale": "r"}, "direct"),
         ({"steps": [], "answer": "direct"}, "direct"),
+        ({"rationale": 'a "quoted" \\ one', "steps": [], "answer": "after"}, "after"),
+        ({"steps": "[]", "answer": "a string is no empty array"}, ""),
         ({"steps": [{"answer": "x"}], "answer": "not this", "rationale": "r"}, ""),
         ({"answer": "steps unknown yet", "steps": []}, ""),
         ({"steps": None, "answer": "no"}, ""),
         ({"steps": [], "answer": None}, ""),
     ]
     for reply, expected in cases:
-        text = json.dumps(reply)
-        for _ in range(10):
-            reader = FieldText("answer", after_empty="steps")
-            assert "".join(reader.feed(c) for c in _chunked(text, rng)) == expected
+        for indent in (None, 2):  # an empty array with whitespace inside is still empty
+            text = json.dumps(reply, indent=indent).replace("[]", "[ \n ]")
+            for _ in range(10):
+                reader = FieldText("answer", after_empty="steps")
+                assert "".join(reader.feed(c) for c in _chunked(text, rng)) == expected
+
+
+def test_deltas_come_at_most_twenty_times_a_second_however_fast_the_model() -> None:
+    emitted: list[Event] = []
+    stream = AnswerStream(emitted.append)
+    on_delta = stream.reader()
+    text = "x" * 4000
+    reply = json.dumps({"answer": text, "missing": None})
+    start = time.monotonic()
+    for i in range(0, len(reply), 4):  # a token at a time, as fast as it can
+        on_delta(reply[i : i + 4])
+    stream.settle(text)
+    elapsed = time.monotonic() - start
+    pieces = [e.payload for e in emitted]
+    assert "".join(pieces) == text and "" not in pieces
+    # The first piece at once, then one a MAX_WAIT_S at most, the rest when the run ends.
+    assert 0 < len(pieces[0]) <= 4  # the first token's text, sent as it came
+    assert len(pieces) <= 2 + elapsed / AnswerStream.MAX_WAIT_S
 
 
 # --- agentd run ------------------------------------------------------------------------------

@@ -178,8 +178,10 @@ async def test_the_run_domain_serves_without_an_edge(stack: Stack) -> None:
     stack.llm.reply(when="plan", content=plan(answer="hi"))
     alice, bob = Principal("alice"), Principal("bob")
     handle = await runs.start(RunSpec(task="Say hi"), alice, [])
-    events = [(sequence, event.kind) async for sequence, event in handle.events()]
+    # Its events as journaled (RunEvent messages, as Runs.watch gives them), numbered from 1.
+    events = [(e.sequence, e.WhichOneof("event")) async for e in handle.events()]
     assert [sequence for sequence, _ in events] == list(range(1, len(events) + 1))
+    assert {"plan", "answer_delta"} <= {kind for _, kind in events}
     done = await handle.result()
     assert (done.run.status, done.run.output, done.principal) == ("succeeded", "hi", "alice")
     assert (await runs.get(handle.run_id, alice)).run.output == "hi"

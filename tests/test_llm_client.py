@@ -18,6 +18,7 @@ from agentd.llm import (
     ToolSpec,
     build_models,
     close_models,
+    sse,
     tool_choice_schema,
 )
 from tests.support.scripted_llm import ScriptedLLM
@@ -499,3 +500,159 @@ def test_tool_choice_schema_rebases_root_self_references() -> None:
     ok = {"tool": "tree", "arguments": {"name": "a", "child": {"name": "b"}}}
     assert validator.is_valid(ok)
     assert not validator.is_valid({"tool": "tree", "arguments": {"name": "a", "child": {}}})
+
+
+# -- stream mode (on_delta): the server-sent events read by agentd/llm/sse.py ----------------
+
+SSE = {"content-type": "text/event-stream"}
+
+
+def _sse(*events: Any) -> str:
+    """A streamed reply's body: each event a ``data:`` line (dicts as JSON), then [DONE]."""
+    lines = [f"data: {json.dumps(e) if isinstance(e, dict) else e}\n\n" for e in events]
+    return "".join(lines) + "data: [DONE]\n\n"
+
+
+def _chunk(content: str | None = None, finish_reason: str | None = None) -> dict[str, Any]:
+    delta = {} if content is None else {"content": content}
+    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    return {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+
+
+async def test_stream_mode_passes_each_piece_and_returns_the_whole_reply(
+    llm: ScriptedLLM, make_model: ModelFactory
+) -> None:
+    value = {"answer": 'Forty-two, "quoted" \\ and ünïcode ✓', "confidence": 0.5}
+    llm.reply(when="answer", content=value, usage=(123, 45))
+    llm.chunk_delay_s = 0.005  # decoding at a pace: the pieces come in several reads
+    pieces: list[str] = []
+    reply = await make_model().complete_json(
+        MESSAGES, ANSWER, name="answer", on_delta=pieces.append
+    )
+
+    assert reply.value == value
+    assert len(pieces) > 1 and "".join(pieces) == reply.text  # the pieces add up to the reply
+    assert (reply.input_tokens, reply.output_tokens) == (123, 45)  # from the usage event
+    assert reply.finish_reason == "stop" and reply.model == "test-model"
+    assert llm.requests[0]["stream"] is True
+    assert llm.requests[0]["stream_options"] == {"include_usage": True}
+
+
+_MIXED = (
+    b": a comment\r\n"
+    b'data: {"a": 1}\r\n\r\n'
+    b"event: message\rid: 7\rdata: first line\rdata:second line\r\r"
+    b'data: {"b": "\xc3\xbc"}\n\n'
+    b"retry: 10\n\n"  # an event without data is none
+    b"data: [DONE]\n\n"
+    b"data: unterminated"  # the body ends without the empty line
+)
+_MIXED_EVENTS = [
+    b'{"a": 1}',
+    b"first line\nsecond line",
+    b'{"b": "\xc3\xbc"}',
+    b"[DONE]",
+    b"unterminated",
+]
+_LF = (  # the usual form, LF only
+    b'data: {"a": 1}\n\n'
+    b": keep-alive\n\n"
+    b"\n\n"
+    b"data: one\ndata: two\n\n\n"
+    b"data:no space\n\n"
+    b"data: [DONE]\n\n"
+)
+_LF_EVENTS = [b'{"a": 1}', b"one\ntwo", b"no space", b"[DONE]"]
+
+
+@pytest.mark.parametrize(("body", "expected"), [(_MIXED, _MIXED_EVENTS), (_LF, _LF_EVENTS)])
+def test_events_are_read_from_bytes_cut_anywhere(body: bytes, expected: list[bytes]) -> None:
+    for cut in range(len(body) + 1):
+        for cuts in ((cut,), (cut, min(cut + 1, len(body)))):  # and a one-byte piece after it
+            reader = sse.Events()
+            events = []
+            start = 0
+            for end in (*cuts, len(body)):
+                events += reader.feed(body[start:end])
+                start = end
+            events += reader.finish()
+            assert events == expected, (cuts, events)
+
+
+async def test_a_line_that_never_ends_is_refused(
+    llm: ScriptedLLM, make_model: ModelFactory
+) -> None:
+    llm.reply(raw_body="data: " + "x" * (sse.MAX_LINE_BYTES + 10), headers=SSE)
+    with pytest.raises(ModelError, match="is over") as info:
+        await make_model().complete_json(MESSAGES, ANSWER, name="answer", on_delta=print)
+    assert info.value.kind == "transport"
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"error": {"message": "the model is overloaded", "type": "server_error"}}, "overloaded"),
+        ("{not json", "not JSON"),
+        ("1, 2", "not JSON"),  # JSON only when read together with the others as one array
+    ],
+)
+async def test_a_broken_or_error_event_is_a_model_error(
+    llm: ScriptedLLM, make_model: ModelFactory, event: Any, message: str
+) -> None:
+    llm.reply(raw_body=_sse(_chunk('{"answer": "4'), event), headers=SSE)
+    pieces: list[str] = []
+    with pytest.raises(ModelError, match=message) as info:
+        await make_model().complete_json(MESSAGES, ANSWER, name="answer", on_delta=pieces.append)
+    assert info.value.kind == "transport"
+    assert pieces == ['{"answer": "4']  # what came before the error was passed on
+
+
+async def test_a_streamed_reply_cut_by_max_tokens_is_an_error(
+    llm: ScriptedLLM, make_model: ModelFactory
+) -> None:
+    llm.reply(raw_body=_sse(_chunk('{"answer": "4'), _chunk(finish_reason="length")), headers=SSE)
+    with pytest.raises(ModelError) as info:
+        await make_model().complete_json(MESSAGES, ANSWER, name="answer", on_delta=print)
+    assert info.value.kind == "length"
+
+
+async def test_a_server_that_ignores_stream_mode_is_read_whole(
+    llm: ScriptedLLM, make_model: ModelFactory
+) -> None:
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": '{"answer": "4", "confidence": 1}'},
+            }
+        ],
+    }
+    llm.reply(raw_body=json.dumps(body))  # application/json, not server-sent events
+    pieces: list[str] = []
+    reply = await make_model().complete_json(
+        MESSAGES, ANSWER, name="answer", on_delta=pieces.append
+    )
+    assert reply.value == {"answer": "4", "confidence": 1}
+    assert pieces == []  # no piece: the run settles its answer whole (AnswerStream.settle)
+
+
+async def test_pieces_read_at_once_are_passed_as_one(
+    llm: ScriptedLLM, make_model: ModelFactory
+) -> None:
+    events = [
+        _chunk('{"answer"'),
+        _chunk(': "4", "conf'),
+        _chunk('idence": 1}'),
+        _chunk(None, "stop"),
+    ]
+    llm.reply(raw_body=_sse(*events), headers=SSE)  # one small body: one read
+    pieces: list[str] = []
+    reply = await make_model().complete_json(
+        MESSAGES, ANSWER, name="answer", on_delta=pieces.append
+    )
+    assert reply.value == {"answer": "4", "confidence": 1}
+    assert pieces == ['{"answer": "4", "confidence": 1}']

@@ -20,7 +20,6 @@ from agentd.api import bounds, requests
 from agentd.api.audit import Audit, current
 from agentd.loop.state import RunState
 from agentd.runs.service import OnStart, RunHandle, Runs
-from agentd.store.records import event_message
 from agentd.tools import memory
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 
@@ -88,8 +87,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> AsyncIterator[agent_pb2.RunEvent]:
         handle = await self._start(request, context)
         with _ended_by(handle, current()):
-            async for sequence, event in handle.events(_announce(context)):
-                yield event_message(handle.run_id, sequence, event)
+            async for message in handle.events(_announce(context)):
+                yield message
             stored = await handle.result()
         last = agent_pb2.RunEvent(
             run_id=handle.run_id, sequence=handle.sequence + 1, final=stored.message

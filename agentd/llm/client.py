@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import os
 import time
 import uuid
@@ -21,6 +20,7 @@ import httpx2  # the openai SDK's HTTP client
 import openai
 
 from agentd.config import ModelConfig, ToolCallMode
+from agentd.llm import sse
 from agentd.llm.model import (
     ChatModel,
     ErrorKind,
@@ -31,6 +31,7 @@ from agentd.llm.model import (
     decode_json,
     schema_problem,
 )
+from agentd.llm.sse import loads as _loads
 from agentd.llm.traced import TracedChatModel
 from toolgen.jsonschema_kit import hoist_defs
 
@@ -252,11 +253,11 @@ class OpenAIChatModel:
             raise self._error("transport", _clip(str(exc))) from exc
         latency = time.perf_counter() - start
         try:
-            completion = _loads(raw)
+            completion = raw if isinstance(raw, dict) else _loads(raw)
         except ValueError:
             completion = None
         if not isinstance(completion, dict):
-            text = raw.decode(errors="replace")
+            text = bytes(raw).decode(errors="replace")
             raise self._error("transport", f"the reply is not a JSON object: {_clip(text)}")
 
         usage = completion.get("usage")
@@ -297,39 +298,34 @@ class OpenAIChatModel:
             )
         return reply, message
 
-    async def _streamed(self, body: dict[str, Any], on_delta: Callable[[str], None]) -> bytes:
-        """A streamed completion (server-sent events through the SDK), each content piece
-        passed to ``on_delta`` as it comes; returned as the JSON of a whole completion. The
-        chunks stay plain dicts (``cast_to=object``): typed chunk objects cost more than the
-        few fields read, once per token."""
-        stream = await self._client.post(
+    async def _streamed(
+        self, body: dict[str, Any], on_delta: Callable[[str], None]
+    ) -> dict[str, Any] | bytes:
+        """A streamed completion, each content piece passed to ``on_delta`` as it comes;
+        returned as the JSON object of a whole completion. The SDK sends the request (its
+        retries, time-outs, status errors) and hands back the raw response, whose
+        server-sent events agentd/llm/sse.py reads: the SDK's own stream decoding costs
+        more per token than the rest of the run's work per token. A server that answers
+        with one JSON body instead is read as the unstreamed reply it is (bytes)."""
+        response = await self._client.post(
             "/chat/completions",
-            cast_to=object,
+            cast_to=httpx2.Response,
             stream=True,
             stream_cls=openai.AsyncStream[object],
             **_payload({**body, "stream": True, "stream_options": {"include_usage": True}}),
         )
-        parts: list[str] = []
-        message: dict[str, Any] = {}
-        completion: dict[str, Any] = {"choices": [{"message": message, "finish_reason": None}]}
-        async with stream:
-            async for chunk in stream:
-                if not isinstance(chunk, dict):
-                    continue
-                completion["id"], completion["model"] = chunk.get("id"), chunk.get("model")
-                if isinstance(chunk.get("usage"), dict):  # the last chunk (include_usage)
-                    completion["usage"] = chunk["usage"]
-                for part in (chunk.get("choices") or [])[:1]:
-                    delta = part.get("delta") or {}
-                    if content := delta.get("content"):
-                        parts.append(content)
-                        on_delta(content)
-                    if delta.get("refusal"):
-                        message["refusal"] = delta["refusal"]
-                    if part.get("finish_reason"):
-                        completion["choices"][0]["finish_reason"] = part["finish_reason"]
-        message["content"] = "".join(parts)
-        return json.dumps(completion).encode()
+        try:
+            if response.headers.get("content-type", "").startswith("application/json"):
+                return await response.aread()  # its answer comes whole (AnswerStream.settle)
+            return await sse.completion(response.aiter_bytes(), on_delta)
+        except httpx2.TimeoutException as exc:
+            raise openai.APITimeoutError(request=response.request) from exc
+        except httpx2.RequestError as exc:
+            raise openai.APIConnectionError(request=response.request) from exc
+        except sse.StreamError as exc:
+            raise openai.APIError(str(exc), response.request, body=None) from exc
+        finally:
+            await response.aclose()
 
     def _decode(self, reply: ModelReply, text: str | None) -> Any:
         try:
@@ -571,16 +567,6 @@ def _payload(body: dict[str, Any]) -> dict[str, Any]:
         except TypeError:
             pass
     return {"body": body}
-
-
-def _loads(raw: bytes) -> Any:
-    """A reply's JSON, with orjson when installed (agentd[fast])."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(raw)
-        except _orjson.JSONDecodeError:
-            pass  # json says the same, or reads what orjson refuses (e.g. NaN)
-    return json.loads(raw)
 
 
 def _call_id() -> str:

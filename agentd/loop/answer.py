@@ -13,6 +13,7 @@ journaled: the final record holds the answer.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,11 @@ from typing import Any
 from agentd.loop.state import Event
 
 __all__ = ["AnswerStream", "FieldText"]
+
+# The characters of a JSON string that stand for themselves: in any string, and in a string
+# whose text is decoded (surrogates are joined into pairs one at a time).
+_UNQUOTED = re.compile(r'[^"\\]+')
+_PLAIN = re.compile(r'[^"\\\ud800-\udfff]+')
 
 
 class _Value:
@@ -61,14 +67,39 @@ class FieldText:
 
     def feed(self, chunk: str) -> str:
         out: list[str] = []
-        for ch in chunk:
-            if self.done:
-                break
+        i, end = 0, len(chunk)
+        while i < end and not self.done:
+            if self.in_string and (taken := self._plain(chunk, i, out)):
+                i += taken
+                continue
             if self.in_string:
-                self._string_char(ch, out)
+                self._string_char(chunk[i], out)
             else:
-                self._structural_char(ch, out)
+                self._structural_char(chunk[i], out)
+            i += 1
         return "".join(out)
+
+    def _plain(self, chunk: str, i: int, out: list[str]) -> int:
+        """Reads a string's characters from ``i`` up to the next quote or backslash (and,
+        in a decoded field, surrogate) at once: one at a time, a 600-character answer cost
+        a run about 0.1 ms. Returns how many it read."""
+        value = self.value
+        decode = self.key is None and value is not None and value.decode
+        if decode and (self.escape or self.high):
+            return 0
+        match = (_PLAIN if decode else _UNQUOTED).match(chunk, i)
+        if match is None:
+            return 0
+        text = match.group()
+        self.escaped = False
+        if self.key is not None:
+            self.key.append(text)
+        elif value is not None:
+            if not decode:
+                value.raw.append(text)
+            if decode or value.member == self.field:
+                out.append(text)
+        return len(text)
 
     def _string_char(self, ch: str, out: list[str]) -> None:
         closing = ch == '"' and not self.escaped
@@ -128,6 +159,8 @@ class FieldText:
                 out.append(ch)
             if value.kind == "container" and self.depth == 1:
                 self._end(value, out)
+            elif self.after_empty and value.member == self.after_empty and ch not in "[] \t\r\n":
+                self.done = True  # not an empty array: the field will not be read
 
     def _start(self, ch: str) -> _Value | None:
         """The reader of a top-level value starting with ``ch``, if it is wanted."""
@@ -175,12 +208,11 @@ class FieldText:
 class AnswerStream:
     """What a caller was sent of a run's answer, as ``answer_delta`` events through ``emit``.
 
-    Pieces are sent together once they reach ``MIN_CHARS`` or ``MAX_WAIT_S`` has passed since
-    the last delta: a model's reply comes a token (a few characters) at a time, and each delta
-    is a numbered, journaled event and a message; a reader still sees the answer grow about
-    twenty times a second."""
+    A piece goes out once ``MAX_WAIT_S`` has passed since the last delta, with the pieces
+    waiting before it: a model's reply comes a token (a few characters) at a time, and each
+    delta is a numbered, journaled event and a message; a reader still sees the answer grow
+    about twenty times a second, however fast the model decodes."""
 
-    MIN_CHARS = 32
     MAX_WAIT_S = 0.05
 
     def __init__(self, emit: Callable[[Event], None]) -> None:
@@ -216,7 +248,7 @@ class AnswerStream:
     def send(self, text: str) -> None:
         self.sent.append(text)
         self.pending += text
-        if len(self.pending) >= self.MIN_CHARS or time.monotonic() - self.last >= self.MAX_WAIT_S:
+        if time.monotonic() - self.last >= self.MAX_WAIT_S:
             self.flush()
 
     def flush(self) -> None:

@@ -97,17 +97,18 @@ class Journal:
         self.renewer = asyncio.create_task(renew())
 
     def wrap(
-        self, emit: Callable[[Event], None] | None, snapshots: bool = True
+        self, emit: Callable[[Any], None] | None, snapshots: bool = True
     ) -> Callable[[Event], None]:
-        """``emit`` each event, number it, keep it for the journal and the local watchers;
-        ``snapshots``: a plan and a step's end also write a snapshot (storage.journal)."""
+        """Number each event and keep it (its RunEvent message, copied now and redacted)
+        for the journal, the local watchers and ``emit``; ``snapshots``: a plan and a step's
+        end also write a snapshot (storage.journal)."""
 
         def journaled(event: Event) -> None:
             self.sequence += 1
             event = dataclasses.replace(event, sequence=self.sequence)
-            if emit is not None:
-                emit(event)
             message = self.records.event(self.run, self.sequence, event)
+            if emit is not None:
+                emit(message)
             kept = self.sequence <= self.max_events
             if kept:
                 self.pending.append(message)

@@ -19,7 +19,7 @@ from agentd.library.plans import PlanLibrary
 from agentd.loop.agent import Agent
 from agentd.loop.deadline import Deadline
 from agentd.loop.hooks import RunHooks
-from agentd.loop.state import Budget, Event, RunState
+from agentd.loop.state import Budget, RunState
 from agentd.runs.admission import Admission
 from agentd.runs.alerts import Alerter, run_alerts
 from agentd.runs.journal import Journal, request_record, save_final, to_completion
@@ -119,7 +119,7 @@ class Runner:
         owner_metadata: UpstreamMetadata | None = None,
         admitted: bool = False,
         deadline: Deadline | None = None,
-        on_event: Callable[[Event], None] | None = None,
+        on_event: Callable[[Any], None] | None = None,
         on_start: Callable[[RunState], Awaitable[None]] | None = None,
     ) -> Stored:
         """Run (or resume) ``run`` with the caller's metadata, journaled, stored at its end.
@@ -128,8 +128,9 @@ class Runner:
         (its owner's, unsealed; never an approver's). ``admitted``: the slot is already held.
         ``deadline``: the run's, when it resumes with one stored; else made here from the
         caller's ``time_left`` and ``limits.run_timeout_s``. ``on_start``: awaited once the
-        run has its trace id and is stored (when journaled), before any model call. Its end
-        (final record, alerts, log) happens whatever is cancelled meanwhile."""
+        run has its trace id and is stored (when journaled), before any model call.
+        ``on_event``: handed each event as journaled (a RunEvent message). Its end (final
+        record, alerts, log) happens whatever is cancelled meanwhile."""
         async with contextlib.nullcontext() if admitted else self.admission.slots:
             if deadline is None:
                 deadline = Deadline.start(self.config.limits.run_timeout_s, time_left())

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 
-from agentd.loop.state import Budget, Event, RunState
+from agentd.loop.state import Budget, RunState
 from agentd.runs import approvals
 from agentd.runs import feedback as feedback_
 from agentd.runs.alerts import Alert
@@ -60,21 +59,16 @@ class RunHandle:
     def deadline_exceeded(self) -> bool:
         return self.run.status == "deadline_exceeded"
 
-    async def events(self, on_start: OnStart | None = None) -> AsyncIterator[tuple[int, Event]]:
-        # Events are copied when they happen: the run's records change afterwards.
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-
-        def on_event(e: Event) -> None:
-            queue.put_nowait(Event(e.kind, copy.deepcopy(e.payload), e.time, e.sequence))
-
-        self._task = task = asyncio.create_task(self._work(on_event, on_start))
+    async def events(self, on_start: OnStart | None = None) -> AsyncIterator[Any]:
+        """The run's events as journaled (RunEvent messages, copied when they happened and
+        redacted, numbered as WatchRun's cursors count them), until it ends."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task = task = asyncio.create_task(self._work(queue.put_nowait, on_start))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
-            while (event := await queue.get()) is not None:
-                # The journal's numbers, which WatchRun's cursors use: one message per event,
-                # so a stream and a re-attach from the store number the same events alike.
-                self.sequence = event.sequence or self.sequence + 1
-                yield self.sequence, event
+            while (message := await queue.get()) is not None:
+                self.sequence = message.sequence
+                yield message
         finally:
             if not task.done():  # the caller went away: cancel the run and its upstream calls
                 task.cancel()
@@ -195,9 +189,7 @@ class Runs(Runner):
         if run.mode != "react":  # only the planner reads them
             run.examples = await self.library.for_run(run.task, run.principal, tools)
 
-        async def work(
-            on_event: Callable[[Event], None] | None, on_start: OnStart | None
-        ) -> Stored:
+        async def work(on_event: Callable[[Any], None] | None, on_start: OnStart | None) -> Stored:
             self.admission.start(run.principal)
             try:
                 return await self.run_to_end(

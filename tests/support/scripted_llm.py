@@ -424,7 +424,9 @@ def _render(status: int, headers: dict[str, str], payload: bytes, keep_alive: bo
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "Status"
-    lines = [f"HTTP/1.1 {status} {phrase}", "content-type: application/json"]
+    lines = [f"HTTP/1.1 {status} {phrase}"]
+    if not any(name.lower() == "content-type" for name in headers):  # a raw_body may set its own
+        lines.append("content-type: application/json")
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append(f"content-length: {len(payload)}")
     lines.append("connection: keep-alive" if keep_alive else "connection: close")
