@@ -222,8 +222,11 @@ def test_root_union_only_for_grammar_planners() -> None:
     jsonschema.validate(direct, union)
     with pytest.raises(jsonschema.ValidationError):  # no steps and no answer: the lazy way out
         jsonschema.validate(empty, union)
-    with pytest.raises(jsonschema.ValidationError):  # steps and an answer made up beside them
-        jsonschema.validate({**one, "answer": "42"}, union)
+    # Steps and an answer beside them: a template over their results ("${s1.name}"), used
+    # only when it refers to them (agentd.loop.template).
+    jsonschema.validate({**one, "answer": "The name is ${s1.name}."}, union)
+    with pytest.raises(jsonschema.ValidationError):  # an empty answer is no template
+        jsonschema.validate({**one, "answer": ""}, union)
     jsonschema.validate(empty, plan_schema(TOOLS, max_steps=2, allow_empty=True))
     flat = plan_schema(TOOLS, max_steps=2, union=False)  # an object root, as OpenAI wants
     assert flat["type"] == "object"

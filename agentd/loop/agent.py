@@ -40,11 +40,13 @@ from agentd.loop.plan import (
     embed,
     merge_repeats,
     plan_schema,
+    references,
     without_bad_steps,
 )
 from agentd.loop.prompts import Prompt, Prompts
 from agentd.loop.repair import Rejected, Unrepaired, repaired
 from agentd.loop.shortlist import shortlist
+from agentd.loop.template import Unresolved, fill, is_placeholder, undone
 from agentd.loop.state import (
     Budget,
     Event,
@@ -61,7 +63,6 @@ from agentd.loop.state import (
 
 FINAL_ANSWER = "final_answer"
 _NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
-_PLACEHOLDERS = {"missing", "unknown", "null", "none", "n/a", "answer", "value", "result"}
 
 
 log = structlog.get_logger("agentd.loop")
@@ -208,9 +209,10 @@ class _Session:
                 if self.can_replan():
                     plan = await self.plan(reason=failures)
                     continue
-            if plan.direct_answer and not plan.steps and not self.run.response_schema:
-                self.run.output = plan.direct_answer
-                self.run.finish("succeeded")
+            if (filled := self.filled(plan)) is not None:
+                # The plan's answer, as written or filled from the results: no responder.
+                self.run.output = filled
+                self.succeed()
                 return
             # Like a joiner: the responder judges whether the results so far answer the task
             # (a failed extra step need not cost a replan); it names what is missing if not.
@@ -221,8 +223,41 @@ class _Session:
                 why = f"{failures}; " if failed else ""
                 plan = await self.plan(reason=f"{why}the answer needs more: {missing}")
                 continue
+            self.succeed()
+            return
+
+    def filled(self, plan: Plan) -> str | None:
+        """The plan's answer when it can be the run's, else None (the responder writes it).
+
+        A plan without steps answers as written. A plan's answer that refers to step results
+        (``${s1.phone}``) is filled once every step of the run succeeded and each reference
+        holds a present, non-empty value; a structured answer always goes to the responder."""
+        said = plan.direct_answer
+        if not said or self.run.response_schema is not None:
+            return None
+        if not plan.steps and not references(said):
+            return said
+        if not self.run.steps or any(r.status != "succeeded" for r in self.run.steps):
+            return None
+        results = {r.id: r.result for r in self.run.steps}
+        try:
+            return fill(said, results, self.agent.config.max_answer_chars)
+        except Unresolved as exc:  # names a step and a path, never a value
+            log.info("answer template not used", run_id=self.run.run_id, reason=str(exc)[:300])
+            return None
+
+    def succeed(self) -> None:
+        """End the run: succeeded, unless a side effect the plan asked for did not happen
+        (failed, skipped after a failed step, rejected, denied) and no later step did it; then
+        failed, with an answer that says what was not done."""
+        kinds = {name: tool.side_effects for name, tool in self.tools.items()}
+        not_done = undone(self.run.steps, kinds)
+        if not not_done:
             self.run.finish("succeeded")
             return
+        what = "; ".join(not_done)
+        self.run.output, self.run.output_json = f"Not done: {what}.", None
+        self.run.finish("failed", f"the requested side effect did not happen: {what}"[:1000])
 
     def stop_for_approval(self) -> None:
         if self.run.pending_calls:
@@ -398,7 +433,7 @@ class _Session:
             missing = str(reply.value.get("missing") or "").strip()
             if missing.lower().strip(".") not in _NOTHING_MISSING:
                 said_missing = missing
-            if isinstance(answer, str) and answer.strip().lower().strip(".") in _PLACEHOLDERS:
+            if isinstance(answer, str) and is_placeholder(answer):
                 # A small model sometimes writes the field's name instead of an answer.
                 raise Rejected(
                     [f"{answer!r} is not an answer"],

@@ -95,7 +95,8 @@ def plan_schema(
 ) -> dict[str, Any]:
     """The schema of a plan over ``tools``, written only with what constrained decoders enforce.
 
-    A plan either has steps (and a null answer) or has none and answers directly; with
+    A plan either has steps (and a null answer, or one written over their results as
+    ``${s1.field}``, see ``agentd.loop.template``) or has none and answers directly; with
     ``allow_empty`` (a replan, or a conversation to answer from) it may also have neither,
     leaving the answer to the responder. With ``union`` the root is a union of those object
     branches, so a grammar-constrained model cannot take the empty way out of a task that needs
@@ -174,8 +175,8 @@ def _build_plan_schema(
     shapes: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (steps, answer) per branch
     if not union:
         shapes.append((steps, {"anyOf": [answer, {"type": "null"}]}))
-    elif steps.get("maxItems"):
-        shapes.append(({**steps, "minItems": 1}, {"type": "null"}))
+    elif steps.get("maxItems"):  # its answer: a template over the steps' results, or null
+        shapes.append(({**steps, "minItems": 1}, {"anyOf": [answer, {"type": "null"}]}))
     if union:
         shapes.append(({"type": "array", "maxItems": 0}, answer))
     if union and allow_empty:
@@ -248,6 +249,8 @@ def merge_repeats(plan: Plan, tools: Mapping[str, LoopTool]) -> Plan:
     for step in kept:
         step.depends_on = list(dict.fromkeys(first.get(d, d) for d in step.depends_on))
         step.arguments = _renamed(step.arguments, first)
+    if plan.direct_answer:  # a template refers to steps too
+        plan.direct_answer = _renamed(plan.direct_answer, first)
     plan.steps = kept
     return plan
 
