@@ -544,7 +544,10 @@ async def test_a_denied_tool_is_never_called(loop: Loop) -> None:
     run = await loop.run("Change ven_001")
     # The change was asked for and not made: the run does not say it succeeded.
     assert run.status == "failed"
-    assert run.output == "Not done: UpdateVendor (step s1) was denied (UpdateVendor is denied by policy)."
+    assert (
+        run.output
+        == "Not done: UpdateVendor (step s1) was denied (UpdateVendor is denied by policy)."
+    )
     assert (step(run, "s1").status, step(run, "s1").error_code) == ("denied", "PERMISSION_DENIED")
     assert loop.tools["UpdateVendor"].calls == []
 

@@ -46,7 +46,6 @@ from agentd.loop.plan import (
 from agentd.loop.prompts import Prompt, Prompts
 from agentd.loop.repair import Rejected, Unrepaired, repaired
 from agentd.loop.shortlist import shortlist
-from agentd.loop.template import Unresolved, fill, is_placeholder, undone
 from agentd.loop.state import (
     Budget,
     Event,
@@ -60,6 +59,7 @@ from agentd.loop.state import (
     RunState,
     Terminating,
 )
+from agentd.loop.template import Unresolved, fill, is_placeholder, undone
 
 FINAL_ANSWER = "final_answer"
 _NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
