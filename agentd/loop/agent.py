@@ -246,12 +246,15 @@ class _Session:
             log.info("answer template not used", run_id=self.run.run_id, reason=str(exc)[:300])
             return None
 
+    def not_done(self) -> list[str]:
+        kinds = {name: tool.side_effects for name, tool in self.tools.items()}
+        return undone(self.run.steps, kinds)
+
     def succeed(self) -> None:
         """End the run: succeeded, unless a side effect the plan asked for did not happen
         (failed, skipped after a failed step, rejected, denied) and no later step did it; then
         failed, with an answer that says what was not done."""
-        kinds = {name: tool.side_effects for name, tool in self.tools.items()}
-        not_done = undone(self.run.steps, kinds)
+        not_done = self.not_done()
         if not not_done:
             self.run.finish("succeeded")
             return
@@ -462,6 +465,8 @@ class _Session:
                 # The model keeps naming what is missing but writes no answer: say that,
                 # plainly, rather than fail a run whose tools cannot give what the task asks.
                 self.run.output = f"I cannot answer that from the tools' results: {said_missing}"
+                return ""
+            if self.not_done():  # the answer is what was not done (see succeed)
                 return ""
             raise RunFailed("the responder gave no valid answer in 2 attempts") from None
         self.set_answer(answer)
