@@ -8,6 +8,7 @@ scripted OpenAI-protocol model (whose ``requests`` count the model calls).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
@@ -17,8 +18,9 @@ from agentd.loop.template import Unresolved, fill, is_placeholder, undone
 from agentd.v1 import agent_pb2
 from tests.support.plans import answer, plan
 from tests.support.scripted_llm import schema_name
-from tests.test_agent import Stack, stack
+from tests.test_agent import Stack, stack, start_stack
 from tests.test_answer_stream import decoding, deltas
+from tests.test_guardrails import RULES_GUARD
 
 __all__ = ["stack"]
 
@@ -219,3 +221,16 @@ async def test_a_side_effect_skipped_after_its_lookup_failed_is_not_a_success(
     # "skipped" was sent back as no answer, like "missing".
     assert '"skipped" is not an answer' in s.llm.requests[-1]["messages"][-1]["content"]
     assert s.ledger.servicer._vendors.get("ven_999") is None
+
+
+async def test_the_filled_answer_passes_the_output_guardrail_like_any_other(
+    tmp_path: Path,
+) -> None:
+    async for s in start_stack(tmp_path, extra=RULES_GUARD):
+        s.ledger.servicer._vendors["ven_001"].name = "Confidential Holdings"
+        s.llm.reply(when="plan", content=plan(GET, answer=PHONE))
+        blocked = await s.run("What is the phone of ven_001?")
+        assert blocked.status == agent_pb2.RUN_STATUS_BLOCKED_BY_GUARDRAIL
+        assert blocked.output == ""
+        assert "confidential" in blocked.verdicts[-1].reasons[0]
+        assert [schema_name(r) for r in s.llm.requests] == ["plan"]
