@@ -40,7 +40,6 @@ from agentd.loop.plan import (
     embed,
     merge_repeats,
     plan_schema,
-    references,
     without_bad_steps,
 )
 from agentd.loop.prompts import Prompt, Prompts
@@ -59,7 +58,7 @@ from agentd.loop.state import (
     RunState,
     Terminating,
 )
-from agentd.loop.template import Unresolved, fill, is_placeholder, undone
+from agentd.loop.template import is_placeholder, plan_answer, undone
 
 FINAL_ANSWER = "final_answer"
 _NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
@@ -209,7 +208,8 @@ class _Session:
                 if self.can_replan():
                     plan = await self.plan(reason=failures)
                     continue
-            if (filled := self.filled(plan)) is not None:
+            filled = plan_answer(plan, self.run, self.agent.config.max_answer_chars)
+            if filled is not None:
                 # The plan's answer, as written or filled from the results: no responder.
                 self.run.output = filled
                 self.succeed()
@@ -225,26 +225,6 @@ class _Session:
                 continue
             self.succeed()
             return
-
-    def filled(self, plan: Plan) -> str | None:
-        """The plan's answer when it can be the run's, else None (the responder writes it).
-
-        A plan without steps answers as written. A plan's answer that refers to step results
-        (``${s1.phone}``) is filled once every step of the run succeeded and each reference
-        holds a present, non-empty value; a structured answer always goes to the responder."""
-        said = plan.direct_answer
-        if not said or self.run.response_schema is not None:
-            return None
-        if not plan.steps and not references(said):
-            return said
-        if not self.run.steps or any(r.status != "succeeded" for r in self.run.steps):
-            return None
-        results = {r.id: r.result for r in self.run.steps}
-        try:
-            return fill(said, results, self.agent.config.max_answer_chars)
-        except Unresolved as exc:  # names a step and a path, never a value
-            log.info("answer template not used", run_id=self.run.run_id, reason=str(exc)[:300])
-            return None
 
     def not_done(self) -> list[str]:
         kinds = {name: tool.side_effects for name, tool in self.tools.items()}

@@ -16,10 +16,22 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agentd.loop.plan import _EMBEDDED, _REFERENCE, _UNMARKED, Unresolved, _embedded, _lookup
-from agentd.loop.state import StepRecord
+import structlog
 
-__all__ = ["Unresolved", "fill", "is_placeholder", "undone"]
+from agentd.loop.plan import (
+    _EMBEDDED,
+    _REFERENCE,
+    _UNMARKED,
+    Unresolved,
+    _embedded,
+    _lookup,
+    references,
+)
+from agentd.loop.state import Plan, RunState, StepRecord
+
+__all__ = ["Unresolved", "fill", "is_placeholder", "plan_answer", "undone"]
+
+log = structlog.get_logger("agentd.loop")
 
 # Answers that say nothing: a small model writes a field's name, a status or a shrug instead.
 _PLACEHOLDERS = {
@@ -28,6 +40,26 @@ _PLACEHOLDERS = {
     "error",
 }  # fmt: skip
 _LIST_ITEMS = 20  # a list of plain values is joined, up to this many
+
+
+def plan_answer(plan: Plan, run: RunState, max_chars: int) -> str | None:
+    """The plan's answer when it can be the run's, else None (the responder writes it).
+
+    A plan without steps answers as written. A plan's answer that refers to step results is
+    filled once every step of the run succeeded; a structured answer always goes to the
+    responder."""
+    said = plan.direct_answer
+    if not said or run.response_schema is not None:
+        return None
+    if not plan.steps and not references(said):
+        return said
+    if not run.steps or any(r.status != "succeeded" for r in run.steps):
+        return None
+    try:
+        return fill(said, {r.id: r.result for r in run.steps}, max_chars)
+    except Unresolved as exc:  # names a step and a path, never a value
+        log.info("answer template not used", run_id=run.run_id, reason=str(exc)[:300])
+        return None
 
 
 def fill(template: str, results: Mapping[str, Any], max_chars: int) -> str:
