@@ -296,11 +296,13 @@ def test_repeated_read_only_steps_are_made_once() -> None:
                 step("s2", "Get", {"id": "ven_001"}),
                 step("s3", "Sum", {"expression": "${s2.n} 1 +"}, ["s2", "s1"]),
                 step("s4", "Get", {"id": "$s2.id"}, ["s2"]),
-            ]
+            ],
+            "answer": "${s2.name} has ${s4.n}; $s2.id",
         },
         revision=0,
     )
     merged = merge_repeats(plan, TOOLS)
+    assert merged.direct_answer == "${s1.name} has ${s4.n}; $s1.id"  # the template follows
     assert [s.id for s in merged.steps] == ["s1", "s3", "s4"]
     assert merged.steps[1].depends_on == ["s1"]
     assert merged.steps[1].arguments == {"expression": "${s1.n} 1 +"}
