@@ -96,15 +96,17 @@ def test_undone_names_each_side_effect_that_did_not_happen() -> None:
         record("s3", "Send", "failed", "REJECTED", "rejected by ana: not today"),
         record("s4", "Gone", "denied", "PERMISSION_DENIED", "Gone is no longer allowed"),
         record("s5", "Update", "failed", "UNAVAILABLE"),
+        record("s6", "Send", "failed", "FAILED_PRECONDITION", "quota"),
     ]
     assert undone(steps, kinds) == [
         "Update (step s2) was skipped (a step it depended on failed)",
         "Send (step s3) was rejected by ana: not today",
         "Gone (step s4) was denied (Gone is no longer allowed)",
-        "Update (step s5) failed (UNAVAILABLE)",
+        "Update (step s5) failed (UNAVAILABLE: whether it took effect is not known)",
+        "Send (step s6) failed (FAILED_PRECONDITION)",
     ]
     # A later step of the same tool that succeeded did it after all.
-    assert undone([*steps[:2], record("s6", "Update", "succeeded")], kinds) == []
+    assert undone([*steps[:2], record("s7", "Update", "succeeded")], kinds) == []
 
 
 # --- over the real stack ----------------------------------------------------------------

@@ -121,6 +121,8 @@ def is_placeholder(answer: str) -> bool:
 # --- side effects that did not happen -----------------------------------------------------
 
 _HOW = {"skipped": "was skipped (a step it depended on failed)"}
+# Errors after which a call may have taken effect upstream (a timeout, a dropped connection).
+_UNKNOWN = frozenset({"DEADLINE_EXCEEDED", "UNAVAILABLE", "UNKNOWN", "INTERNAL", "CANCELLED"})
 
 
 def undone(steps: Sequence[StepRecord], side_effects: Mapping[str, str]) -> list[str]:
@@ -143,6 +145,8 @@ def undone(steps: Sequence[StepRecord], side_effects: Mapping[str, str]) -> list
             how = f"was {said}" if said.startswith("rejected") else f"was rejected ({said})"
         elif record.status == "denied":  # by policy, or its tool is no longer allowed
             how = f"was denied ({record.error_message[:200]})"
+        elif record.error_code in _UNKNOWN:  # the call went out; its effect is not known
+            how = f"failed ({record.error_code}: whether it took effect is not known)"
         else:
             how = _HOW.get(record.status, f"failed ({record.error_code or 'error'})")
         phrases.append(f"{record.tool} (step {record.id}) {how}")
