@@ -227,6 +227,11 @@ def test_root_union_only_for_grammar_planners() -> None:
     jsonschema.validate({**one, "answer": "The name is ${s1.name}."}, union)
     with pytest.raises(jsonschema.ValidationError):  # an empty answer is no template
         jsonschema.validate({**one, "answer": ""}, union)
+    with pytest.raises(jsonschema.ValidationError):  # a template is short
+        jsonschema.validate({**one, "answer": "${s1.name} " * 30}, union)
+    no_template = plan_schema(TOOLS, max_steps=2, allow_empty=False, template=False)
+    with pytest.raises(jsonschema.ValidationError):  # a structured answer: null beside steps
+        jsonschema.validate({**one, "answer": "${s1.name}"}, no_template)
     jsonschema.validate(empty, plan_schema(TOOLS, max_steps=2, allow_empty=True))
     flat = plan_schema(TOOLS, max_steps=2, union=False)  # an object root, as OpenAI wants
     assert flat["type"] == "object"

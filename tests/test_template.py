@@ -165,13 +165,17 @@ async def test_the_responder_answers_when_the_template_cannot(
 
 async def test_a_structured_answer_always_goes_to_the_responder(stack: Stack) -> None:
     s = stack
-    s.llm.reply(when="plan", content=plan(GET, answer=PHONE))
+    s.llm.reply(when="plan", content=plan(GET))
     s.llm.reply(when="answer", content=answer({"phone": "+49 30 901820"}))
     schema = {"type": "object", "properties": {"phone": {"type": "string"}}}
     done = await s.run("Phone of ven_001?", response_schema=json.dumps(schema))
     assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
     assert json_format.MessageToDict(done.output_json) == {"phone": "+49 30 901820"}
     assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]
+    # The planner was not even offered a template beside its steps.
+    sent = s.llm.requests[0]["response_format"]["json_schema"]["schema"]
+    with_steps = [b for b in sent["anyOf"] if b["properties"]["steps"].get("minItems")]
+    assert [b["properties"]["answer"] for b in with_steps] == [{"type": "null"}]
 
 
 async def test_an_upstream_value_is_never_expanded_again(stack: Stack) -> None:

@@ -282,6 +282,7 @@ class _Session:
             taken=taken,
             allow_empty=allow_empty,
             union=structured,  # a root union for grammar-constrained (structured) planners only
+            template=self.run.response_schema is None,  # a structured answer is the responder's
         )
         strict = False
         if not structured:  # native endpoints (OpenAI) get strict mode where it can be had
