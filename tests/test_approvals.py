@@ -123,7 +123,11 @@ async def test_reject_sends_the_reason_to_the_model_and_never_calls(
         s.llm.reply(when="plan", content=plan(answer="not sent"))
         s.llm.reply(when="answer", content=answer("I did not send it: ops is on holiday"))
         done = await approve(s, waiting.run_id, decision(approve=False, reason="ops is on holiday"))
-        assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+        # The send was asked for and did not happen: the run says so, it did not succeed.
+        assert done.status == agent_pb2.RUN_STATUS_FAILED
+        not_done = "OutboxService_Send (step s1) was rejected by anonymous: ops is on holiday"
+        assert done.output == f"Not done: {not_done}."
+        assert done.error == f"the requested side effect did not happen: {not_done}"
         assert outbox.count("Send") == 0
         rejected = step(done, "s1")
         assert rejected.status == agent_pb2.STEP_STATUS_FAILED
@@ -227,10 +231,11 @@ async def test_expiry_as_rejection_resumes_the_run(tmp_path: Path, outbox: Outbo
         s.llm.reply(when="answer", content=answer("nobody approved, so nothing was sent"))
         for _ in range(300):  # the expiry sweep resumes it; ends as soon as it is done
             record = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=waiting.run_id))
-            if record.status == agent_pb2.RUN_STATUS_SUCCEEDED:
+            if record.status == agent_pb2.RUN_STATUS_FAILED:
                 break
             await asyncio.sleep(0.1)
-        assert record.status == agent_pb2.RUN_STATUS_SUCCEEDED, record.error
+        assert record.status == agent_pb2.RUN_STATUS_FAILED  # nothing was sent
+        assert "Send (step s1) was rejected by agentd: approval expired" in record.output
         assert step(record, "s1").error.code == "REJECTED"
         assert "approval expired" in step(record, "s1").error.message
         assert outbox.count("Send") == 0
@@ -401,7 +406,10 @@ async def test_an_approval_is_refused_when_the_tool_is_now_denied(
             s.llm.reply(when="plan", content=plan(answer="not sent"))
             s.llm.reply(when="answer", content=answer("not sent: the policy forbids it"))
             done = await approve(s, waiting.run_id, decision(approve=False, reason="policy"))
-            assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+            assert done.status == agent_pb2.RUN_STATUS_FAILED  # the send did not happen
+            # Denied before the decision applies when the tool left the allowlist.
+            said = "was rejected by anonymous: policy" if change == "policy" else "was denied"
+            assert said in done.error
             assert outbox.count("Send") == 0
         finally:
             await channel.close()
@@ -481,7 +489,7 @@ async def test_an_approval_the_sweep_expired_is_refused_as_expired(
         s.llm.reply(when="answer", content=answer("nobody approved"))
         ended = {
             "expire": agent_pb2.RUN_STATUS_EXPIRED,
-            "reject": agent_pb2.RUN_STATUS_SUCCEEDED,
+            "reject": agent_pb2.RUN_STATUS_FAILED,  # rejected: the send did not happen
         }[on_expiry]
         for _ in range(300):  # ends as soon as the sweep has decided it
             record = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=waiting.run_id))

@@ -542,7 +542,12 @@ async def test_a_denied_tool_is_never_called(loop: Loop) -> None:
     loop.model.reply("plan", plan())
     loop.model.reply("answer", answer("I may not change vendors."))
     run = await loop.run("Change ven_001")
-    assert run.status == "succeeded", run.error
+    # The change was asked for and not made: the run does not say it succeeded.
+    assert run.status == "failed"
+    assert (
+        run.output
+        == "Not done: UpdateVendor (step s1) was denied (UpdateVendor is denied by policy)."
+    )
     assert (step(run, "s1").status, step(run, "s1").error_code) == ("denied", "PERMISSION_DENIED")
     assert loop.tools["UpdateVendor"].calls == []
 

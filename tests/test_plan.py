@@ -222,8 +222,16 @@ def test_root_union_only_for_grammar_planners() -> None:
     jsonschema.validate(direct, union)
     with pytest.raises(jsonschema.ValidationError):  # no steps and no answer: the lazy way out
         jsonschema.validate(empty, union)
-    with pytest.raises(jsonschema.ValidationError):  # steps and an answer made up beside them
-        jsonschema.validate({**one, "answer": "42"}, union)
+    # Steps and an answer beside them: a template over their results ("${s1.name}"), used
+    # only when it refers to them (agentd.loop.template).
+    jsonschema.validate({**one, "answer": "The name is ${s1.name}."}, union)
+    with pytest.raises(jsonschema.ValidationError):  # an empty answer is no template
+        jsonschema.validate({**one, "answer": ""}, union)
+    with pytest.raises(jsonschema.ValidationError):  # a template is short
+        jsonschema.validate({**one, "answer": "${s1.name} " * 30}, union)
+    no_template = plan_schema(TOOLS, max_steps=2, allow_empty=False, template=False)
+    with pytest.raises(jsonschema.ValidationError):  # a structured answer: null beside steps
+        jsonschema.validate({**one, "answer": "${s1.name}"}, no_template)
     jsonschema.validate(empty, plan_schema(TOOLS, max_steps=2, allow_empty=True))
     flat = plan_schema(TOOLS, max_steps=2, union=False)  # an object root, as OpenAI wants
     assert flat["type"] == "object"
@@ -293,11 +301,13 @@ def test_repeated_read_only_steps_are_made_once() -> None:
                 step("s2", "Get", {"id": "ven_001"}),
                 step("s3", "Sum", {"expression": "${s2.n} 1 +"}, ["s2", "s1"]),
                 step("s4", "Get", {"id": "$s2.id"}, ["s2"]),
-            ]
+            ],
+            "answer": "${s2.name} has ${s4.n}; $s2.id",
         },
         revision=0,
     )
     merged = merge_repeats(plan, TOOLS)
+    assert merged.direct_answer == "${s1.name} has ${s4.n}; $s1.id"  # the template follows
     assert [s.id for s in merged.steps] == ["s1", "s3", "s4"]
     assert merged.steps[1].depends_on == ["s1"]
     assert merged.steps[1].arguments == {"expression": "${s1.n} 1 +"}

@@ -58,10 +58,10 @@ from agentd.loop.state import (
     RunState,
     Terminating,
 )
+from agentd.loop.template import is_placeholder, plan_answer, undone
 
 FINAL_ANSWER = "final_answer"
 _NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
-_PLACEHOLDERS = {"missing", "unknown", "null", "none", "n/a", "answer", "value", "result"}
 
 
 log = structlog.get_logger("agentd.loop")
@@ -208,9 +208,11 @@ class _Session:
                 if self.can_replan():
                     plan = await self.plan(reason=failures)
                     continue
-            if plan.direct_answer and not plan.steps and not self.run.response_schema:
-                self.run.output = plan.direct_answer
-                self.run.finish("succeeded")
+            filled = plan_answer(plan, self.run, self.agent.config.max_answer_chars)
+            if filled is not None:
+                # The plan's answer, as written or filled from the results: no responder.
+                self.run.output = filled
+                self.succeed()
                 return
             # Like a joiner: the responder judges whether the results so far answer the task
             # (a failed extra step need not cost a replan); it names what is missing if not.
@@ -221,8 +223,24 @@ class _Session:
                 why = f"{failures}; " if failed else ""
                 plan = await self.plan(reason=f"{why}the answer needs more: {missing}")
                 continue
+            self.succeed()
+            return
+
+    def not_done(self) -> list[str]:
+        kinds = {name: tool.side_effects for name, tool in self.tools.items()}
+        return undone(self.run.steps, kinds)
+
+    def succeed(self) -> None:
+        """End the run: succeeded, unless a side effect the plan asked for did not happen
+        (failed, skipped after a failed step, rejected, denied) and no later step did it; then
+        failed, with an answer that says what was not done."""
+        not_done = self.not_done()
+        if not not_done:
             self.run.finish("succeeded")
             return
+        what = "; ".join(not_done)
+        self.run.output, self.run.output_json = f"Not done: {what}.", None
+        self.run.finish("failed", f"the requested side effect did not happen: {what}"[:1000])
 
     def stop_for_approval(self) -> None:
         if self.run.pending_calls:
@@ -264,6 +282,7 @@ class _Session:
             taken=taken,
             allow_empty=allow_empty,
             union=structured,  # a root union for grammar-constrained (structured) planners only
+            template=self.run.response_schema is None,  # a structured answer is the responder's
         )
         strict = False
         if not structured:  # native endpoints (OpenAI) get strict mode where it can be had
@@ -402,7 +421,7 @@ class _Session:
             missing = str(reply.value.get("missing") or "").strip()
             if missing.lower().strip(".") not in _NOTHING_MISSING:
                 said_missing = missing
-            if isinstance(answer, str) and answer.strip().lower().strip(".") in _PLACEHOLDERS:
+            if isinstance(answer, str) and is_placeholder(answer):
                 # A small model sometimes writes the field's name instead of an answer.
                 raise Rejected(
                     [f"{answer!r} is not an answer"],
@@ -431,6 +450,8 @@ class _Session:
                 # The model keeps naming what is missing but writes no answer: say that,
                 # plainly, rather than fail a run whose tools cannot give what the task asks.
                 self.run.output = f"I cannot answer that from the tools' results: {said_missing}"
+                return ""
+            if self.not_done():  # the answer is what was not done (see succeed)
                 return ""
             raise RunFailed("the responder gave no valid answer in 2 attempts") from None
         self.set_answer(answer)

@@ -36,6 +36,8 @@ _EMBEDDED = re.compile(
 _UNMARKED = re.compile(r"(?<![$\w{])(s[0-9]{1,3})((?:\.[A-Za-z][A-Za-z0-9_@-]*)+)")
 _MAX_RATIONALE = 100
 _MAX_ANSWER = 800
+# A template is a sentence around references; a small model given more room writes on.
+_MAX_TEMPLATE = 240
 
 
 class LoopTool(Protocol):
@@ -92,10 +94,13 @@ def plan_schema(
     taken: Sequence[str] = (),
     allow_empty: bool = True,
     union: bool = True,
+    template: bool = True,
 ) -> dict[str, Any]:
     """The schema of a plan over ``tools``, written only with what constrained decoders enforce.
 
-    A plan either has steps (and a null answer) or has none and answers directly; with
+    A plan either has steps (and a null answer, or one written over their results as
+    ``${s1.field}``, see ``agentd.loop.template``; null only without ``template``, as when a
+    structured answer is asked) or has none and answers directly; with
     ``allow_empty`` (a replan, or a conversation to answer from) it may also have neither,
     leaving the answer to the responder. With ``union`` the root is a union of those object
     branches, so a grammar-constrained model cannot take the empty way out of a task that needs
@@ -114,8 +119,8 @@ def plan_schema(
     ordered = tuple(sorted(tools.values(), key=lambda t: t.name))
     return _PLAN_SCHEMAS.get(
         ordered,
-        lambda: _build_plan_schema(ordered, max_steps, done, taken, allow_empty, union),
-        extra=(max_steps, tuple(done), tuple(taken), allow_empty, union),
+        lambda: _build_plan_schema(ordered, max_steps, done, taken, allow_empty, union, template),
+        extra=(max_steps, tuple(done), tuple(taken), allow_empty, union, template),
     )
 
 
@@ -131,6 +136,7 @@ def _build_plan_schema(
     taken: Sequence[str],
     allow_empty: bool,
     union: bool,
+    template: bool,
 ) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     calls = []
@@ -174,8 +180,10 @@ def _build_plan_schema(
     shapes: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (steps, answer) per branch
     if not union:
         shapes.append((steps, {"anyOf": [answer, {"type": "null"}]}))
-    elif steps.get("maxItems"):
-        shapes.append(({**steps, "minItems": 1}, {"type": "null"}))
+    elif steps.get("maxItems"):  # its answer: a short template over the steps' results, or null
+        filled = {**answer, "maxLength": _MAX_TEMPLATE}
+        said = {"anyOf": [filled, {"type": "null"}]} if template else {"type": "null"}
+        shapes.append(({**steps, "minItems": 1}, said))
     if union:
         shapes.append(({"type": "array", "maxItems": 0}, answer))
     if union and allow_empty:
@@ -248,6 +256,8 @@ def merge_repeats(plan: Plan, tools: Mapping[str, LoopTool]) -> Plan:
     for step in kept:
         step.depends_on = list(dict.fromkeys(first.get(d, d) for d in step.depends_on))
         step.arguments = _renamed(step.arguments, first)
+    if plan.direct_answer:  # a template refers to steps too
+        plan.direct_answer = _renamed(plan.direct_answer, first)
     plan.steps = kept
     return plan
 

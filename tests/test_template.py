@@ -1,0 +1,242 @@
+"""A plan's answer as a template over its steps' results (one model call for a lookup), and
+honest outcomes (a side effect that did not happen never ends as a success).
+
+The filling rules alone first, then over the real stack: daemon, example upstreams, the
+scripted OpenAI-protocol model (whose ``requests`` count the model calls).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+
+from agentd.loop.state import StepRecord
+from agentd.loop.template import Unresolved, fill, is_placeholder, undone
+from agentd.v1 import agent_pb2
+from tests.support.plans import answer, plan
+from tests.support.scripted_llm import schema_name
+from tests.test_agent import Stack, stack, start_stack
+from tests.test_answer_stream import decoding, deltas
+from tests.test_guardrails import RULES_GUARD
+
+__all__ = ["stack"]
+
+GET = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}}
+PHONE = "The phone of ${s1.name} is ${s1.phone}."
+RESULTS = {
+    "s1": {"name": "Acme", "phone": "+1 555 0100", "zip": 0, "open": True, "tags": ["a", "b"]},
+    "s2": {"vendors": [{"id": "ven_7", "name": "Zed"}], "note": "", "empty": [], "x": None},
+}
+
+
+# --- filling, alone ---------------------------------------------------------------------
+
+
+def test_references_are_filled_braced_bare_and_whole() -> None:
+    assert fill(PHONE, RESULTS, 4000) == "The phone of Acme is +1 555 0100."
+    assert fill("Call $s1.phone.", RESULTS, 4000) == "Call +1 555 0100."
+    assert fill("$s2.vendors.0.name", RESULTS, 4000) == "Zed"  # into a list result
+    assert fill("${s2.vendors[0].id}: ${s1.zip}", RESULTS, 4000) == "ven_7: 0"
+    assert fill("Open: ${s1.open}; tags ${s1.tags}", RESULTS, 4000) == "Open: yes; tags a, b"
+
+
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        ("The phone is +1 555 0100.", "refers to no step result"),  # written before any result
+        ("The phone is s1.phone", "without its '\\$'"),
+        ("${s3.name}", "step s3 has no result"),
+        ("${s1.fax}", "no 'fax'"),
+        ("Note: ${s2.note}", "is empty"),
+        ("${s2.empty}", "is empty"),
+        ("${s2.x}", "is empty"),
+        ("${s2.vendors}", "is a list"),  # objects are the responder's to describe
+        ("${s2.vendors.0}", "is an object"),
+    ],
+)
+def test_what_cannot_be_the_answer_is_unresolved(template: str, why: str) -> None:
+    with pytest.raises(Unresolved, match=why):
+        fill(template, RESULTS, 4000)
+
+
+def test_values_are_inserted_once_never_read_again_and_bounded() -> None:
+    # An upstream's text that looks like a reference stays text: one pass, nothing evaluated.
+    hostile = {"s1": {"name": "${s2.secret} $s2.secret", "n": "{{7*7}}"}, "s2": {"secret": "k"}}
+    assert fill("${s1.name} ${s1.n}", hostile, 100) == "${s2.secret} $s2.secret {{7*7}}"
+    huge = {"s1": {"name": "x" * 1_000_000}}
+    with pytest.raises(Unresolved, match="longer than 4000"):
+        fill("A ${s1.name}", huge, 4000)
+    with pytest.raises(Unresolved, match="longer than 4000"):
+        fill("$s1.name", huge, 4000)
+    many = {"s1": {"name": "y" * 3000}}
+    with pytest.raises(Unresolved, match="longer than 4000"):
+        fill("${s1.name} ${s1.name}", many, 4000)  # each fits, together they do not
+
+
+def test_placeholders_are_not_answers() -> None:
+    for said in ("skipped", "N/A", "Unknown.", "missing", "", "  ", "not done", "-"):
+        assert is_placeholder(said), said
+    for said in ("Skipped the meeting on Monday.", "0", "Acme", "none of them are open"):
+        assert not is_placeholder(said), said
+
+
+def test_undone_names_each_side_effect_that_did_not_happen() -> None:
+    def record(step_id: str, tool: str, status: str, code: str = "", msg: str = "") -> StepRecord:
+        r = StepRecord(step_id, tool, "", {}, 0, status=status)  # type: ignore[arg-type]
+        r.error_code, r.error_message = code, msg
+        return r
+
+    kinds = {"Get": "none", "Update": "idempotent", "Send": "unsafe"}
+    steps = [
+        record("s1", "Get", "failed", "NOT_FOUND"),
+        record("s2", "Update", "skipped", "SKIPPED"),
+        record("s3", "Send", "failed", "REJECTED", "rejected by ana: not today"),
+        record("s4", "Gone", "denied", "PERMISSION_DENIED", "Gone is no longer allowed"),
+        record("s5", "Update", "failed", "UNAVAILABLE"),
+        record("s6", "Send", "failed", "FAILED_PRECONDITION", "quota"),
+    ]
+    assert undone(steps, kinds) == [
+        "Update (step s2) was skipped (a step it depended on failed)",
+        "Send (step s3) was rejected by ana: not today",
+        "Gone (step s4) was denied (Gone is no longer allowed)",
+        "Update (step s5) failed (UNAVAILABLE: whether it took effect is not known)",
+        "Send (step s6) failed (FAILED_PRECONDITION)",
+    ]
+    # A later step of the same tool that succeeded did it after all.
+    assert undone([*steps[:2], record("s7", "Update", "succeeded")], kinds) == []
+
+
+# --- over the real stack ----------------------------------------------------------------
+
+
+async def test_a_lookup_answered_by_its_template_makes_one_model_call(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(when="plan", content=plan(GET, answer=PHONE))
+    done = await s.run("What is the phone of ven_001?")
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert done.output == "The phone of Spreeblick Immobilien GmbH is +49 61 254 7468."
+    assert [schema_name(r) for r in s.llm.requests] == ["plan"]  # no responder
+    assert [(u.role, u.calls) for u in done.usage] == [("planner", 1)]
+    stored = await s.stub.GetRun(agent_pb2.GetRunRequest(run_id=done.run_id), timeout=10)
+    assert stored.output == done.output and len(stored.model_calls) == 1
+
+
+async def test_the_templates_answer_streams_as_deltas_adding_up_to_it(stack: Stack) -> None:
+    s = stack
+    decoding(s)
+    s.llm.reply(when="plan", content=plan(GET, answer=PHONE))
+    events = await s.stream("What is the phone of ven_001?")
+    final = events[-1].final
+    assert final.status == agent_pb2.RUN_STATUS_SUCCEEDED, final.error
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds.index("answer_delta") > kinds.index("step_finished")  # filled after the step
+    assert (
+        "".join(deltas(events))
+        == final.output
+        == "The phone of Spreeblick Immobilien GmbH is +49 61 254 7468."
+    )
+    assert [schema_name(r) for r in s.llm.requests] == ["plan"]
+
+
+@pytest.mark.parametrize(
+    ("template", "steps"),
+    [
+        ("The fax of ${s1.name} is ${s1.fax}.", (GET,)),  # no such field
+        ("The phone is +49 30 901820.", (GET,)),  # refers to nothing: written before results
+        # A step failed (ven_999 does not exist), although the template refers to the other.
+        (PHONE, (GET, {**GET, "id": "s2", "arguments": {"vendorId": "ven_999"}})),
+    ],
+    ids=["unresolved", "no-reference", "failed-step"],
+)
+async def test_the_responder_answers_when_the_template_cannot(
+    stack: Stack, template: str, steps: tuple[dict[str, object], ...]
+) -> None:
+    s = stack
+    s.llm.reply(when="plan", content=plan(*steps, answer=template))
+    s.llm.reply(when="answer", content=answer("Northwind Coffee: +49 30 901820."))
+    done = await s.run("What is the phone of ven_001?")
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert done.output == "Northwind Coffee: +49 30 901820."
+    assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]
+
+
+async def test_a_structured_answer_always_goes_to_the_responder(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(when="plan", content=plan(GET))
+    s.llm.reply(when="answer", content=answer({"phone": "+49 30 901820"}))
+    schema = {"type": "object", "properties": {"phone": {"type": "string"}}}
+    done = await s.run("Phone of ven_001?", response_schema=json.dumps(schema))
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert json_format.MessageToDict(done.output_json) == {"phone": "+49 30 901820"}
+    assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]
+    # The planner was not even offered a template beside its steps.
+    sent = s.llm.requests[0]["response_format"]["json_schema"]["schema"]
+    with_steps = [b for b in sent["anyOf"] if b["properties"]["steps"].get("minItems")]
+    assert [b["properties"]["answer"] for b in with_steps] == [{"type": "null"}]
+
+
+async def test_an_upstream_value_is_never_expanded_again(stack: Stack) -> None:
+    s = stack
+    vendors = s.ledger.servicer._vendors
+    vendors["ven_001"].name = "${s2.phone} $s2.phone"  # the upstream's data, untrusted
+    vendors["ven_002"].phone = "SECRET-LOOKING"
+    second = {**GET, "id": "s2", "arguments": {"vendorId": "ven_002"}}
+    s.llm.reply(when="plan", content=plan(GET, second, answer=PHONE))
+    done = await s.run("What is the phone of ven_001?")
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert done.output == "The phone of ${s2.phone} $s2.phone is +49 61 254 7468."
+    assert "SECRET-LOOKING" not in done.output
+
+
+async def test_a_huge_upstream_value_goes_to_the_responder_not_into_the_answer(
+    stack: Stack,
+) -> None:
+    s = stack
+    s.ledger.servicer._vendors["ven_001"].name = "N" * 5000  # fits a result, not an answer
+    s.llm.reply(when="plan", content=plan(GET, answer=PHONE))
+    s.llm.reply(when="answer", content=answer("A vendor with a very long name: +49 30 901820."))
+    done = await s.run("What is the phone of ven_001?")
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert done.output == "A vendor with a very long name: +49 30 901820."
+    assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]
+
+
+async def test_a_side_effect_skipped_after_its_lookup_failed_is_not_a_success(
+    stack: Stack,
+) -> None:
+    # Today's bug: the update was skipped (the lookup it needs failed), the responder wrote
+    # "skipped", and the run ended SUCCEEDED.
+    s = stack
+    lookup = {**GET, "id": "s2", "arguments": {"vendorId": "ven_999"}}
+    update = {
+        "id": "s3",
+        "tool": "LedgerService_UpdateVendor",
+        "arguments": {"vendor": {"id": "$s2.id", "website": "https://new.example"}},
+        "depends_on": ["s2"],
+    }
+    s.llm.reply(when="plan", content=plan(GET, lookup, update))
+    s.llm.reply(when="answer", content=answer("skipped"), times=2)
+    done = await s.run("Set the website of ven_999 to https://new.example")
+    assert done.status == agent_pb2.RUN_STATUS_FAILED
+    not_done = "LedgerService_UpdateVendor (step s3) was skipped (a step it depended on failed)"
+    assert done.output == f"Not done: {not_done}."
+    assert done.error == f"the requested side effect did not happen: {not_done}"
+    # "skipped" was sent back as no answer, like "missing".
+    assert '"skipped" is not an answer' in s.llm.requests[-1]["messages"][-1]["content"]
+    assert s.ledger.servicer._vendors.get("ven_999") is None
+
+
+async def test_the_filled_answer_passes_the_output_guardrail_like_any_other(
+    tmp_path: Path,
+) -> None:
+    async for s in start_stack(tmp_path, extra=RULES_GUARD):
+        s.ledger.servicer._vendors["ven_001"].name = "Confidential Holdings"
+        s.llm.reply(when="plan", content=plan(GET, answer=PHONE))
+        blocked = await s.run("What is the phone of ven_001?")
+        assert blocked.status == agent_pb2.RUN_STATUS_BLOCKED_BY_GUARDRAIL
+        assert blocked.output == ""
+        assert "confidential" in blocked.verdicts[-1].reasons[0]
+        assert [schema_name(r) for r in s.llm.requests] == ["plan"]
