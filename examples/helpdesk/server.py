@@ -95,7 +95,11 @@ def find_customers(
 ) -> list[helpdesk_pb2.Customer]:
     """FindCustomers' matches, by name."""
     query = query.strip().casefold()
-    found = [c for c in customers if query in c.name.casefold() or query in c.contact_email]
+    found = [
+        c
+        for c in customers
+        if query in c.name.casefold() or query in c.contact_email or query == c.id
+    ]
     return sorted(found, key=lambda c: c.name)
 
 

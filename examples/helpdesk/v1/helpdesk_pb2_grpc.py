@@ -104,7 +104,7 @@ class HelpdeskServiceServicer:
 
     def FindCustomers(self, request, context):
         """Finds customers whose company name or contact email contains the query,
-        ignoring case.
+        ignoring case, or the customer with that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
