@@ -7,13 +7,15 @@ script that writes it.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from evals.make_ledger_suite import step
 
-__all__ = ["Cases", "count_schema", "refusal", "render", "step"]
+__all__ = ["Cases", "count_schema", "refusal", "render", "step", "suite_doc", "write"]
 
 
 class Cases(list[dict[str, Any]]):
@@ -53,6 +55,29 @@ def count_schema(*fields: str) -> dict[str, Any]:
         "properties": {f: {"type": "integer"} for f in fields},
         "required": list(fields),
     }
+
+
+def suite_doc(
+    name: str, description: str, services: dict[str, str], cases: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A suite with the ledger suite's defaults and reward weights."""
+    return {
+        "name": name,
+        "description": description,
+        "defaults": {
+            "metadata": {"authorization": "Bearer eval-user"},
+            "budget": {"max_model_calls": 8},
+        },
+        "reward": {"checks": 1.0, "feedback": 1.0, "guardrail": 0.5, "cost": 10.0, "latency": 0.01},
+        "services": services,
+        "cases": cases,
+    }
+
+
+def write(module: str, out: Path, suite: dict[str, Any]) -> None:
+    """Write the rendered suite to `out` and say so on stderr."""
+    out.write_text(render(module, suite))
+    print(f"wrote {out} ({len(suite['cases'])} cases)", file=sys.stderr)
 
 
 def render(module: str, suite: dict[str, Any]) -> str:

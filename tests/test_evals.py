@@ -25,7 +25,7 @@ from agentd.evals.report import percentile
 from agentd.evals.reward import with_rewards
 from agentd.loop import prompts
 from agentd.v1 import agent_pb2
-from evals import make_helpdesk_suite, make_ledger_suite, make_people_suite
+from evals import make_helpdesk_suite, make_ledger_suite, make_people_suite, suite_kit
 from tests.support.eval_model import WEAK_MARKER, SuiteModel
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -184,7 +184,7 @@ def test_pass_hat_k_over_repeats(
 def test_shipped_suite_is_generated_from_the_data() -> None:
     assert SUITE.read_text() == make_ledger_suite.render()
     for name, module in (("people", make_people_suite), ("helpdesk", make_helpdesk_suite)):
-        expected = module.render(f"evals.make_{name}_suite", module.suite())
+        expected = suite_kit.render(f"evals.make_{name}_suite", module.suite())
         assert (ROOT / "evals" / f"{name}.yaml").read_text() == expected, (
             f"run: python -m evals.make_{name}_suite"
         )
