@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -59,10 +60,35 @@ def not_found(message: str) -> StatusError:
     return StatusError(grpc.StatusCode.NOT_FOUND, message)
 
 
+def failed_precondition(message: str) -> StatusError:
+    """FAILED_PRECONDITION with `message`, which should say what state forbids the call."""
+    return StatusError(grpc.StatusCode.FAILED_PRECONDITION, message)
+
+
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: StatusError) -> NoReturn:
     """Abort the call with `error`; grpc.aio's `abort` always raises."""
     await context.abort(error.code, error.message)
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+_Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def statuses(
+    method: Callable[[Any, _Req, _Ctx], Awaitable[_Resp]],
+) -> Callable[[Any, _Req, _Ctx], Awaitable[_Resp]]:
+    """Turn a `StatusError` raised by a unary method into the call's status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: _Req, context: _Ctx) -> _Resp:
+        try:
+            return await method(self, request, context)
+        except StatusError as error:
+            await abort(context, error)
+
+    return wrapper
 
 
 @dataclass

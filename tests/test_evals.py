@@ -25,7 +25,7 @@ from agentd.evals.report import percentile
 from agentd.evals.reward import with_rewards
 from agentd.loop import prompts
 from agentd.v1 import agent_pb2
-from evals import make_ledger_suite
+from evals import make_helpdesk_suite, make_ledger_suite, make_people_suite, suite_kit
 from tests.support.eval_model import WEAK_MARKER, SuiteModel
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -183,6 +183,60 @@ def test_pass_hat_k_over_repeats(
 
 def test_shipped_suite_is_generated_from_the_data() -> None:
     assert SUITE.read_text() == make_ledger_suite.render()
+    for name, module in (("people", make_people_suite), ("helpdesk", make_helpdesk_suite)):
+        expected = suite_kit.render(f"evals.make_{name}_suite", module.suite())
+        assert (ROOT / "evals" / f"{name}.yaml").read_text() == expected, (
+            f"run: python -m evals.make_{name}_suite"
+        )
+
+
+@pytest.mark.parametrize("name", ["people", "helpdesk"])
+def test_domain_suite_references_pass_against_the_real_service(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every case of a new domain's suite, replayed from its reference by the scripted model
+    through a real daemon (examples/NAME.toml) and the real service the suite names, passes
+    every check; the suite has every kind of case, each in both splits."""
+    path = ROOT / "evals" / f"{name}.yaml"
+    suite = load_suite(path)
+    assert 20 <= len(suite.cases) <= 24
+    kinds: dict[str, set[str]] = {}
+    for case in suite.cases:
+        assert case.reference is not None, case.id
+        split = "dev" if "dev" in case.tags else "test"
+        kinds.setdefault(case.tags[0], set()).add(split)
+    assert {"lookup", "search", "multi-step", "approval", "refusal"} <= set(kinds)
+    assert all(splits == {"dev", "test"} for splits in kinds.values()), kinds
+    assert sum(c.tags[0] == "multi-step" for c in suite.cases) >= 5
+
+    background = BackgroundLLM(SuiteModel(suite))
+    try:
+        config = (ROOT / "examples" / f"{name}.toml").read_text()
+        llm_block = (
+            f'[llm]\nbase_url = "{background.llm.base_url}"\nmodel = "scripted-model"\n'
+            'tool_call_mode = "structured"\nmax_retries = 0\n'
+        )
+        config_path = tmp_path / f"{name}.toml"
+        config_path.write_text(config.replace("\n[llm]\n", "\n" + llm_block, 1))
+        out = tmp_path / "eval.json"
+        args = ["eval", str(path), "--config", str(config_path), "-j", "4", "-q"]
+        code = cli.main([*args, "--json", str(out)])
+    finally:
+        background.close()
+    captured = capsys.readouterr()
+    doc = json.loads(out.read_text())
+    failing = [
+        (r["case"], [c for c in r["checks"] if not c["passed"]], r["error"])
+        for r in doc["results"]
+        if not r["passed"]
+    ]
+    assert failing == [], failing
+    assert code == 0, captured.err
+    assert len(doc["results"]) == len(suite.cases)
+    by_case = {r["case"]: r for r in doc["results"]}
+    for case in suite.cases:
+        if case.tags[0] == "approval":
+            assert by_case[case.id]["status"] == "needs_approval", case.id
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,10 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
-import functools
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, cast
 
 import grpc
 from google.protobuf import descriptor, field_mask_pb2
@@ -24,6 +23,7 @@ from examples._serving import (
     invalid,
     not_found,
     start_server,
+    statuses,
 )
 from examples.ledger.data import LedgerData, generate, month_name
 from examples.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -38,24 +38,7 @@ WRITABLE_VENDOR_FIELDS = ("name", "website", "phone", "address", "hours", "defau
 
 # upb's descriptor type is not the one the FieldMask stubs name; they behave the same.
 _VENDOR_DESCRIPTOR = cast(descriptor.Descriptor, ledger_pb2.Vendor.DESCRIPTOR)
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
 _Ctx = grpc.aio.ServicerContext[Any, Any]
-
-
-def _statuses(
-    method: Callable[[Any, _Req, _Ctx], Awaitable[_Resp]],
-) -> Callable[[Any, _Req, _Ctx], Awaitable[_Resp]]:
-    """Turn a `StatusError` raised by a unary method into the call's status."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: _Req, context: _Ctx) -> _Resp:
-        try:
-            return await method(self, request, context)
-        except StatusError as error:
-            await abort(context, error)
-
-    return wrapper
 
 
 def _date_key(date: date_pb2.Date) -> int:
@@ -154,7 +137,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             raise not_found(f"{field_name}: no vendor with id {vendor_id!r}")
         return vendor
 
-    @_statuses
+    @statuses
     async def ListTransactions(
         self, request: ledger_pb2.ListTransactionsRequest, context: _Ctx
     ) -> ledger_pb2.ListTransactionsResponse:
@@ -183,7 +166,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             total_size=len(matches),
         )
 
-    @_statuses
+    @statuses
     async def SummarizeTransactions(
         self, request: ledger_pb2.SummarizeTransactionsRequest, context: _Ctx
     ) -> ledger_pb2.SummarizeTransactionsResponse:
@@ -232,7 +215,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             return f"{date.year:04d}-{date.month:02d}", f"{month_name(date.month)} {date.year}"
         return ledger_pb2.Category.Name(txn.category), category_label(txn.category)
 
-    @_statuses
+    @statuses
     async def GetVendor(
         self, request: ledger_pb2.GetVendorRequest, context: _Ctx
     ) -> ledger_pb2.Vendor:
@@ -243,7 +226,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         vendor.CopyFrom(self._require_vendor(request.vendor_id, "vendor_id"))
         return vendor
 
-    @_statuses
+    @statuses
     async def SearchVendors(
         self, request: ledger_pb2.SearchVendorsRequest, context: _Ctx
     ) -> ledger_pb2.SearchVendorsResponse:
@@ -271,7 +254,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         limit = request.limit or DEFAULT_SEARCH_LIMIT
         return ledger_pb2.SearchVendorsResponse(vendors=[v for _, _, v in ranked[:limit]])
 
-    @_statuses
+    @statuses
     async def UpdateVendor(
         self, request: ledger_pb2.UpdateVendorRequest, context: _Ctx
     ) -> ledger_pb2.Vendor:

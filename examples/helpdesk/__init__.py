@@ -1,0 +1,1 @@
+"""The example support desk (`HelpdeskService`): free text, a ticket workflow, threads."""

@@ -1,0 +1,1 @@
+"""The example staff directory (`DirectoryService`): nested messages, enums, a stream."""
