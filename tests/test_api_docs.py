@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2 as v1alpha_pb2
 from grpc_reflection.v1alpha import reflection_pb2_grpc as v1alpha_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -22,9 +23,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 import agentd.loop.executor
 from agentd import cli
-from agentd.v1 import agent_pb2
+from agentd.v1 import agent_pb2, agent_pb2_grpc
 from tests.support.plans import answer, plan
 from tests.test_agent import Stack, start_stack
+from tests.test_reflection import free_port
 from toolgen.protos import reflection_v1_pb2 as v1_pb2
 from toolgen.protos import reflection_v1_pb2_grpc as v1_pb2_grpc
 
@@ -292,3 +294,35 @@ async def test_cli_json_uses_the_names_grpcurl_prints(
     assert await asyncio.to_thread(cli.main, ["feedback", "export", *target]) == 0
     (chat,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert chat["plan"]["steps"][1]["depends_on"] == ["s1"], chat["plan"]
+
+
+async def test_the_health_port_serves_health_only_no_reflection(tmp_path: Path) -> None:
+    """server.health_listen is plaintext for kubelet's probes: health answers there, while
+    reflection and AgentService are only on the main port (as docs/deploy.md says)."""
+    port = free_port()
+    env = {"AGENTD_SERVER_HEALTH_LISTEN": f"127.0.0.1:{port}"}
+    async for stack in start_stack(tmp_path, env=env):
+        assert stack.daemon.health_port == port
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            for version, stub in (
+                ("v1", v1_pb2_grpc.ServerReflectionStub(channel)),
+                ("v1alpha", v1alpha_pb2_grpc.ServerReflectionStub(channel)),
+            ):
+                request = (v1_pb2 if version == "v1" else v1alpha_pb2).ServerReflectionRequest(
+                    list_services=""
+                )
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    async for _ in stub.ServerReflectionInfo(iter([request]), timeout=5):
+                        pass
+                assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED, version
+            agent = agent_pb2_grpc.AgentServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await agent.ListTools(agent_pb2.ListToolsRequest(), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        # The main port serves reflection as before.
+        assert "agentd.v1.AgentService" in await run_grpcurl(
+            "-plaintext", stack.daemon.address, "list"
+        )

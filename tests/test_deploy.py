@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 
 from agentd.config import load_config
+from agentd.config.models import StorageConfig
 from tests.support.deploy import (
     DEPLOY,
     OVERLAYS,
@@ -207,6 +208,19 @@ def test_dockerfile_lints_clean_and_runs_agentd_unprivileged() -> None:
     assert f'"agentd", "health", "--target", "127.0.0.1:{health_port}"' in final
     assert f"AGENTD_SERVER_HEALTH_LISTEN=0.0.0.0:{health_port} " in final
     assert re.search(rf"^EXPOSE 50051 {health_port}$", final, re.M)
+
+
+def test_the_image_declares_the_one_path_agentd_writes_and_which_model_it_has() -> None:
+    """Without hadolint: a read-only root still runs because the SQLite store's default path
+    (relative) lands in WORKDIR, which is a VOLUME; the image tells agentd which model it has."""
+    final = DOCKERFILE.read_text().rsplit("\nFROM ", 1)[1]
+    (workdir,) = re.findall(r"^WORKDIR (\S+)$", final, re.M)
+    assert re.search(rf'^VOLUME \["{re.escape(workdir)}"\]$', final, re.M)
+    default_path = StorageConfig().path
+    assert not Path(default_path).is_absolute(), default_path
+    assert "path" not in config_of((DEPLOY / "base" / "agentd.toml").read_text())["storage"]
+    assert "AGENTD_IMAGE_MODEL=${EMBEDDED_MODEL:-none}" in final
+    assert "AGENTD_EMBEDDED_MODEL=/opt/agentd/models/${EMBEDDED_MODEL" in final
 
 
 def build_stage_copies() -> list[str]:
