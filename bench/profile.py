@@ -30,7 +30,7 @@ from bench._procs import child
 def _thread_cpu_ms(pid: int) -> dict[str, float]:
     """CPU ms per thread name (threads of one name added up), from /proc/<pid>/task."""
     ticks = os.sysconf("SC_CLK_TCK")
-    out: collections.Counter[str] = collections.Counter()
+    out: dict[str, float] = collections.defaultdict(float)
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
             name = (task / "comm").read_text().strip()
@@ -40,7 +40,7 @@ def _thread_cpu_ms(pid: int) -> dict[str, float]:
                 name = "other Python threads (asyncio.to_thread workers)"
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
             out[name] += (int(fields[11]) + int(fields[12])) * 1000 / ticks
-    return dict(out.most_common())
+    return dict(sorted(out.items(), key=lambda item: -item[1]))
 
 
 def _profiled_child(raw: Path, rate: int, gil: bool, threads: dict[str, Any]) -> Any:

@@ -6,8 +6,8 @@ A reply is a JSON object (``{"answer": ..., "missing": ...}`` from the responder
 the text as it arrives. ``AnswerStream`` keeps what the caller was sent: each model call that
 may answer starts the answer over (an empty delta), and when the run succeeds, ``settle``
 makes the deltas add up to the final output (the answer of a call that streamed nothing, a
-react run's ``final_answer``, a text the loop wrote itself). Deltas are events, never
-journaled: the final record holds the answer.
+react run's ``final_answer``, a text the loop wrote itself). Deltas are events like the
+others, numbered and journaled so ``WatchRun`` replays them; the final record holds the answer.
 """
 
 from __future__ import annotations
