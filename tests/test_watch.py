@@ -247,3 +247,22 @@ async def test_a_dropped_watcher_re_attaches_on_the_other_replica_exactly_once(
                 ]
     finally:
         await stop(a, b)
+
+
+async def test_a_run_keeps_at_most_max_events_per_run_and_always_its_final_event(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """storage.max_events_per_run bounds what a run writes to the event journal: the live
+    stream still carries every event, a watcher afterwards sees the first N and the final one
+    (a gap in the sequence numbers, as the config reference says)."""
+    env = {"AGENTD_STORAGE_MAX_EVENTS_PER_RUN": "3"}
+    async for s in stack_with_outbox(tmp_path, outbox, users=("alice",), env=env):
+        s.llm.reply(when="plan", content=plan(LOOKUP_A, {**HELD_B, "arguments": {"key": "b"}}))
+        s.llm.reply(when="answer", content=answer("looked up a and b"))
+        call = s.stub.RunStream(agent_pb2.RunRequest(task="Look up a, b"), metadata=ALICE)
+        live = await collect(call)
+        assert live[-1].final.status == agent_pb2.RUN_STATUS_SUCCEEDED
+        assert len(live) > 4  # plan, two steps' starts and ends, the answer, the end
+        kept = await collect(watch(s.stub, live[0].run_id, 0, ALICE))
+        assert [key(e) for e in kept] == [key(e) for e in (*live[:3], live[-1])]
+        assert kept[-1].sequence == live[-1].sequence  # the gap shows in the numbers
