@@ -15,7 +15,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from agentd.llm.client import ToolSpec, tool_choice_schema
+from agentd.llm.model import ToolSpec
+from agentd.llm.request import tool_choice_schema
 from agentd.llm.schemas import NotStrict, strict_schema, validator, without_nulls
 from agentd.loop.describe import deref
 from agentd.loop.plan import bounded, embed

@@ -17,7 +17,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from agentd.llm.client import ToolSpec, tool_choice_schema
+from agentd.llm.model import ToolSpec
+from agentd.llm.request import tool_choice_schema
 from agentd.llm.schemas import NotStrict, strict_schema
 from agentd.loop.plan import bounded, check_plan, decode_plan, plan_schema
 from agentd.tools.upstream import MODEL_BOUNDS

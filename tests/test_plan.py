@@ -13,17 +13,15 @@ from hypothesis import strategies as st
 
 from agentd.llm.schemas import validator
 from agentd.loop.plan import (
-    Unresolved,
     check_plan,
     decode_plan,
     embed,
     find_cycle,
     merge_repeats,
     plan_schema,
-    references,
-    resolve,
     without_bad_steps,
 )
+from agentd.loop.references import Unresolved, references, resolve
 from agentd.loop.state import PlanStep, StepRecord
 
 

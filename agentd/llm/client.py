@@ -1,15 +1,15 @@
 """The OpenAI implementation of ``ChatModel``: one per role over any OpenAI-compatible endpoint.
 
 Transport concerns (retries with ``Retry-After``, timeouts, connection pooling) belong to the
-openai SDK; this module only shapes requests, decodes replies and turns every failure into one
-``ModelError`` whose ``kind`` tells the loop whether to feed it back to the model or give up.
+openai SDK, the request's JSON to ``agentd.llm.request``; this module sends it, decodes the reply
+and turns every failure into one ``ModelError`` whose ``kind`` tells the loop whether to feed it
+back to the model or give up.
 Telemetry is not in here: ``build_models`` wraps each model in a ``TracedChatModel``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import time
 import uuid
@@ -31,18 +31,18 @@ from agentd.llm.model import (
     decode_json,
     schema_problem,
 )
+from agentd.llm.request import (
+    function_tool,
+    payload,
+    response_format,
+    tool_choice_schema,
+    with_tool_guide,
+)
 from agentd.llm.sse import loads as _loads
 from agentd.llm.traced import TracedChatModel
-from toolgen.jsonschema_kit import hoist_defs
 
 if TYPE_CHECKING:
     from agentd.llm.embedded import EmbeddedModel
-
-_orjson: Any
-try:
-    import orjson as _orjson
-except ImportError:
-    _orjson = None
 
 __all__ = [
     "ChatModel",
@@ -55,7 +55,6 @@ __all__ = [
     "ToolSpec",
     "build_models",
     "close_models",
-    "tool_choice_schema",
 ]
 
 # Sent when no key is configured: local servers (llama.cpp, vLLM, Ollama) ignore it, and the SDK
@@ -115,7 +114,7 @@ class OpenAIChatModel:
         it as it is decoded; the whole is decoded and validated at the end as without it.
         """
         reply, message = await self._create(
-            messages, on_delta, response_format=_response_format(name, schema, strict)
+            messages, on_delta, response_format=response_format(name, schema, strict)
         )
         value = self._decode(reply, _text(message.get("content")))
         self._validate(value, schema, reply, what=f"the {name!r} reply")
@@ -149,7 +148,7 @@ class OpenAIChatModel:
     async def _choose_native(
         self, messages: list[dict[str, Any]], tools: Sequence[ToolSpec], *, strict: bool
     ) -> ToolChoice:
-        specs = [_function_tool(t, strict) for t in tools]
+        specs = [function_tool(t, strict) for t in tools]
         # A single tool is forced by name; several use "required" so the model cannot answer.
         tool_choice: Any = (
             {"type": "function", "function": {"name": tools[0].name}}
@@ -195,15 +194,8 @@ class OpenAIChatModel:
         strict: bool,
     ) -> ToolChoice:
         schema = tool_choice_schema(tools)
-        # Native tools carry their descriptions to the model through the chat template; a
-        # response_format schema only constrains decoding, so say the same in the prompt.
-        catalog = "\n".join(f"- {t.name}: {t.description}" for t in tools)
-        guide = (
-            'Answer with JSON {"tool": <name>, "arguments": {...}} calling exactly one of '
-            f"these tools:\n{catalog}"
-        )
         reply = await self.complete_json(
-            _with_system_note(messages, guide), schema, name=name, strict=strict
+            with_tool_guide(messages, tools), schema, name=name, strict=strict
         )
         value = reply.value["call"] if len(tools) > 1 else reply.value
         tool, arguments = value["tool"], value["arguments"]
@@ -236,7 +228,7 @@ class OpenAIChatModel:
             # are), and the reply comes back as bytes, decoded here: the SDK's json.dumps
             # and its typed ChatCompletion objects cost more than the few fields read.
             if on_delta is None:
-                raw = await self._client.post("/chat/completions", cast_to=bytes, **_payload(body))
+                raw = await self._client.post("/chat/completions", cast_to=bytes, **payload(body))
             else:
                 raw = await self._streamed(body, on_delta)
         except openai.APITimeoutError as exc:
@@ -312,7 +304,7 @@ class OpenAIChatModel:
             cast_to=httpx2.Response,
             stream=True,
             stream_cls=openai.AsyncStream[object],
-            **_payload({**body, "stream": True, "stream_options": {"include_usage": True}}),
+            **payload({**body, "stream": True, "stream_options": {"include_usage": True}}),
         )
         try:
             if response.headers.get("content-type", "").startswith("application/json"):
@@ -366,30 +358,6 @@ class OpenAIChatModel:
             status=status,
             reply=reply,
         )
-
-
-def tool_choice_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
-    """The structured-output schema for "call one of these tools".
-
-    One tool: ``{"tool": <name>, "arguments": <parameters>}``. Several: that shape per tool in an
-    ``anyOf`` under a ``call`` property, because schema roots must not be unions. Each tool's
-    ``$defs`` are hoisted to the root under a ``<tool>.`` prefix so its ``$ref``s still resolve.
-    The envelope itself is strict-mode compatible; strictness overall depends on the parameters.
-    """
-    defs: dict[str, Any] = {}
-    branches = [_tool_branch(t, defs) for t in tools]
-    if len(branches) == 1:
-        root = branches[0]
-    else:
-        root = {
-            "type": "object",
-            "properties": {"call": {"anyOf": branches}},
-            "required": ["call"],
-            "additionalProperties": False,
-        }
-    if defs:
-        root = {**root, "$defs": defs}
-    return root
 
 
 def build_models(
@@ -473,56 +441,6 @@ def _http_client(config: ModelConfig) -> httpx2.AsyncClient:
     return openai.DefaultAsyncHttpxClient(limits=limits)
 
 
-def _with_system_note(messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
-    """Add ``note`` to the leading system message (or prepend one).
-
-    Many chat templates reject a system message anywhere but first.
-    """
-    if (
-        messages
-        and messages[0].get("role") == "system"
-        and isinstance(messages[0].get("content"), str)
-    ):
-        first = {**messages[0], "content": f"{messages[0]['content']}\n\n{note}"}
-        return [first, *messages[1:]]
-    return [{"role": "system", "content": note}, *messages]
-
-
-def _response_format(name: str, schema: dict[str, Any], strict: bool) -> dict[str, Any]:
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": name, "schema": schema, "strict": strict},
-    }
-
-
-def _function_tool(tool: ToolSpec, strict: bool) -> dict[str, Any]:
-    function: dict[str, Any] = {
-        "name": tool.name,
-        "description": tool.description,
-        "parameters": tool.parameters,
-    }
-    if strict:
-        function["strict"] = True
-    return {"type": "function", "function": function}
-
-
-def _tool_branch(tool: ToolSpec, defs: dict[str, Any]) -> dict[str, Any]:
-    # The parameters' $defs go to the root under "<tool>."; a reference into the parameters'
-    # own root ("#", "#/properties/x") makes them a def of their own, named after the tool.
-    arguments = hoist_defs(tool.parameters, f"{tool.name}.", defs, root_key=tool.name)
-    return {
-        "type": "object",
-        "properties": {
-            # enum, not const: accepted by OpenAI strict mode and by llama.cpp grammars alike.
-            "tool": {"type": "string", "enum": [tool.name]},
-            "arguments": arguments,
-        },
-        "required": ["tool", "arguments"],
-        "additionalProperties": False,
-    }
-
-
-# Validators are built once per distinct schema: a loop re-sends the same few schemas.
 def _error_text(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict):
@@ -552,21 +470,6 @@ def _text(value: Any) -> str:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-# SDK versions whose ``post`` takes the body as bytes (``content``), sent as they are.
-_POST_TAKES_BYTES = "content" in inspect.signature(openai.AsyncOpenAI.post).parameters
-
-
-def _payload(body: dict[str, Any]) -> dict[str, Any]:
-    """``post``'s body argument: JSON bytes from orjson when installed (agentd[fast]), else the
-    body itself for the SDK's own json.dumps; what orjson refuses goes the SDK's way too."""
-    if _orjson is not None and _POST_TAKES_BYTES:
-        try:
-            return {"content": _orjson.dumps(body)}
-        except TypeError:
-            pass
-    return {"body": body}
 
 
 def _call_id() -> str:

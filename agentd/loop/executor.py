@@ -21,8 +21,9 @@ from agentd import telemetry
 from agentd.llm.model import ChatModel, ModelReply, ToolChoice, ToolSpec
 from agentd.loop.deadline import Deadline
 from agentd.loop.hooks import RunHooks
-from agentd.loop.plan import LoopTool, Unresolved, resolve, validate
+from agentd.loop.plan import LoopTool, validate
 from agentd.loop.prompts import Prompt, Prompts
+from agentd.loop.references import Unresolved, resolve
 from agentd.loop.repair import Rejected, Unrepaired, repaired
 from agentd.loop.state import (
     Budget,

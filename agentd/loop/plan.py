@@ -1,5 +1,6 @@
-"""Plans: the JSON Schema the planner writes under, the checks a decoded plan must
-pass before anything runs, and the ``$step.path`` references between steps.
+"""Plans: the JSON Schema the planner writes under, decoding and tidying a reply into a
+``Plan``, and the checks a decoded plan must pass before anything runs. (The ``$step.path``
+references between steps, which the checks read, are ``agentd.loop.references``.)
 
 The schema is built from the catalog, so the tool names and argument shapes a
 model can write are those of the reflected descriptors. Checks run again after
@@ -17,23 +18,19 @@ from typing import Any, Protocol
 
 from agentd.llm.schemas import IdentityCache, validator, without_nulls
 from agentd.loop.describe import deref
+from agentd.loop.references import (
+    Unresolved,
+    lookup,
+    path_parts,
+    reference_paths,
+    references,
+    unmarked,
+)
 from agentd.loop.state import Plan, PlanStep, StepRecord
 from toolgen.jsonschema_kit import bounded as bounded
 from toolgen.jsonschema_kit import hoist_defs
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,15}$"
-# A path is ".field" and ".0" parts; "[0]" is accepted too, since models write it.
-_PATH = r"((?:\.[A-Za-z0-9_@-]+|\[[0-9]+\])*)"
-_REFERENCE = re.compile(rf"^\$([a-z][a-z0-9_]{{0,15}}){_PATH}$")
-# Inside longer text a reference is braced: "${s1.totalMinor} ${s2.totalMinor} +". Models
-# also write it bare ("$s2.totalMinor 100 *"); a bare one must name a generated id (s<n>)
-# and a path, so ordinary text with a dollar sign is left alone.
-_EMBEDDED = re.compile(
-    rf"\$\{{([a-z][a-z0-9_]{{0,15}}){_PATH}\}}"
-    r"|\$(s[0-9]{1,3})((?:\.[A-Za-z0-9_@-]+|\[[0-9]+\])+)(?![A-Za-z0-9_@-])"
-)
-# "s1.totalMinor" without its "$": a reference the model meant but did not mark.
-_UNMARKED = re.compile(r"(?<![$\w{])(s[0-9]{1,3})((?:\.[A-Za-z][A-Za-z0-9_@-]*)+)")
 _MAX_RATIONALE = 100
 _MAX_ANSWER = 800
 # A template is a sentence around references; a small model given more room writes on.
@@ -337,7 +334,7 @@ def check_plan(plan: Plan, tools: Mapping[str, LoopTool], done: Sequence[StepRec
         errors.extend(f"{where}: {p}" for p in _reference_problems(step, plan, tools, done))
         errors.extend(
             f"{where}: {text!r} is not a reference; write ${text} (or ${{{text}}} inside text)"
-            for text in _unmarked(step.arguments, set(step.depends_on))
+            for text in unmarked(step.arguments, set(step.depends_on))
         )
     cycle = find_cycle(plan.steps)
     if cycle:
@@ -378,14 +375,14 @@ def _reference_problems(
     for step_id, path, written in reference_paths(step.arguments):
         if step_id in finished:
             try:
-                _lookup({step_id: finished[step_id].result}, step_id, path, written)
+                lookup({step_id: finished[step_id].result}, step_id, path, written)
             except Unresolved as exc:
                 problems.append(str(exc))
         elif step_id in planned:
             tool = tools.get(planned[step_id].tool)
             output = getattr(tool, "output_schema", None)
             if tool is not None and isinstance(output, dict):
-                problem = _path_problem(output, _parts(path))
+                problem = _path_problem(output, path_parts(path))
                 if problem:
                     problems.append(f"{written}: {problem} in the result of {tool.name}")
     return problems
@@ -445,97 +442,3 @@ def find_cycle(steps: Sequence[PlanStep]) -> list[str]:
             if found:
                 return found
     return []
-
-
-# --- references -------------------------------------------------------------------------
-
-
-def references(arguments: Any) -> set[str]:
-    """Step ids referenced as ``$id.path`` anywhere in ``arguments``."""
-    return {step_id for step_id, _, _ in reference_paths(arguments)}
-
-
-def reference_paths(arguments: Any) -> list[tuple[str, str, str]]:
-    """Every reference in ``arguments`` as (step id, ".path", the text as written)."""
-    if isinstance(arguments, str):
-        match = _REFERENCE.match(arguments)
-        if match:
-            return [(match.group(1), match.group(2), arguments)]
-        return [(*_embedded(m), m.group(0)) for m in _EMBEDDED.finditer(arguments)]
-    values = arguments.values() if isinstance(arguments, dict) else arguments
-    if isinstance(arguments, dict | list):
-        return [found for value in values for found in reference_paths(value)]
-    return []
-
-
-class Unresolved(Exception):
-    """A reference whose path does not exist in the step's result."""
-
-
-def resolve(arguments: Any, results: Mapping[str, Any]) -> Any:
-    """Replace references by the values they point to in the results of earlier steps.
-
-    A whole-string ``$id.path`` becomes the value itself (any JSON type); a braced
-    ``${id.path}`` inside longer text becomes its text (JSON for objects and lists).
-    """
-    if isinstance(arguments, str):
-        match = _REFERENCE.match(arguments)
-        if match:  # never passed on as a literal: a reference without a result is an error
-            return _lookup(results, match.group(1), match.group(2), arguments)
-        return _EMBEDDED.sub(
-            lambda m: _text(_lookup(results, *_embedded(m), m.group(0))), arguments
-        )
-    if isinstance(arguments, dict):
-        return {key: resolve(value, results) for key, value in arguments.items()}
-    if isinstance(arguments, list):
-        return [resolve(value, results) for value in arguments]
-    return arguments
-
-
-def _parts(path: str) -> list[str]:
-    """A path's parts: ``.vendors[0].id`` -> ``["vendors", "0", "id"]``."""
-    return [p for p in re.sub(r"\[([0-9]+)\]", r".\1", path).split(".") if p]
-
-
-def _unmarked(arguments: Any, ids: set[str]) -> list[str]:
-    """Texts like "s1.totalMinor" naming a step in ``ids`` without the "$" of a reference.
-
-    Only the steps a step depends on count: in free text "s1.x" may well mean something else.
-    """
-    if isinstance(arguments, str):
-        return [m.group(0) for m in _UNMARKED.finditer(arguments) if m.group(1) in ids]
-    values = arguments.values() if isinstance(arguments, dict) else arguments
-    if isinstance(arguments, dict | list):
-        return [found for value in values for found in _unmarked(value, ids)]
-    return []
-
-
-def _embedded(match: re.Match[str]) -> tuple[str, str]:
-    """(step id, path) of a braced or bare reference inside text."""
-    if match.group(1) is not None:
-        return match.group(1), match.group(2)
-    return match.group(3), match.group(4)
-
-
-def _lookup(results: Mapping[str, Any], step_id: str, path: str, written: str) -> Any:
-    if step_id not in results:
-        raise Unresolved(f"{written}: step {step_id} has no result (it failed or never ran)")
-    value = results[step_id]
-    for part in _parts(path):
-        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        elif isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list):
-            raise Unresolved(
-                f"{written}: {part!r} follows a list of {len(value)} in the result of step "
-                f"{step_id}; index it, e.g. .0.{part}"
-            )
-        else:
-            has = f" (it has: {', '.join(value)})" if isinstance(value, dict) else ""
-            raise Unresolved(f"{written}: no {part!r} in the result of step {step_id}{has}")
-    return value
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)

@@ -18,13 +18,13 @@ from typing import Any
 
 import structlog
 
-from agentd.loop.plan import (
-    _EMBEDDED,
-    _REFERENCE,
-    _UNMARKED,
+from agentd.loop.references import (
+    EMBEDDED,
+    REFERENCE,
+    UNMARKED,
     Unresolved,
-    _embedded,
-    _lookup,
+    embedded_reference,
+    lookup,
     references,
 )
 from agentd.loop.state import Plan, RunState, StepRecord
@@ -65,11 +65,11 @@ def plan_answer(plan: Plan, run: RunState, max_chars: int) -> str | None:
 def fill(template: str, results: Mapping[str, Any], max_chars: int) -> str:
     """``template`` with each ``${id.path}`` (or bare ``$s1.path``) replaced by the text of the
     value in ``results`` (step id -> result); ``Unresolved`` when it cannot be the answer."""
-    if _UNMARKED.search(_EMBEDDED.sub("", template)):
+    if UNMARKED.search(EMBEDDED.sub("", template)):
         raise Unresolved("the answer names a step result without its '$'")
-    whole = _REFERENCE.match(template)
+    whole = REFERENCE.match(template)
     if whole:
-        text = _text(_lookup(results, whole.group(1), whole.group(2), template), template)
+        text = _text(lookup(results, whole.group(1), whole.group(2), template), template)
         if len(text) > max_chars:
             raise Unresolved(f"the filled answer is longer than {max_chars} characters")
         return text
@@ -79,13 +79,13 @@ def fill(template: str, results: Mapping[str, Any], max_chars: int) -> str:
     def value(match: re.Match[str]) -> str:
         nonlocal size, found
         found += 1
-        text = _text(_lookup(results, *_embedded(match), match.group(0)), match.group(0))
+        text = _text(lookup(results, *embedded_reference(match), match.group(0)), match.group(0))
         size += len(text) - len(match.group(0))
         if size > max_chars:  # checked as it grows: a huge value is never copied twice
             raise Unresolved(f"the filled answer is longer than {max_chars} characters")
         return text
 
-    filled = _EMBEDDED.sub(value, template)  # one pass: inserted text is not read again
+    filled = EMBEDDED.sub(value, template)  # one pass: inserted text is not read again
     if not found:
         raise Unresolved("the answer refers to no step result")
     return filled

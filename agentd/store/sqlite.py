@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import queue
 import sqlite3
 import threading
 import time
@@ -31,81 +30,9 @@ from agentd.store import (
     replica_id,
     without_feedback,
 )
+from agentd.store.group_commit import GroupCommit
+from agentd.store.sqlite_schema import add_fts, create_tables, upgrade
 from agentd.v1 import agent_pb2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    status TEXT NOT NULL,
-    user_id TEXT NOT NULL DEFAULT '',
-    conversation_id TEXT NOT NULL DEFAULT '',
-    principal TEXT NOT NULL DEFAULT '',
-    record BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_conversation ON runs (conversation_id, created_at);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at);
-CREATE TABLE IF NOT EXISTS decisions (
-    run_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (run_id, key)
-);
-CREATE TABLE IF NOT EXISTS requests (
-    run_id TEXT PRIMARY KEY,
-    request TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    record BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS feedback_run ON feedback (run_id);
-CREATE TABLE IF NOT EXISTS memories (
-    rowid INTEGER PRIMARY KEY,
-    id TEXT UNIQUE NOT NULL,
-    user_id TEXT NOT NULL,
-    conversation_id TEXT NOT NULL DEFAULT '',
-    text TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS memories_user ON memories (user_id, created_at);
-CREATE TABLE IF NOT EXISTS examples (
-    id TEXT PRIMARY KEY,
-    principal TEXT NOT NULL DEFAULT '',
-    task TEXT NOT NULL,
-    plan TEXT NOT NULL,
-    tools TEXT NOT NULL,
-    source TEXT NOT NULL,
-    added_by TEXT NOT NULL,
-    note TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    UNIQUE (source, principal)
-);
-CREATE INDEX IF NOT EXISTS examples_principal ON examples (principal, created_at);
-CREATE TABLE IF NOT EXISTS run_events (
-    run_id TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    record BLOB NOT NULL,
-    PRIMARY KEY (run_id, sequence)
-);
-"""
-
-# External-content FTS5 index over memories.text, kept in step by triggers.
-_FTS = """
-CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
-    text, content='memories', content_rowid='rowid'
-);
-CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_fts (rowid, text) VALUES (new.rowid, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-END;
-"""
-
 
 # One group commit holds at most this many saves.
 _MAX_BATCH = 256
@@ -113,13 +40,11 @@ _MAX_BATCH = 256
 
 @dataclass
 class _Save:
-    """One ``save`` waiting for the writer thread, and where to report how it went."""
+    """One ``save``, as the group commit hands it to ``_commit``."""
 
     run: agent_pb2.RunResponse
     request: Mapping[str, Any] | None
     events: Sequence[agent_pb2.RunEvent]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
 
 
 class StoreOpenError(RuntimeError):
@@ -148,7 +73,7 @@ class SqliteRunStore:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            create_tables(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise StoreOpenError(
                 f"storage.path: cannot open the SQLite store at {Path(self.path).absolute()} "
@@ -156,32 +81,14 @@ class SqliteRunStore:
                 "container with a read-only root: a volume, the image declares /var/lib/agentd), "
                 "or use PostgreSQL (storage.url)"
             ) from exc
-        try:
-            self._db.executescript(_FTS)
-            self.fts = True
-        except sqlite3.OperationalError:  # an SQLite built without FTS5: recall uses LIKE
-            self.fts = False
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
-        if "owner" not in columns:  # a file from before leases: add their columns
-            self._db.execute("ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
-            self._db.execute("ALTER TABLE runs ADD COLUMN lease_until REAL NOT NULL DEFAULT 0")
-        if "principal" not in columns:  # a file from before the column: fill it from records
-            self._db.execute("ALTER TABLE runs ADD COLUMN principal TEXT NOT NULL DEFAULT ''")
-            self._db.executemany(
-                "UPDATE runs SET principal = ? WHERE run_id = ?",
-                [
-                    (agent_pb2.RunResponse.FromString(record).principal, run_id)
-                    for run_id, record in self._db.execute("SELECT run_id, record FROM runs")
-                ],
-            )
-        self._db.execute(
-            "CREATE INDEX IF NOT EXISTS runs_principal ON runs (principal, status, created_at)"
-        )
+        self.fts = add_fts(self._db)  # False: recall uses LIKE
+        upgrade(self._db)
         self._lock = threading.Lock()
         self.owner = replica_id()
         self.lease_s = 30.0
-        self._saves: queue.SimpleQueue[_Save | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._saves = GroupCommit(
+            self._commit, thread_name="agentd-store-writer", max_batch=_MAX_BATCH
+        )
         self._closed = False
 
     @contextlib.contextmanager
@@ -203,46 +110,7 @@ class SqliteRunStore:
     ) -> None:
         if self._closed:
             raise sqlite3.ProgrammingError("the run store is closed")
-        loop = asyncio.get_running_loop()
-        item = _Save(without_feedback(run), request, events, loop, loop.create_future())
-        # Read by the shielded await, or here when its caller was cancelled meanwhile.
-        item.future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        if self._writer is None:
-            self._writer = threading.Thread(
-                target=self._write_saves, name="agentd-store-writer", daemon=True
-            )
-            self._writer.start()
-        self._saves.put(item)
-        # Shielded like to_thread's work: a cancelled caller does not unwrite its record.
-        await asyncio.shield(item.future)
-
-    def _write_saves(self) -> None:
-        """The writer thread: each pass commits every save that is waiting, in one go."""
-        while (first := self._saves.get()) is not None:
-            batch = [first]
-            stop = False
-            while len(batch) < _MAX_BATCH:
-                try:
-                    item = self._saves.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            try:
-                outcomes = self._commit(batch)
-            except BaseException as exc:  # never leave a save waiting on a dead writer
-                outcomes = [exc] * len(batch)
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Save, BaseException | None]]]
-            by_loop = {}
-            for item, outcome in zip(batch, outcomes, strict=True):
-                by_loop.setdefault(item.loop, []).append((item, outcome))
-            for loop, settled in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                    loop.call_soon_threadsafe(_settle, settled)
-            if stop:
-                return
+        await self._saves.write(_Save(without_feedback(run), request, events))
 
     def _commit(self, batch: list[_Save]) -> list[BaseException | None]:
         """Write ``batch`` in one transaction; each save's error, or None."""
@@ -623,19 +491,6 @@ class SqliteRunStore:
 
     async def close(self) -> None:
         self._closed = True
-        if self._writer is not None:
-            self._saves.put(None)  # after every save already queued
-            await asyncio.to_thread(self._writer.join)
+        await self._saves.close()  # after every save already queued
         with self._lock:
             self._db.close()
-
-
-def _settle(settled: list[tuple[_Save, BaseException | None]]) -> None:
-    """On the saving loop: wake each ``save`` with its outcome."""
-    for item, error in settled:
-        if item.future.done():
-            continue
-        if error is None:
-            item.future.set_result(None)
-        else:
-            item.future.set_exception(error)

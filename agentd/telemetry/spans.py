@@ -397,7 +397,7 @@ class GuardrailSpan:
 def guardrail_span(name: str, target: str) -> Iterator[GuardrailSpan]:
     """``apply_guardrail {name}`` around one check of ``target`` (input, tool_result, answer).
 
-    Guard model calls made inside (through ``_Session.ask``) become its children.
+    Guard model calls made inside (through ``Session.ask``) become its children.
     """
     with tracer.start_as_current_span(
         f"apply_guardrail {name}",
