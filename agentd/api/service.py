@@ -61,6 +61,36 @@ def _ended_by(handle: RunHandle, audit: Audit) -> Iterator[None]:
         raise
 
 
+def _tools(catalog: Any, with_memory: bool) -> agent_pb2.ListToolsResponse:
+    """The upstreams' tools, then the built-in memory tools (upstream "builtin")."""
+    response = agent_pb2.ListToolsResponse(
+        unavailable_upstreams=[f"{k}: {v}" for k, v in sorted(catalog.unavailable.items())]
+    )
+    for tool in catalog.tools.values():
+        response.tools.add(
+            name=tool.name,
+            method=tool.method,
+            description=tool.description,
+            side_effects=tool.side_effects,
+            input_schema=json.dumps(tool.input_schema),
+            output_schema=json.dumps(tool.output_schema),
+            upstream=tool.upstream.name,
+            policy=tool.policy,
+        )
+    for spec in memory.SPECS.values() if with_memory else ():
+        response.tools.add(
+            name=spec.name,
+            method=spec.method,
+            description=spec.description,
+            side_effects=spec.side_effects,
+            input_schema=json.dumps(spec.input_schema),
+            output_schema="{}",
+            upstream=memory.BUILTIN_UPSTREAM,
+            policy=spec.policy,
+        )
+    return response
+
+
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, runs: Runs) -> None:
         self.runs = runs
@@ -99,33 +129,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def ListTools(
         self, request: agent_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.ListToolsResponse:
-        catalog = self.runs.catalog
-        response = agent_pb2.ListToolsResponse(
-            unavailable_upstreams=[f"{k}: {v}" for k, v in sorted(catalog.unavailable.items())]
-        )
-        for tool in catalog.tools.values():
-            response.tools.add(
-                name=tool.name,
-                method=tool.method,
-                description=tool.description,
-                side_effects=tool.side_effects,
-                input_schema=json.dumps(tool.input_schema),
-                output_schema=json.dumps(tool.output_schema),
-                upstream=tool.upstream.name,
-                policy=tool.policy,
-            )
-        if self.runs.config.memory.enabled:  # built-in tools, marked by upstream "builtin"
-            for spec in memory.SPECS.values():
-                response.tools.add(
-                    name=spec.name,
-                    method=spec.method,
-                    description=spec.description,
-                    side_effects=spec.side_effects,
-                    input_schema=json.dumps(spec.input_schema),
-                    output_schema="{}",
-                    upstream=memory.BUILTIN_UPSTREAM,
-                    policy=spec.policy,
-                )
+        response = _tools(self.runs.catalog, self.runs.config.memory.enabled)
         current().outcome = f"OK {len(response.tools)} tools"
         return response
 
