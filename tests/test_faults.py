@@ -34,7 +34,7 @@ from examples.ledger.server import serve as serve_ledger
 from tests.support.outbox import Outbox
 from tests.support.scripted_llm import schema_name
 from tests.test_agent import Stack, answer, plan, start_stack, step
-from tests.test_approvals import outbox, outbox_upstream
+from tests.test_approvals import outbox, outbox_upstream, stored_request
 
 __all__ = ["outbox"]  # test_approvals' fixture, used here too
 
@@ -494,6 +494,9 @@ async def test_a_run_taken_over_after_its_deadline_ends_without_acting(
             if in_flight:  # the Send was on its way when the replica died
                 run.steps.append(StepRecord("s1", send.tool, "", send.arguments, 0))
             run.deadline_at, run.deadline_caller = deadline_at, True
+            # What a replica keeps while a run may resume without its caller: it must not
+            # outlive the run ("dropped when it ends"), whichever way the run ends.
+            run.sealed_credentials = {"sealed": f"opaque-{name}"}
             tools = {"OutboxService_Send": None}
             await dead.save(run_message(run), request_record(run, tools))
             runs[name] = run
@@ -512,6 +515,8 @@ async def test_a_run_taken_over_after_its_deadline_ends_without_acting(
     assert stored["ahead"].status == agent_pb2.RUN_STATUS_SUCCEEDED, stored["ahead"].error
     assert outbox.calls == [("Send", "ops")]  # the "ahead" run's only
     assert len(s.llm.requests) == 1  # the "ahead" run's answer; no planner, nothing else
+    for name in runs:  # ended, all three: no sealed credentials left in the store
+        assert "sealed_credentials" not in stored_request(tmp_path, name), name
 
 
 async def test_200_concurrent_runs_while_an_upstream_flaps(tmp_path: Path) -> None:

@@ -325,7 +325,7 @@ async def take_over(runs: Runner, run_id: str) -> None:
         run.resumes += 1
         run.finish(*deadline.ending(False, runs.config.limits.run_timeout_s))  # type: ignore[arg-type]
         log.info("run taken over after its deadline", run_id=run_id)
-        await runs.records.save(run)
+        await runs.records.save(run, without_seal(stored))  # it ended: its sealed credentials go
         return
     tools = tools_of(runs, run, stored)
     unknown: list[PendingCall] = []
