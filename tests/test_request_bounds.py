@@ -22,6 +22,7 @@ from agentd.loop.plan import bounded
 from agentd.v1 import agent_pb2
 from tests.support.plans import answer, plan
 from tests.test_agent import Stack, start_stack
+from tests.test_identity import agentd_cli
 from toolgen._tool import _compile
 
 
@@ -253,6 +254,48 @@ async def test_feedback_labels_and_entries_are_bounded(stack: Stack) -> None:
     assert len(stored.feedback) == most
     listed = await s.stub.ListRuns(agent_pb2.ListRunsRequest(with_feedback=True), timeout=30)
     assert [r.run_id for r in listed.runs] == [run.run_id]
+
+
+async def test_listing_runs_pages_within_the_message_size(tmp_path: Path) -> None:
+    """Records are bounded one by one, but a listing of many is not: 1,000 runs in one
+    ListRunsResponse overflow server.max_message_bytes, and one principal's big runs would
+    break an admin's listing and the feedback export. A page holds what fits (and at most
+    ``limit``); next_page_token asks for the rest, each run once, oldest first."""
+    most = 256 * 1024
+    env = {"AGENTD_SERVER_MAX_MESSAGE_BYTES": str(most)}
+    async for s in start_stack(tmp_path, env=env):
+        answers_everything(s)
+        ids = [(await s.run(f"run {i}: " + "x" * 30_000)).run_id for i in range(20)]
+        succeeded = agent_pb2.RUN_STATUS_SUCCEEDED
+        seen: list[str] = []
+        token, pages = "", 0
+        while True:
+            page = await s.stub.ListRuns(
+                agent_pb2.ListRunsRequest(status=succeeded, page_token=token), timeout=30
+            )
+            assert 0 < page.ByteSize() <= most
+            seen += [r.run_id for r in page.runs]
+            pages += 1
+            token = page.next_page_token
+            if not token:
+                break
+        assert seen == ids and pages > 2
+        first = await s.stub.ListRuns(agent_pb2.ListRunsRequest(status=succeeded, limit=3))
+        assert [r.run_id for r in first.runs] == ids[:3] and first.next_page_token
+        rest = await s.stub.ListRuns(
+            agent_pb2.ListRunsRequest(status=succeeded, limit=3, page_token=first.next_page_token)
+        )
+        assert [r.run_id for r in rest.runs] == ids[3:6]
+        bad = agent_pb2.ListRunsRequest(status=succeeded, page_token="z" * 5_000)
+        await refused(s.stub.ListRuns, bad, "page_token")
+        # The CLI follows the pages: every run, once.
+        address = s.daemon.address
+        code, out, err = await agentd_cli("runs", "--status", "succeeded", "--target", address)
+        assert code == 0, err
+        assert [line.split()[0] for line in out.splitlines()] == ids
+        code, out, err = await agentd_cli("runs", "--status", "succeeded", "--limit", "7",
+                                          "--target", address)  # fmt: skip
+        assert [line.split()[0] for line in out.splitlines()] == ids[:7]
 
 
 # --- item 10: every field bounded, refused by name, early --------------------------------------

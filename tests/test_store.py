@@ -159,6 +159,13 @@ async def exercise(store: RunStore) -> None:
     assert [r.run_id for r in await store.runs_with_feedback(10, "bob")] == ["b1"]
     assert [r.run_id for r in await store.runs_with_feedback(10, "carol")] == []
     assert len(await store.runs_with_status(done, 10)) == 5  # r1, r2 and the three above
+    # Pages: the runs after a cursor (a run id), in the same order; an unknown one: none.
+    assert [r.run_id for r in await store.runs_with_status(done, 10, "alice", "a1")] == ["a2"]
+    everyone = [r.run_id for r in await store.runs_with_status(done, 10)]
+    after = [r.run_id for r in await store.runs_with_status(done, 10, None, everyone[1])]
+    assert after == everyone[2:]
+    assert [r.run_id for r in await store.runs_with_feedback(10, None, "a1")] == ["b1", "a2"]
+    assert await store.runs_with_status(done, 10, None, "no-such-run") == []
     assert [r.run_id for r in await store.conversation("u", "c", 5)] == ["r1"]
     assert await store.conversation("other", "c", 5) == []
     kept = await store.remember("u", "", "the coffee vendor is Bohnen GmbH")

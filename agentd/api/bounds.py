@@ -111,6 +111,9 @@ BOUNDS: dict[str, Bound] = {
     "ListRunsRequest.with_feedback": Bound("a boolean; this or status"),
     "ListRunsRequest.limit": Bound("0 means 1,000", minimum=0, maximum=1_000),
     "ListRunsRequest.status": Bound("a RunStatus value; this or with_feedback"),
+    "ListRunsRequest.page_token": Bound(
+        "ListRunsResponse.next_page_token as received (a run id)", chars=_ID
+    ),
 }
 
 _LEAVES = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}

@@ -90,8 +90,8 @@ def feedback(request: agent_pb2.SubmitFeedbackRequest) -> None:
     bounds.run_id("SubmitFeedbackRequest.run_id", request.run_id)
 
 
-def list_status(request: agent_pb2.ListRunsRequest) -> str:
-    """The RunStatus name asked for ("": rated runs instead)."""
+def list_runs(request: agent_pb2.ListRunsRequest) -> tuple[str, str]:
+    """The RunStatus name asked for ("": rated runs instead) and the page's cursor."""
     if request.with_feedback == bool(request.status):
         raise bounds.BadField(
             "with_feedback, status: give exactly one (rated runs, or the runs with a status)"
@@ -99,7 +99,9 @@ def list_status(request: agent_pb2.ListRunsRequest) -> str:
     if request.status and request.status not in agent_pb2.RunStatus.values():
         raise bounds.BadField("status: unknown RunStatus value")
     bounds.check_int("ListRunsRequest.limit", request.limit)
-    return agent_pb2.RunStatus.Name(request.status) if request.status else ""
+    bounds.text("ListRunsRequest.page_token", request.page_token)
+    status = agent_pb2.RunStatus.Name(request.status) if request.status else ""
+    return status, request.page_token
 
 
 def run_id(path: str, value: str) -> str:

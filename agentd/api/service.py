@@ -91,6 +91,25 @@ def _tools(catalog: Any, with_memory: bool) -> agent_pb2.ListToolsResponse:
     return response
 
 
+# Room in a ListRunsResponse for its own framing and the page token.
+_PAGE_SLACK_BYTES = 4096
+
+
+def _page(runs: list[Any], max_bytes: int) -> agent_pb2.ListRunsResponse:
+    """The runs that fit in one message of ``max_bytes`` (always at least one), and the token
+    of the next page when some did not fit. Each record is bounded, a listing of many is not:
+    without this one principal's big runs would break an admin's listing and the export."""
+    response = agent_pb2.ListRunsResponse()
+    size = _PAGE_SLACK_BYTES
+    for run in runs:
+        size += run.ByteSize() + 8  # the field's tag and length
+        if size > max_bytes and response.runs:
+            response.next_page_token = response.runs[-1].run_id
+            break
+        response.runs.append(run)
+    return response
+
+
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, runs: Runs) -> None:
         self.runs = runs
@@ -147,10 +166,15 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def ListRuns(
         self, request: agent_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.ListRunsResponse:
-        status = requests.list_status(request)
-        runs = await self.runs.list(current().principal, status, request.limit)
-        current().outcome = f"OK {len(runs)} runs"
-        return agent_pb2.ListRunsResponse(runs=runs)
+        status, after = requests.list_runs(request)
+        limit = request.limit or 1000
+        # One more than asked: whether a next page exists.
+        runs = await self.runs.list(current().principal, status, limit + 1, after)
+        response = _page(runs[:limit], self.runs.config.server.max_message_bytes)
+        if not response.next_page_token and len(runs) > limit:
+            response.next_page_token = runs[limit - 1].run_id
+        current().outcome = f"OK {len(response.runs)} runs"
+        return response
 
     async def ApproveRun(
         self, request: agent_pb2.ApproveRunRequest, context: grpc.aio.ServicerContext

@@ -184,3 +184,16 @@ __all__ = [
     "parse_headers",
     "target",
 ]
+
+
+async def listed_runs(stub: Any, request: Any, most: int = 1000) -> list[Any]:
+    """ListRuns followed page by page (next_page_token) until ``most`` runs or the last page:
+    a page holds only what fits in one message."""
+    runs: list[Any] = []
+    while True:
+        request.limit = min(1000, most - len(runs))
+        response = await stub.ListRuns(request, timeout=60)
+        runs += response.runs
+        if not response.next_page_token or len(runs) >= most:
+            return runs
+        request.page_token = response.next_page_token

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-from agentd.cli.channel import add_connection_options, agent_stub
+from agentd.cli.channel import add_connection_options, agent_stub, listed_runs
 from agentd.cli.common import Exit, add_command, fail
 from agentd.v1 import agent_pb2
 
@@ -101,10 +101,7 @@ async def export_feedback(args: argparse.Namespace) -> int:
             await store.close()
     else:
         async with agent_stub(args) as stub:
-            response = await stub.ListRuns(
-                agent_pb2.ListRunsRequest(with_feedback=True), timeout=60
-            )
-        runs = list(response.runs)
+            runs = await listed_runs(stub, agent_pb2.ListRunsRequest(with_feedback=True), 100_000)
     if args.with_reward:
         from agentd.evals.reward import with_rewards
 

@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Any
 
-from agentd.cli.channel import add_connection_options, agent_stub
+from agentd.cli.channel import add_connection_options, agent_stub, listed_runs
 from agentd.cli.common import Exit, add_command, fail, print_json
 from agentd.cli.run import show_event, show_final, verdict_line
 from agentd.v1 import agent_pb2
@@ -143,13 +143,10 @@ async def list_runs(args: argparse.Namespace) -> int:
     if name not in names:
         known = ", ".join(k.removeprefix("RUN_STATUS_").lower() for k in names)
         return fail(f"--status {args.status}: unknown; use one of {known}", Exit.USAGE)
-    request = agent_pb2.ListRunsRequest(
-        status=name,  # the enum value by name, checked above
-        limit=max(0, args.limit),
-    )
+    request = agent_pb2.ListRunsRequest(status=name)  # the enum value by name, checked above
     async with agent_stub(args) as stub:
-        response = await stub.ListRuns(request, timeout=60)
-    for run in response.runs:
+        runs = await listed_runs(stub, request, args.limit if args.limit > 0 else 1000)
+    for run in runs:
         started = run.start_time.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
         pending = ""
         if run.HasField("pending_call"):

@@ -102,13 +102,16 @@ class Runs(Runner):
         async for message in follow(self.records, self.feeds, run_id, after):
             yield message
 
-    async def list(self, principal: Principal, status: str = "", limit: int = 0) -> list[Any]:
+    async def list(
+        self, principal: Principal, status: str = "", limit: int = 0, after: str = ""
+    ) -> list[Any]:
         """The caller's runs (an admin's: everyone's) with ``status`` (a RunStatus name), or
-        rated ones when ``status`` is empty; stored records, oldest first."""
+        rated ones when ``status`` is empty; stored records, oldest first, after the run
+        ``after`` when given (a page's cursor)."""
         owner = None if principal.admin else principal.id
         if status:
-            return await self.records.with_status(status, limit or 1000, owner)
-        return await self.records.with_feedback(limit or 1000, owner)
+            return await self.records.with_status(status, limit or 1000, owner, after)
+        return await self.records.with_feedback(limit or 1000, owner, after)
 
     async def feedback(
         self, run_id: str, principal: Principal, rating: int, comment: str, labels: Sequence[str]

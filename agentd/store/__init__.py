@@ -85,12 +85,13 @@ class RunStore(Protocol):
         self, run_id: str, feedback: agent_pb2.Feedback
     ) -> agent_pb2.RunResponse | None: ...
     # Oldest first; ``principal`` limits them to that principal's runs (None: everyone's).
+    # Oldest first (created_at, then run_id); ``after``: only runs after that run (a cursor).
     async def runs_with_feedback(
-        self, limit: int = 100_000, principal: str | None = None
+        self, limit: int = 100_000, principal: str | None = None, after: str = ""
     ) -> list[agent_pb2.RunResponse]: ...
     # ``status`` is a RunStatus name, e.g. "RUN_STATUS_NEEDS_APPROVAL".
     async def runs_with_status(
-        self, status: str, limit: int = 1000, principal: str | None = None
+        self, status: str, limit: int = 1000, principal: str | None = None, after: str = ""
     ) -> list[agent_pb2.RunResponse]: ...
     async def conversation(
         self, user_id: str, conversation_id: str, limit: int
@@ -125,6 +126,10 @@ def open_store(config: StorageConfig) -> RunStore:
     from agentd.store.sqlite import SqliteRunStore
 
     return SqliteRunStore(config.path)
+
+
+# Listings go oldest first by (created_at, run_id); a page's cursor is the last run's id.
+AFTER_RUN = "(created_at, run_id) > (SELECT created_at, run_id FROM runs WHERE run_id = {0})"
 
 
 def owned_by(principal: str | None, placeholder: str) -> tuple[str, tuple[str, ...]]:

@@ -25,6 +25,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from agentd.store import (
+    AFTER_RUN,
     EXAMPLE_COLUMNS,
     EXAMPLES_STAMP,
     Example,
@@ -339,20 +340,28 @@ class PostgresRunStore:
         return await self.get(run_id)
 
     async def runs_with_feedback(
-        self, limit: int = 100_000, principal: str | None = None
+        self, limit: int = 100_000, principal: str | None = None, after: str = ""
     ) -> list[agent_pb2.RunResponse]:
         where, params = owned_by(principal, "%s")
-        return await self._runs(f"run_id IN (SELECT run_id FROM feedback){where}", (*params, limit))
+        return await self._runs(
+            f"run_id IN (SELECT run_id FROM feedback){where}", params, limit, after
+        )
 
     async def runs_with_status(
-        self, status: str, limit: int = 1000, principal: str | None = None
+        self, status: str, limit: int = 1000, principal: str | None = None, after: str = ""
     ) -> list[agent_pb2.RunResponse]:
         where, params = owned_by(principal, "%s")
-        return await self._runs(f"status = %s{where}", (status, *params, limit))
+        return await self._runs(f"status = %s{where}", (status, *params), limit, after)
 
-    async def _runs(self, where: str, params: tuple[Any, ...]) -> list[agent_pb2.RunResponse]:
+    async def _runs(
+        self, where: str, params: tuple[Any, ...], limit: int, after: str
+    ) -> list[agent_pb2.RunResponse]:
+        if after:  # a page's cursor: the runs after that one (none if it is unknown)
+            where += f" AND {AFTER_RUN.format('%s')}"
+            params = (*params, after)
         rows = await self._fetch(
-            f"SELECT record FROM runs WHERE {where} ORDER BY created_at LIMIT %s", params
+            f"SELECT record FROM runs WHERE {where} ORDER BY created_at, run_id LIMIT %s",
+            (*params, limit),
         )
         return [await self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
 

@@ -119,12 +119,17 @@ class RunRecords:
         stored = _stored(message, {})
         return None if stored is None else (stored, item)
 
-    async def with_status(self, status: str, limit: int, principal: str | None = None) -> list[Any]:
-        """The stored records (messages) of runs with ``status`` (a RunStatus name)."""
-        return await self.store.runs_with_status(status, limit, principal)
+    async def with_status(
+        self, status: str, limit: int, principal: str | None = None, after: str = ""
+    ) -> list[Any]:
+        """The stored records (messages) of runs with ``status`` (a RunStatus name), oldest
+        first, after run ``after`` ("": from the first)."""
+        return await self.store.runs_with_status(status, limit, principal, after)
 
-    async def with_feedback(self, limit: int, principal: str | None = None) -> list[Any]:
-        return await self.store.runs_with_feedback(limit, principal)
+    async def with_feedback(
+        self, limit: int, principal: str | None = None, after: str = ""
+    ) -> list[Any]:
+        return await self.store.runs_with_feedback(limit, principal, after)
 
     async def waiting(self, limit: int) -> list[Stored]:
         """Runs that wait for a decision."""

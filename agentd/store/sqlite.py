@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.store import (
+    AFTER_RUN,
     EXAMPLE_COLUMNS,
     EXAMPLES_STAMP,
     Example,
@@ -336,22 +337,31 @@ class SqliteRunStore:
             return self._with_feedback(agent_pb2.RunResponse.FromString(row[0]))
 
     async def runs_with_feedback(
-        self, limit: int = 100_000, principal: str | None = None
+        self, limit: int = 100_000, principal: str | None = None, after: str = ""
     ) -> list[agent_pb2.RunResponse]:
         where, params = owned_by(principal, "?")
-        return await self._runs(f"run_id IN (SELECT run_id FROM feedback){where}", (*params, limit))
+        return await self._runs(
+            f"run_id IN (SELECT run_id FROM feedback){where}", params, limit, after
+        )
 
     async def runs_with_status(
-        self, status: str, limit: int = 1000, principal: str | None = None
+        self, status: str, limit: int = 1000, principal: str | None = None, after: str = ""
     ) -> list[agent_pb2.RunResponse]:
         where, params = owned_by(principal, "?")
-        return await self._runs(f"status = ?{where}", (status, *params, limit))
+        return await self._runs(f"status = ?{where}", (status, *params), limit, after)
 
-    async def _runs(self, where: str, params: tuple[Any, ...]) -> list[agent_pb2.RunResponse]:
+    async def _runs(
+        self, where: str, params: tuple[Any, ...], limit: int, after: str
+    ) -> list[agent_pb2.RunResponse]:
+        if after:  # a page's cursor: the runs after that one (none if it is unknown)
+            where += f" AND {AFTER_RUN.format('?')}"
+            params = (*params, after)
+
         def read() -> list[agent_pb2.RunResponse]:
             with self._lock:
                 rows = self._db.execute(
-                    f"SELECT record FROM runs WHERE {where} ORDER BY created_at LIMIT ?", params
+                    f"SELECT record FROM runs WHERE {where} ORDER BY created_at, run_id LIMIT ?",
+                    (*params, limit),
                 ).fetchall()
                 return [self._with_feedback(agent_pb2.RunResponse.FromString(r[0])) for r in rows]
 

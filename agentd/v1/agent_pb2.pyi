@@ -443,20 +443,24 @@ class GetRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("with_feedback", "limit", "status")
+    __slots__ = ("with_feedback", "limit", "status", "page_token")
     WITH_FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     with_feedback: bool
     limit: int
     status: RunStatus
-    def __init__(self, with_feedback: _Optional[bool] = ..., limit: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ...) -> None: ...
+    page_token: str
+    def __init__(self, with_feedback: _Optional[bool] = ..., limit: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
-    __slots__ = ("runs",)
+    __slots__ = ("runs", "next_page_token")
     RUNS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[RunResponse]
-    def __init__(self, runs: _Optional[_Iterable[_Union[RunResponse, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, runs: _Optional[_Iterable[_Union[RunResponse, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchRunRequest(_message.Message):
     __slots__ = ("run_id", "after")
