@@ -256,6 +256,23 @@ async def test_feedback_labels_and_entries_are_bounded(stack: Stack) -> None:
     assert [r.run_id for r in listed.runs] == [run.run_id]
 
 
+async def test_concurrent_feedback_cannot_pass_the_cap(stack: Stack) -> None:
+    """The cap is kept by the store, not by a read before the write: 30 ratings at once on a
+    fresh run store 20, and the other 10 get RESOURCE_EXHAUSTED."""
+    answers_everything(stack)
+    run = await stack.run("rate me at once")
+    request = agent_pb2.SubmitFeedbackRequest(run_id=run.run_id, rating=1)
+    outcomes = await asyncio.gather(
+        *(stack.stub.SubmitFeedback(request, timeout=30) for _ in range(30)),
+        return_exceptions=True,
+    )
+    refused_ = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert {o.code() for o in refused_} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert len(refused_) == 30 - bounds.MAX_FEEDBACK_PER_RUN
+    stored = await stack.stub.GetRun(agent_pb2.GetRunRequest(run_id=run.run_id), timeout=30)
+    assert len(stored.feedback) == bounds.MAX_FEEDBACK_PER_RUN
+
+
 async def test_listing_runs_pages_within_the_message_size(tmp_path: Path) -> None:
     """Records are bounded one by one, but a listing of many is not: 1,000 runs in one
     ListRunsResponse overflow server.max_message_bytes, and one principal's big runs would

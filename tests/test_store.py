@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agentd.store import LeaseLost, RunStore
+from agentd.store import FeedbackLimit, LeaseLost, RunStore
 from agentd.store.sqlite import SqliteRunStore
 from agentd.v1 import agent_pb2
 from tests.support.postgres import Postgres, throwaway_postgres
@@ -32,7 +32,7 @@ async def main():
         run = agent_pb2.RunResponse(run_id=f"{sys.argv[2]}-{i}", task="t" * 2000, output="o")
         run.steps.add(id="s1", tool="x", error=agent_pb2.StepError(message="e" * 4000))
         await store.save(run, {"task": run.task})
-        await store.add_feedback(run.run_id, agent_pb2.Feedback(rating=1))
+        await store.add_feedback(run.run_id, agent_pb2.Feedback(rating=1), 20)
         await store.remember("u", "", f"memory {i}")
         print(run.run_id, flush=True)  # acknowledged: every write above has returned
         i += 1
@@ -131,10 +131,12 @@ async def exercise(store: RunStore) -> None:
     await store.save(first, {"task": "first", "context": {}})
     await store.save(agent_pb2.RunResponse(run_id="r2", task="second", user_id="u"))
     assert await store.get("missing") is None
-    assert await store.add_feedback("missing", agent_pb2.Feedback(rating=1)) is None
-    await store.add_feedback("r1", agent_pb2.Feedback(rating=-1))
-    updated = await store.add_feedback("r1", agent_pb2.Feedback(rating=4))
+    assert await store.add_feedback("missing", agent_pb2.Feedback(rating=1), 20) is None
+    await store.add_feedback("r1", agent_pb2.Feedback(rating=-1), 20)
+    updated = await store.add_feedback("r1", agent_pb2.Feedback(rating=4), 20)
     assert updated is not None and [f.rating for f in updated.feedback] == [-1, 4]
+    with pytest.raises(FeedbackLimit):  # the cap is checked by the write itself
+        await store.add_feedback("r1", agent_pb2.Feedback(rating=1), 2)
     # Saving again (a record with a stale feedback copy) keeps the feedback as stored.
     await store.save(updated)
     again = await store.get("r1")
@@ -152,7 +154,7 @@ async def exercise(store: RunStore) -> None:
     # Listing one principal's runs is a query, not a scan of everyone's records.
     for run_id, principal in (("a1", "alice"), ("b1", "bob"), ("a2", "alice")):
         await store.save(agent_pb2.RunResponse(run_id=run_id, principal=principal))
-        await store.add_feedback(run_id, agent_pb2.Feedback(rating=1))
+        await store.add_feedback(run_id, agent_pb2.Feedback(rating=1), 20)
     done = "RUN_STATUS_UNSPECIFIED"
     assert [r.run_id for r in await store.runs_with_status(done, 10, "alice")] == ["a1", "a2"]
     assert [r.run_id for r in await store.runs_with_status(done, 1, "alice")] == ["a1"]
@@ -239,7 +241,7 @@ async def test_postgres_records_shared_between_replicas(
     await pg_store.save(agent_pb2.RunResponse(run_id="shared", task="x"))
     other = PostgresRunStore(postgres_url)  # a second replica
     try:
-        await other.add_feedback("shared", agent_pb2.Feedback(rating=5))
+        await other.add_feedback("shared", agent_pb2.Feedback(rating=5), 20)
         run = await pg_store.get("shared")
         assert run is not None and run.feedback[0].rating == 5
     finally:

@@ -25,6 +25,7 @@ from agentd.runs.errors import FeedbackFull, Forbidden, InvalidField, RunNotFoun
 from agentd.runs.runner import Metadata, Runner, TimeLeft, conversation_history
 from agentd.runs.spec import ANONYMOUS, LIMIT_FIELDS, CallDecision, Principal, RunSpec
 from agentd.runs.watch import follow
+from agentd.store import FeedbackLimit
 from agentd.store.runs import Stored
 from agentd.tools import memory
 
@@ -118,17 +119,22 @@ class Runs(Runner):
     ) -> tuple[Stored, Any]:
         """Add the caller's rating of their run; the run and the entry (a Feedback message)."""
         stored = await self.get(run_id, principal)
+        full = FeedbackFull(
+            f"run_id: run {stored.run.run_id} already has {MAX_FEEDBACK_PER_RUN} feedback"
+            f" entries, the most a run keeps",
+            run_id=run_id,
+        )
         if stored.feedback >= MAX_FEEDBACK_PER_RUN:
-            raise FeedbackFull(
-                f"run_id: run {stored.run.run_id} already has {stored.feedback} feedback"
-                f" entries, the most a run keeps ({MAX_FEEDBACK_PER_RUN})",
-                run_id=run_id,
-            )
+            raise full
         problem = feedback_.check_rating(rating)
         if problem:
             raise InvalidField(problem)
-        # Who rated, from authentication.
-        added = await self.records.add_feedback(run_id, rating, comment, labels, principal.id)
+        try:  # who rated, from authentication; the store counts as it writes
+            added = await self.records.add_feedback(
+                run_id, rating, comment, labels, principal.id, MAX_FEEDBACK_PER_RUN
+            )
+        except FeedbackLimit:
+            raise full from None
         if added is None:
             raise RunNotFound(f"run_id: no run {echo(run_id)}", run_id=run_id)
         stored, item = added

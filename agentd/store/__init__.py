@@ -43,6 +43,10 @@ def replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+class FeedbackLimit(Exception):
+    """The run already has the most feedback entries it keeps (checked where it is written)."""
+
+
 class StoreUnavailable(Exception):
     """The store cannot be reached right now (its database is down or restarting); the
     service answers UNAVAILABLE, so the caller knows nothing was acknowledged."""
@@ -80,9 +84,10 @@ class RunStore(Protocol):
     async def events(self, run_id: str, after: int, limit: int) -> list[agent_pb2.RunEvent]: ...
     async def last_event(self, run_id: str) -> agent_pb2.RunEvent | None: ...
 
-    # Feedback is kept beside the record and merged into RunResponse.feedback by ``get``.
+    # Feedback is kept beside the record and merged into RunResponse.feedback by ``get``;
+    # None: no such run; FeedbackLimit: it has ``most`` entries (one write checks and adds).
     async def add_feedback(
-        self, run_id: str, feedback: agent_pb2.Feedback
+        self, run_id: str, feedback: agent_pb2.Feedback, most: int
     ) -> agent_pb2.RunResponse | None: ...
     # Oldest first; ``principal`` limits them to that principal's runs (None: everyone's).
     # Oldest first (created_at, then run_id); ``after``: only runs after that run (a cursor).

@@ -29,6 +29,7 @@ from agentd.store import (
     EXAMPLE_COLUMNS,
     EXAMPLES_STAMP,
     Example,
+    FeedbackLimit,
     LeaseLost,
     Memory,
     Outcome,
@@ -329,14 +330,21 @@ class PostgresRunStore:
         return run
 
     async def add_feedback(
-        self, run_id: str, feedback: agent_pb2.Feedback
+        self, run_id: str, feedback: agent_pb2.Feedback, most: int
     ) -> agent_pb2.RunResponse | None:
-        if await self.get(run_id) is None:
-            return None
-        await self._fetch(
-            "INSERT INTO feedback (run_id, record) VALUES (%s, %s) RETURNING id",
-            (run_id, feedback.SerializeToString()),
-        )
+        async with self.connection() as db, db.transaction():
+            # The run's row locked: concurrent ratings of one run count one after another.
+            cursor = await db.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (run_id,))
+            if await cursor.fetchone() is None:
+                return None
+            cursor = await db.execute("SELECT COUNT(*) FROM feedback WHERE run_id = %s", (run_id,))
+            row = await cursor.fetchone()
+            if row is not None and row[0] >= most:
+                raise FeedbackLimit(run_id)
+            await db.execute(
+                "INSERT INTO feedback (run_id, record) VALUES (%s, %s)",
+                (run_id, feedback.SerializeToString()),
+            )
         return await self.get(run_id)
 
     async def runs_with_feedback(

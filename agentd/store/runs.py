@@ -110,12 +110,19 @@ class RunRecords:
         return outcome, _stored(current, request)
 
     async def add_feedback(
-        self, run_id: str, rating: int, comment: str, labels: Sequence[str], user_id: str
+        self,
+        run_id: str,
+        rating: int,
+        comment: str,
+        labels: Sequence[str],
+        user_id: str,
+        most: int,
     ) -> tuple[Stored, Any] | None:
-        """The run with the new entry, and the entry (a ``Feedback`` message)."""
+        """The run with the new entry, and the entry (a ``Feedback`` message); FeedbackLimit
+        when the run already has ``most``."""
         item = agent_pb2.Feedback(rating=rating, comment=comment, labels=labels, user_id=user_id)
         item.time.GetCurrentTime()
-        message = await self.store.add_feedback(run_id, item)
+        message = await self.store.add_feedback(run_id, item, most)
         stored = _stored(message, {})
         return None if stored is None else (stored, item)
 

@@ -19,6 +19,7 @@ from agentd.store import (
     EXAMPLE_COLUMNS,
     EXAMPLES_STAMP,
     Example,
+    FeedbackLimit,
     LeaseLost,
     Memory,
     Outcome,
@@ -319,17 +320,22 @@ class SqliteRunStore:
     # --- feedback -------------------------------------------------------------------------
 
     async def add_feedback(
-        self, run_id: str, feedback: agent_pb2.Feedback
+        self, run_id: str, feedback: agent_pb2.Feedback, most: int
     ) -> agent_pb2.RunResponse | None:
-        return await asyncio.to_thread(self._add_feedback, run_id, feedback)
+        return await asyncio.to_thread(self._add_feedback, run_id, feedback, most)
 
     def _add_feedback(
-        self, run_id: str, feedback: agent_pb2.Feedback
+        self, run_id: str, feedback: agent_pb2.Feedback, most: int
     ) -> agent_pb2.RunResponse | None:
         with self._lock, self._transaction():
             row = self._db.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 return None
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM feedback WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if count >= most:
+                raise FeedbackLimit(run_id)
             self._db.execute(
                 "INSERT INTO feedback (run_id, record) VALUES (?, ?)",
                 (run_id, feedback.SerializeToString()),
