@@ -2,7 +2,8 @@
 
 Uses the model the config names (the embedded one by default). Each task is sent
 through ``RunStream`` and printed as ``agentd run`` prints it. After the lookups it
-shows a guardrail verdict, a memory written in one run and recalled in the next,
+shows their model calls per role (a plan that carries its answer needs one), a rated
+run's plan shown to the planner of a similar task (the plan library), a guardrail verdict, a memory written in one run and recalled in the next,
 and negative feedback whose alert reaches a webhook on loopback.
 """
 
@@ -118,6 +119,31 @@ async def main(config_path: str) -> int:
                 print("── trace of the first run (agentd trace RUN_ID)")
                 stored = await stub.GetRun(agent_pb2.GetRunRequest(run_id=runs[0].run_id))
                 print(render(stored), end="\n\n")
+
+                lookup = runs[1]
+                roles = ", ".join(f"{u.role} {u.calls}" for u in lookup.usage)
+                print(f"── model calls of the vendor lookup: {roles or 'none'} (a plan that")
+                print("   carries its answer as a template over its steps needs no responder)\n")
+
+                print("── plan library: a thumbs-up keeps the lookup's plan as a worked example")
+                await stub.SubmitFeedback(
+                    agent_pb2.SubmitFeedbackRequest(run_id=lookup.run_id, rating=1)
+                )
+                similar = await run_task(
+                    stub,
+                    "Get the vendor with id ven_002 and tell me its phone number.",
+                    ["LedgerService_GetVendor"],
+                )
+                shown = ", ".join(similar.plan.examples) or "none (the rated run did not qualify:"
+                print(
+                    f"the planner was shown: {shown}"
+                    + (
+                        ""
+                        if similar.plan.examples
+                        else " it must have succeeded with every step; see docs/examples.md)"
+                    )
+                )
+                print()
 
                 print("── guardrails: the input check flags an injection attempt (no model needed)")
                 await run_task(
