@@ -65,9 +65,10 @@ level = "{log_level}"
     return path
 
 
-def plan(*steps: dict[str, Any]) -> dict[str, Any]:
-    """A planner reply with ``steps`` (written flat, as in the tests)."""
-    return plans.plan(*steps, rationale="benchmark plan")
+def plan(*steps: dict[str, Any], answer: str | None = None) -> dict[str, Any]:
+    """A planner reply with ``steps`` (written flat, as in the tests) and, when given, the
+    answer as a template over their results (then the run needs no responder call)."""
+    return plans.plan(*steps, answer=answer, rationale="benchmark plan")
 
 
 def _summary(step_id: str, vendor: int) -> dict[str, Any]:
@@ -92,14 +93,16 @@ CHAIN_TASK = "Take ven_001's total, divide by 100, double it, add one."
 FANOUT_LOOKUPS = 8
 
 
-def fanout_plan() -> dict[str, Any]:
-    """Eight independent lookups, then one Evaluate that sums them through references."""
+def fanout_plan(template: bool = False) -> dict[str, Any]:
+    """Eight independent lookups, then one Evaluate that sums them through references;
+    ``template``: the plan carries the answer over the sum (one model call a run)."""
     lookups = [_summary(f"s{i}", i) for i in range(1, FANOUT_LOOKUPS + 1)]
     ids = [s["id"] for s in lookups]
     expression = " ".join(
         f"${{{sid}.totalMinor}}" + ("" if i == 0 else " +") for i, sid in enumerate(ids)
     )
-    return plan(*lookups, _evaluate("s9", expression, ids))
+    answer = "The total is ${s9.formatted}." if template else None
+    return plan(*lookups, _evaluate("s9", expression, ids), answer=answer)
 
 
 def chain_plan() -> dict[str, Any]:

@@ -191,7 +191,9 @@ async def _fanout(peers: list[Framework], quick: bool) -> Result:
 
     reps = 1 if quick else 3
     meter = script.Meter(
-        agentd=_stack.responder(_stack.fanout_plan(), _stack.fanout_react),
+        # agentd's plan carries its answer (one model call); the peers' models answer after
+        # their tool turns, as a tool-calling model does.
+        agentd=_stack.responder(_stack.fanout_plan(template=True), _stack.fanout_react),
         peers=script.fanout(parallel=True),
     )
     llm = ScriptedLLM(latency_s=FANOUT_MODEL_S)
@@ -308,11 +310,17 @@ async def _fanout(peers: list[Framework], quick: bool) -> Result:
 
 
 def _overhead_plan() -> dict[str, Any]:
+    """Three Evaluate calls and the answer as a template over them: one model call a run."""
     return _stack.plan(
         *(
-            {"id": f"s{i}", "tool": "CalculatorService_Evaluate", "arguments": {"expression": e}}
+            {
+                "id": f"s{i}",
+                "tool": "CalculatorService_Evaluate",
+                "arguments": {"expression": e, "precision": 0},
+            }
             for i, e in enumerate(script.OVERHEAD_EXPRESSIONS, 1)
-        )
+        ),
+        answer="The results are ${s1.formatted}, ${s2.formatted} and ${s3.formatted}.",
     )
 
 
