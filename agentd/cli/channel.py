@@ -174,18 +174,6 @@ class _StreamMetadata(_Metadata, grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(self._details(details), request)
 
 
-__all__ = [
-    "DEFAULT_TARGET",
-    "BadOption",
-    "Connection",
-    "add_connection_options",
-    "agent_stub",
-    "connection",
-    "parse_headers",
-    "target",
-]
-
-
 async def listed_runs(stub: Any, request: Any, most: int = 1000) -> list[Any]:
     """ListRuns followed page by page (next_page_token) until ``most`` runs or the last page:
     a page holds only what fits in one message."""
@@ -197,3 +185,16 @@ async def listed_runs(stub: Any, request: Any, most: int = 1000) -> list[Any]:
         if not response.next_page_token or len(runs) >= most:
             return runs
         request.page_token = response.next_page_token
+
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "BadOption",
+    "Connection",
+    "add_connection_options",
+    "agent_stub",
+    "connection",
+    "listed_runs",
+    "parse_headers",
+    "target",
+]

@@ -89,8 +89,8 @@ class RunStore(Protocol):
     async def add_feedback(
         self, run_id: str, feedback: agent_pb2.Feedback, most: int
     ) -> agent_pb2.RunResponse | None: ...
-    # Oldest first; ``principal`` limits them to that principal's runs (None: everyone's).
-    # Oldest first (created_at, then run_id); ``after``: only runs after that run (a cursor).
+    # Oldest first (created_at, then run_id); ``principal`` limits them to that principal's
+    # runs (None: everyone's); ``after``: only the runs after that run (a page's cursor).
     async def runs_with_feedback(
         self, limit: int = 100_000, principal: str | None = None, after: str = ""
     ) -> list[agent_pb2.RunResponse]: ...
