@@ -35,7 +35,6 @@ TASKS = [
     ("Get the vendor with id ven_001 and tell me its phone number.", ["LedgerService_GetVendor"]),
     ("Find vendors matching 'coffee'.", ["LedgerService_SearchVendors"]),
 ]
-USER = "demo-user"
 
 
 class Webhook:
@@ -72,10 +71,9 @@ async def run_task(
     stub: agent_pb2_grpc.AgentServiceStub,
     task: str,
     tools: Sequence[str],
-    user_id: str = "",
 ) -> agent_pb2.RunResponse:
     print(f"━━ {task}")
-    request = agent_pb2.RunRequest(task=task, tools=tools, user_id=user_id)
+    request = agent_pb2.RunRequest(task=task, tools=tools)
     metadata = (("authorization", "Bearer demo-user"),)
     final = agent_pb2.RunResponse()
     async for event in stub.RunStream(request, metadata=metadata, timeout=300):
@@ -106,6 +104,9 @@ async def main(config_path: str) -> int:
             server=dataclasses.replace(config.server, listen="127.0.0.1:0"),
             storage=dataclasses.replace(config.storage, path=f"{tmp}/demo.db"),
             alerts=dataclasses.replace(config.alerts, webhooks=(hook_url,)),
+            # Auth is off, so every demo call is the anonymous principal: it may not name
+            # another user (user_id), and has memory only with allow_anonymous.
+            memory=dataclasses.replace(config.memory, allow_anonymous=True),
         )
         daemon = Daemon(config, env=dict(os.environ))
         started = time.perf_counter()
@@ -152,15 +153,14 @@ async def main(config_path: str) -> int:
                     ["CalculatorService_*"],
                 )
 
-                print("── memory: one run remembers, the next recalls (scoped to the user)")
+                print("── memory: one run remembers, the next recalls (scoped to the caller)")
                 await run_task(
                     stub,
                     "Remember this fact: my favourite vendor is ven_001.",
                     ["memory_remember"],
-                    USER,
                 )
                 recalled = await run_task(
-                    stub, "Recall what my favourite vendor is.", ["memory_recall"], USER
+                    stub, "Recall what my favourite vendor is.", ["memory_recall"]
                 )
 
                 print("── feedback: a thumbs-down raises an alert on the webhook")
