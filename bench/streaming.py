@@ -8,9 +8,10 @@
 - ``stream_cpu_overhead``: the daemon's CPU per run with ``RunStream`` (events, answer
   deltas, the model streamed) against ``Run`` (one JSON reply per model call), on the same
   work: a plan of 3 calculator calls and a 600-character answer, 50 runs at a time; medians of
-  5 alternating repetitions. Its details also give what decoding the two replies as
-  server-sent events costs by itself against one JSON body each (the part of the overhead
-  that is the bytes of a streamed response).
+  5 alternating repetitions. Its details also give ``RunStream`` with ``agent.stream_answer``
+  off (the event stream alone, the model not streamed: ``events_only_ratio``), and what
+  decoding the two replies as server-sent events costs by itself against one JSON body each
+  (the part of the overhead that is the bytes of a streamed response).
 """
 
 from __future__ import annotations
@@ -201,19 +202,31 @@ async def answer_first_token_embedded(quick: bool) -> Result:
     )
 
 
+# The modes measured: Run; RunStream as it is by default (the answer streamed token by token);
+# RunStream with agent.stream_answer off (step events and the final only, the model not
+# streamed): what the event stream itself costs.
+_MODES = {
+    "run": (False, {}),
+    "stream": (True, {}),
+    "events_only": (True, {"AGENTD_AGENT_STREAM_ANSWER": "false"}),
+}
+
+
 async def _cpu_per_run(
-    tmp: Path, llm: ScriptedLLM, calculator: str, stream: bool, runs: int
+    tmp: Path, llm: ScriptedLLM, calculator: str, mode: str, runs: int
 ) -> tuple[float, int]:
-    """(agentd CPU ms per run, failed runs) of one daemon answering Run or RunStream."""
+    """(agentd CPU ms per run, failed runs) of one daemon answering in ``mode`` (_MODES)."""
     from agentd.v1 import agent_pb2, agent_pb2_grpc
 
-    folder = tmp / ("stream" if stream else "unary")
+    stream, env = _MODES[mode]
+    folder = tmp / mode
     folder.mkdir(parents=True)
     config = _stack.write_config(
         folder, llm_url=llm.base_url, ledger=calculator, calculator=calculator
     )
+    serve = ["-m", "agentd", "serve", "--config", str(config)]
     async with (
-        child(["-m", "agentd", "serve", "--config", str(config)]) as (daemon, address),
+        child(serve, env=env) as (daemon, address),
         grpc.aio.insecure_channel(address) as channel,
     ):
         stub = agent_pb2_grpc.AgentServiceStub(channel)
@@ -259,23 +272,25 @@ async def stream_cpu_overhead(quick: bool) -> Result:
     llm = ScriptedLLM(latency_s=0.02)
     await llm.start()
     llm.responder(_respond)
-    unary: list[float] = []
-    streamed: list[float] = []
+    cpu: dict[str, list[float]] = {mode: [] for mode in _MODES}
     failed = 0
     try:
         with tempfile.TemporaryDirectory(prefix="agentd-bench-") as name:
             tmp = Path(name)
             async with child(_CALCULATOR) as (_calc, calculator):
-                # Alternating, each first in turn, so drift in the machine's load hits both.
+                # Alternating, each first in turn, so drift in the machine's load hits all.
+                order = list(_MODES)
                 for i in range(2 if quick else 5):
-                    for stream in (False, True) if i % 2 == 0 else (True, False):
-                        cpu, bad = await _cpu_per_run(tmp / f"r{i}", llm, calculator, stream, runs)
-                        (streamed if stream else unary).append(cpu)
+                    for mode in order[i % 3 :] + order[: i % 3]:
+                        ms, bad = await _cpu_per_run(tmp / f"r{i}", llm, calculator, mode, runs)
+                        cpu[mode].append(ms)
                         failed += bad
     finally:
         await llm.stop()
+    unary, streamed = cpu["run"], cpu["stream"]
     ours, base = statistics.median(streamed), statistics.median(unary)
     ratio = ours / base if base else 0.0
+    events_only = statistics.median(cpu["events_only"])
     return Result(
         name="stream_cpu_overhead",
         value=ours,
@@ -289,6 +304,9 @@ async def stream_cpu_overhead(quick: bool) -> Result:
             "failed": failed,
             "cpu_ms_per_run_stream": [round(x, 2) for x in streamed],
             "cpu_ms_per_run_run": [round(x, 2) for x in unary],
+            # agent.stream_answer = false: the event stream without the model streamed
+            "cpu_ms_per_run_events_only": [round(x, 2) for x in cpu["events_only"]],
+            "events_only_ratio": round(events_only / base, 3) if base else 0.0,
             "answer_chars": len(_ANSWER),
             "tool_calls_per_run": 3,
             **await _decode_cost(),

@@ -22,7 +22,7 @@ from agentd.loop.answer import AnswerStream, FieldText
 from agentd.loop.state import Event
 from agentd.v1 import agent_pb2
 from tests.support.scripted_llm import Reply, schema_name
-from tests.test_agent import SECRET, Stack, answer, plan, stack
+from tests.test_agent import SECRET, Stack, answer, plan, stack, start_stack
 from tests.test_guardrails import RULES_GUARD
 
 __all__ = ["stack"]
@@ -146,6 +146,22 @@ async def test_run_does_not_stream_the_model(stack: Stack) -> None:
     assert streamed(s) == []  # nobody follows the events: one JSON reply per call
 
 
+async def test_with_stream_answer_off_runstream_carries_steps_and_the_final_only(
+    tmp_path: Path,
+) -> None:
+    """agent.stream_answer = false: RunStream still numbers and sends the step events and the
+    final record, but the model's replies are not streamed and no answer_delta is sent."""
+    async for s in start_stack(tmp_path, env={"AGENTD_AGENT_STREAM_ANSWER": "false"}):
+        s.llm.reply(when="plan", content=plan(GET_VENDOR))
+        s.llm.reply(when="answer", content=answer(ANSWER))
+        events = await s.stream("Who is ven_001 and what is their phone?")
+        assert events[-1].final.output == ANSWER
+        assert deltas(events) == [] and streamed(s) == []
+        kinds = [e.WhichOneof("event") for e in events]
+        assert kinds[:3] == ["plan", "step_started", "step_finished"] and kinds[-1] == "final"
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+
+
 async def test_a_plans_direct_answer_streams(stack: Stack) -> None:
     s = stack
     decoding(s)
@@ -203,7 +219,6 @@ async def test_a_replan_after_an_answer_starts_it_over(stack: Stack) -> None:
 async def test_with_output_guards_the_answer_comes_whole_after_they_pass(
     tmp_path: Path,
 ) -> None:
-    from tests.test_agent import start_stack
 
     async for s in start_stack(tmp_path, extra=RULES_GUARD):
         s.llm.reply(when="plan", content=plan(GET_VENDOR))

@@ -337,6 +337,12 @@ class AgentConfig:
     discovery_retry_s: Float = Field(
         default=5.0, description="retry period for upstreams that were down"
     )
+    stream_answer: Bool = Field(
+        default=True,
+        description="`RunStream` and `WatchRun` carry the answer as it is decoded"
+        " (`answer_delta`, the model's reply streamed); `false`: step events and the final"
+        " answer only, which costs less CPU per streamed run (bench stream_cpu_overhead)",
+    )
 
 
 @dataclass(frozen=True, config=_SECTION)

@@ -172,10 +172,10 @@ class Runner:
                 )
                 # Every event is numbered and kept by the journal (answer deltas too, stored in
                 # batches with the next snapshot); someone following them (RunStream) also gets
-                # the answer as it is decoded.
+                # the answer as it is decoded, unless agent.stream_answer is off.
                 hooks = RunHooks(
                     journal.wrap(on_event, snapshots=storage.journal),
-                    stream_answer=on_event is not None,
+                    stream_answer=on_event is not None and self.config.agent.stream_answer,
                 )
                 feed = None
                 try:
