@@ -63,6 +63,17 @@ class LoopTool(Protocol):
 # --- embedding tool schemas into one document -------------------------------------------
 
 
+def answer_schema(
+    response_schema: Mapping[str, Any] | None, max_chars: int, defs: dict[str, Any]
+) -> dict[str, Any]:
+    """The schema of a run's answer, bounded so a small model cannot run on to max_tokens
+    (about 4 characters a token): text, or the caller's ``response_schema`` bounded, its
+    ``$defs`` moved into ``defs``. The responder and the ReAct baseline's final answer share it."""
+    if response_schema is None:
+        return {"type": "string", "minLength": 1, "maxLength": max_chars}
+    return embed(bounded(response_schema, max_chars), "answer_", defs)
+
+
 def embed(schema: Mapping[str, Any], prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
     """Return ``schema`` ready to nest in a bigger document.
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from agentd.llm.model import ToolSpec
 from agentd.loop.messages import task_block
-from agentd.loop.plan import bounded, embed
+from agentd.loop.plan import answer_schema
 from agentd.loop.session import Session
 from agentd.loop.state import PlanStep, RunFailed, RunState
 
@@ -23,18 +23,10 @@ FINAL_ANSWER = "final_answer"
 
 async def react(session: Session) -> None:
     """One tool call per model turn, no plan: the baseline the benchmarks compare to."""
-    answer_parameters: dict[str, Any] = {
-        "type": "string",
-        "maxLength": session.limits.max_answer_chars,
-    }
     defs: dict[str, Any] = {}
-    if session.run.response_schema is not None:
-        # As the responder's: bounded, and its $defs moved to the parameters' root.
-        answer_parameters = embed(
-            bounded(session.run.response_schema, session.limits.max_answer_chars),
-            "answer_",
-            defs,
-        )
+    answer_parameters = answer_schema(
+        session.run.response_schema, session.limits.max_answer_chars, defs
+    )
     parameters: dict[str, Any] = {
         "type": "object",
         "properties": {"answer": answer_parameters},

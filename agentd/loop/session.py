@@ -29,10 +29,9 @@ from agentd.loop.hooks import RunHooks
 from agentd.loop.messages import examples_block, results_json, task_block
 from agentd.loop.plan import (
     LoopTool,
-    bounded,
+    answer_schema,
     check_plan,
     decode_plan,
-    embed,
     merge_repeats,
     plan_schema,
     without_bad_steps,
@@ -276,23 +275,12 @@ class Session:
 
     async def respond(self) -> str:
         """Write the answer; returns what is missing when the responder says it cannot."""
-        # Bounded so a small model cannot run on to max_tokens (about 4 characters a token).
-        answer_schema: dict[str, Any] = {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": self.limits.max_answer_chars,
-        }
         defs: dict[str, Any] = {}
-        if self.run.response_schema is not None:
-            answer_schema = embed(
-                bounded(self.run.response_schema, self.limits.max_answer_chars),
-                "answer_",
-                defs,
-            )
+        answer = answer_schema(self.run.response_schema, self.limits.max_answer_chars, defs)
         schema: dict[str, Any] = {
             "type": "object",
             "properties": {
-                "answer": answer_schema,
+                "answer": answer,
                 # null when the observations suffice: small models write "none" into a
                 # string that must be left empty, and that would trigger a replan
                 "missing": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 200}]},
