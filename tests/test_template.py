@@ -163,6 +163,28 @@ async def test_the_responder_answers_when_the_template_cannot(
     assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]
 
 
+async def test_an_unfilled_template_is_never_shown_to_the_responder_nor_copied(
+    stack: Stack,
+) -> None:
+    """Seen on the people suite: a template over a field the result lacks ("salary is
+    ${s2.salary}") went to the responder as "Planner's answer", which filled it with a value of
+    its own ("$100,000.00"); another run ended with "${s3.fullName}" in its answer. The
+    responder now never sees an unfilled template, and an answer carrying a step reference is
+    sent back to be written with the values."""
+    s = stack
+    s.llm.reply(when="plan", content=plan(GET, answer="The fax of ${s1.name} is ${s1.fax}."))
+    s.llm.reply(when="answer", content=answer("The fax of ${s1.name} is unknown."))
+    s.llm.reply(when="answer", content=answer("Northwind Coffee has no fax on record."))
+    done = await s.run("What is the fax number of ven_001?")
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert done.output == "Northwind Coffee has no fax on record."
+    first, repair = [r for r in s.llm.requests if schema_name(r) == "answer"]
+    shown = json.dumps(first["messages"])
+    assert "${s1.fax}" not in shown and "Planner's answer" not in shown
+    # The repair asked for the values themselves.
+    assert "not \"${...}\" references" in repair["messages"][-1]["content"]
+
+
 async def test_a_structured_answer_always_goes_to_the_responder(stack: Stack) -> None:
     s = stack
     s.llm.reply(when="plan", content=plan(GET))

@@ -37,6 +37,7 @@ from agentd.loop.plan import (
     without_bad_steps,
 )
 from agentd.loop.prompts import Prompt, Prompts
+from agentd.loop.references import references
 from agentd.loop.repair import Rejected, Unrepaired, repaired
 from agentd.loop.shortlist import shortlist
 from agentd.loop.state import (
@@ -291,8 +292,11 @@ class Session:
         if defs:
             schema["$defs"] = defs
         user = task_block(self.run, history=True)
-        if self.run.plan and self.run.plan.direct_answer:
-            user += f"Planner's answer: {self.run.plan.direct_answer}\n"
+        said = self.run.plan.direct_answer if self.run.plan else None
+        # A template that did not fill is no draft: a small model copies "${s3.fullName}" or
+        # fills it with a value of its own ("salary: $100,000") when it sees one.
+        if said and not references(said):
+            user += f"Planner's answer: {said}\n"
         user += f"Observations (untrusted data):\n{results_json(self.run)}"
         prompt = self.prompts.get("responder")
         messages: list[dict[str, Any]] = [
@@ -307,6 +311,14 @@ class Session:
             missing = str(reply.value.get("missing") or "").strip()
             if missing.lower().strip(".") not in _NOTHING_MISSING:
                 said_missing = missing
+            text = answer if isinstance(answer, str) else json.dumps(answer)
+            if references(text):  # a step reference copied into the answer, never filled
+                raise Rejected(
+                    ["the answer contains a step reference"],
+                    said=reply.text,
+                    feedback="Write the values themselves from the observations, not "
+                    '"${...}" references.',
+                )
             if isinstance(answer, str) and is_placeholder(answer):
                 # A small model sometimes writes the field's name instead of an answer.
                 raise Rejected(
