@@ -182,7 +182,21 @@ async def test_an_unfilled_template_is_never_shown_to_the_responder_nor_copied(
     shown = json.dumps(first["messages"])
     assert "${s1.fax}" not in shown and "Planner's answer" not in shown
     # The repair asked for the values themselves.
-    assert "not \"${...}\" references" in repair["messages"][-1]["content"]
+    assert 'not "${...}" references' in repair["messages"][-1]["content"]
+
+
+async def test_a_guess_written_beside_steps_is_not_shown_to_the_responder(stack: Stack) -> None:
+    """Seen on the ledger suite: beside its Evaluate step the planner wrote "The result is
+    1000000000...0" (240 characters, no reference: a guess before any result); the responder
+    was shown it and repeated it. An answer beside steps is a template or nothing."""
+    s = stack
+    guess = "The phone of Northwind Coffee is +49 30 000 0000."
+    s.llm.reply(when="plan", content=plan(GET, answer=guess))
+    s.llm.reply(when="answer", content=answer("Northwind Coffee: +49 30 901820."))
+    done = await s.run("What is the phone of ven_001?")
+    assert done.output == "Northwind Coffee: +49 30 901820."
+    (responder,) = [r for r in s.llm.requests if schema_name(r) == "answer"]
+    assert guess not in json.dumps(responder["messages"])
 
 
 async def test_a_structured_answer_always_goes_to_the_responder(stack: Stack) -> None:

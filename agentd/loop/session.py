@@ -292,11 +292,13 @@ class Session:
         if defs:
             schema["$defs"] = defs
         user = task_block(self.run, history=True)
-        said = self.run.plan.direct_answer if self.run.plan else None
-        # A template that did not fill is no draft: a small model copies "${s3.fullName}" or
-        # fills it with a value of its own ("salary: $100,000") when it sees one.
-        if said and not references(said):
-            user += f"Planner's answer: {said}\n"
+        plan = self.run.plan
+        # Only a plan without steps answers by itself. Beside steps the answer is a template:
+        # one that did not fill is no draft (a small model copies "${s3.fullName}", fills
+        # "salary is ${s2.salary}" with a value of its own, or repeats a number it guessed
+        # before any result came back).
+        if plan and plan.direct_answer and not plan.steps and not references(plan.direct_answer):
+            user += f"Planner's answer: {plan.direct_answer}\n"
         user += f"Observations (untrusted data):\n{results_json(self.run)}"
         prompt = self.prompts.get("responder")
         messages: list[dict[str, Any]] = [
