@@ -356,8 +356,8 @@ class EmbeddedConfig:
     )
     threads: Int = Field(
         default=0,
-        description="llama.cpp threads; 0 is one per core less one, leaving a core to the event"
-        " loop",
+        description="llama.cpp threads; 0: two (one on a single core), the fastest measured on 2"
+        " cores; 1 where the cores are busy with other work",
     )
     context: Annotated[int, Strict(), Field(ge=512)] = Field(
         default=4096, description="tokens of context per slot"

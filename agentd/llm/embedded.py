@@ -51,14 +51,16 @@ class EmbeddedModelError(RuntimeError):
 
 
 def default_threads() -> int:
-    """Two llama.cpp threads, but always leave one core to the daemon's event loop.
+    """Two llama.cpp threads where there are two cores (one on one core).
 
-    llama.cpp's threads meet at a barrier after every op, so when they share cores with busy
-    Python code they stall each other: on a loaded 2-core machine one call took 5-100 s with
-    2 threads and 0.7 s with 1.
+    Measured on 2 cores (bench embedded_decoding, six ledger dev cases, 2026-12-07, quiet):
+    median run 8.5 s with 2 threads against 14.8 s with 1. The cost: llama.cpp's threads meet
+    at a barrier after every op, so on a machine whose cores are busy with other work a call
+    can stall (seen: 5-100 s with 2 threads where 1 took 0.7 s); set ``[embedded] threads = 1``
+    there.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(2, (cores or 1) - 1))
+    return max(1, min(2, cores or 1))
 
 
 class EmbeddedModel:
