@@ -101,55 +101,20 @@ def respond(body: dict[str, Any]) -> Reply | None:
     return None  # anything else is a 500 naming the request: the test fails loudly
 
 
-def write_config(tmp_path: Path, llm: ScriptedLLM) -> Path:
-    """examples/agentd.toml's upstreams (the demo points them at its own servers and picks the
-    storage path), with the model at the scripted server."""
-    descriptors = ROOT / "examples" / "descriptors.binpb"
-    path = tmp_path / "demo.toml"
-    path.write_text(
-        f"""
-[server]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "ledger"
-target = "127.0.0.1:1"
-allow = ["examples.ledger.v1.LedgerService/*"]
-forward_metadata = ["authorization"]
-side_effects = "approve"
-descriptor_set = "{descriptors}"
-stream_max_messages = 20
-stream_max_bytes = 8192
-stream_timeout_s = 5.0
-
-[[upstreams]]
-name = "calculator"
-target = "127.0.0.1:1"
-allow = ["examples.calculator.v1.CalculatorService/Evaluate"]
-descriptor_set = "{descriptors}"
-always_offer = true
-
-[llm]
-base_url = "{llm.base_url}"
-model = "scripted-model"
-api_key_env = "{KEY_ENV}"
-tool_call_mode = "structured"
-max_retries = 0
-timeout_s = 10
-
-[limits]
-max_steps = 6
-max_plan_steps = 3
-max_replans = 1
-max_model_calls = 8
-run_timeout_s = 30
-max_answer_chars = 400
-
-[storage]
-path = "{tmp_path / "unused.db"}"
-"""
-    )
-    return path
+def scripted_model(monkeypatch: pytest.MonkeyPatch, llm: ScriptedLLM) -> None:
+    """`make demo`'s own config (examples/agentd.toml, read from the repository's root as
+    `make` does) with only the model swapped, through the documented environment overrides."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv(KEY_ENV, "sk-demo-test")
+    for key, value in {
+        "BASE_URL": llm.base_url,
+        "MODEL": "scripted-model",
+        "API_KEY_ENV": KEY_ENV,
+        "TOOL_CALL_MODE": "structured",
+        "MAX_RETRIES": "0",
+        "TIMEOUT_S": "10",
+    }.items():
+        monkeypatch.setenv(f"AGENTD_LLM_{key}", value)
 
 
 def section(out: str, task: str) -> str:
@@ -161,12 +126,12 @@ def section(out: str, task: str) -> str:
 
 
 async def test_make_demo(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv(KEY_ENV, "sk-demo-test")
     async with ScriptedLLM() as llm:
         llm.responder(respond)
-        assert await demo.main(str(write_config(tmp_path, llm))) == 0
+        scripted_model(monkeypatch, llm)
+        assert await demo.main("examples/agentd.toml") == 0
         requests = list(llm.requests)
     out = capsys.readouterr().out
 
