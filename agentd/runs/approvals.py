@@ -40,7 +40,7 @@ from agentd.runs.errors import (
 )
 from agentd.runs.runner import Metadata, Runner, TimeLeft
 from agentd.runs.spec import CallDecision, Principal
-from agentd.store.runs import Stored
+from agentd.store.runs import Stored, without_seal
 from agentd.tools import memory
 
 log = structlog.get_logger("agentd.runs.approvals")
@@ -296,12 +296,8 @@ async def expire(runs: Runner, waiting: Stored) -> None:
         # Nobody attends it: it calls upstreams with its owner's sealed metadata, or none.
         owner = runs.unseal(run.run_id, stored)
         await runs.run_to_end(run, tools, limits, [], owner_metadata=owner)
-    elif "sealed_credentials" in stored:  # the run ended: its sealed credentials go
-        await runs.records.save(run, without_seal(stored))
-
-
-def without_seal(request: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in request.items() if k != "sealed_credentials"}
+    elif "sealed_credentials" in stored:  # the run ended: saved again, its seal goes
+        await runs.records.save(run, stored)
 
 
 async def take_over(runs: Runner, run_id: str) -> None:
@@ -325,7 +321,7 @@ async def take_over(runs: Runner, run_id: str) -> None:
         run.resumes += 1
         run.finish(*deadline.ending(False, runs.config.limits.run_timeout_s))  # type: ignore[arg-type]
         log.info("run taken over after its deadline", run_id=run_id)
-        await runs.records.save(run, without_seal(stored))  # it ended: its sealed credentials go
+        await runs.records.save(run, stored)  # ended: the save drops its sealed credentials
         return
     tools = tools_of(runs, run, stored)
     unknown: list[PendingCall] = []

@@ -9,7 +9,7 @@ state (``Stored.run``, to map to its own message) and the stored record itself
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,11 @@ from agentd.loop.state import Event, RunState
 from agentd.store import Outcome, RunStore
 from agentd.store.records import final_event, journal_event, run_message, run_state
 from agentd.v1 import agent_pb2
+
+
+def without_seal(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored request without the owner's sealed credentials."""
+    return {k: v for k, v in request.items() if k != "sealed_credentials"}
 
 
 @dataclass
@@ -60,7 +65,12 @@ class RunRecords:
         final: int = 0,
     ) -> Stored:
         """Store ``run`` with its ``events`` not stored yet (``event`` messages); ``final``: the
-        sequence of the final event (the record itself) journaled with it, 0 for none."""
+        sequence of the final event (the record itself) journaled with it, 0 for none.
+
+        A run that ended keeps no sealed credentials, whichever path ended it: they exist only
+        while it may resume (running, or waiting for a decision)."""
+        if request is not None and run.status not in ("running", "needs_approval"):
+            request = without_seal(request)
         message = run_message(run)
         if final:
             events = [*events, final_event(run.run_id, final, message)]
