@@ -24,6 +24,7 @@ from agentd.llm.schemas import NotStrict, strict_schema
 from agentd.loop.answer import AnswerStream
 from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
+from agentd.loop.grounding import drop_unasked, invented_ids
 from agentd.loop.guardrails import Guardrails
 from agentd.loop.hooks import RunHooks
 from agentd.loop.messages import examples_block, results_json, task_block
@@ -188,15 +189,22 @@ class Session:
                 schema, strict = strict_schema(schema), True
         messages = self.planner_messages(reason, offered)
         latest: Plan | None = None  # the last plan that decoded
+        asked = task_block(self.run, history=True)
+        known = f"{asked}{results_json(self.run)}"
 
         def accept(reply: ModelReply) -> Plan:
             nonlocal latest
             plan = merge_repeats(decode_plan(reply.value, revision), self.tools)
+            # Filters the task does not ask for go; ids it does not contain are sent back.
+            plan.dropped = tuple(drop_unasked(plan, self.tools, asked))
+            if plan.dropped:
+                log.info("unasked arguments dropped", run_id=self.run.run_id, dropped=plan.dropped)
             if offered is not self.tools:
                 plan.offered_tools = tuple(offered)
             plan.examples = tuple(e.id for e in self.run.examples)
             latest = plan
             errors = check_plan(plan, self.tools, self.run.steps)
+            errors += invented_ids(plan, known)
             if errors:
                 fix = "The plan has errors; fix them:\n- " + "\n- ".join(errors)
                 raise Rejected(errors, said=reply.text, feedback=fix)

@@ -81,6 +81,8 @@ class Plan:
     offered_tools: tuple[str, ...] = ()
     # The plan library's examples the planner was shown (their ids).
     examples: tuple[str, ...] = ()
+    # Arguments taken out because the task does not ask for them (agentd.loop.grounding).
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass

@@ -264,6 +264,9 @@ def planning(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             examples = getattr(plan, "examples", ())
             if examples:  # the plan library's worked examples it was shown
                 span.set_attribute("agentd.plan.examples", list(examples))
+            dropped = getattr(plan, "dropped", ())
+            if dropped:  # arguments the task did not ask for (agentd.loop.grounding)
+                span.set_attribute("agentd.plan.dropped_arguments", list(dropped))
             steps = [
                 {"id": s.id, "tool": s.tool, "arguments": s.arguments}
                 for s in getattr(plan, "steps", ())

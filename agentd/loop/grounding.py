@@ -1,0 +1,161 @@
+"""Arguments a plan may not make up: filters the task never asked for, ids from nowhere.
+
+A grammar lets a model fill every field, and a small model fills many. The evaluations of
+2026-12-07 traced most wrong multi-step answers, on all three example services, to a first call
+that asked something else than the task: ``includeIncome: true`` for "spend on travel",
+``priority: PRIORITY_NORMAL`` for "how many tickets did cus_005 file", ``personId: emp_007``
+guessed for "Ana". A replan over that call's result repeats the mistake, so plans are checked
+against the task before anything runs:
+
+- ``drop_unasked``: on a read-only call, an optional enum filter, or a bool set to true, whose
+  words the task does not contain is dropped; it takes its default (all values, false). Only
+  the argument's own words count (``includeIncome`` is asked for by "income", the enum value
+  ``TICKET_STATUS_IN_PROGRESS`` by "progress"), not its description, which shares words with
+  most tasks. Enums that shape a result rather than filter it (``groupBy``, ``orderBy``,
+  ``view``) stay, and so do side-effect calls' arguments: they are the action.
+- ``invented_ids``: an id argument (``id``, ``...Id``, ``..._id``) whose value appears nowhere
+  in the task, its context, the conversation or an earlier result is an error the planner must
+  fix, by looking the id up with a tool first and referring to that step's result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from agentd.loop.describe import deref
+from agentd.loop.plan import LoopTool
+from agentd.loop.references import references
+from agentd.loop.shortlist import words as _terms
+from agentd.loop.state import Plan
+
+# Words that say how to ask, not what: "includeIncome" is asked for by "income" alone.
+_HOW_WORDS = frozenset(["include", "only", "show", "return", "add", "use", "all", "enable", "want"])
+_STEM = 5  # "incom" matches income and incomes; shorter words must match whole
+# An enum named so shapes the result (AIP's order_by, view; group_by): it is not a filter.
+_SHAPE = frozenset(["by", "order", "sort", "group", "view", "format", "mode", "unit", "units"])
+_ID_FIELD = re.compile(r"^(id|ids|.*[a-z0-9]Ids?|.*_ids?)$")
+
+
+def words(text: str) -> set[str]:
+    """The shortlist's terms of ``text`` (identifiers split, plurals folded, stop words out)."""
+    return set(_terms(text))
+
+
+def _mentions(asked: set[str], said: set[str]) -> bool:
+    """Whether any word of ``asked`` (three letters or more) is in ``said``, by stem."""
+    for word in asked:
+        if len(word) < 3:
+            continue
+        if len(word) >= _STEM:
+            if any(w.startswith(word[:_STEM]) for w in said):
+                return True
+        elif word in said or f"{word}s" in said:
+            return True
+    return False
+
+
+def drop_unasked(plan: Plan, tools: Mapping[str, LoopTool], said: str) -> list[str]:
+    """Drop, in place, what ``plan``'s read-only calls filter by that ``said`` (the task and
+    its context) does not name; returns one line per argument dropped."""
+    told = words(said)
+    dropped = []
+    for step in plan.steps:
+        tool = tools.get(step.tool)
+        if tool is None or tool.side_effects != "none":
+            continue
+        schema = tool.input_schema
+        required = set(schema.get("required") or [])
+        for name, value in list(step.arguments.items()):
+            if name in required or references(value):
+                continue
+            field = deref(schema, (schema.get("properties") or {}).get(name, {}))
+            kept = _asked(name, value, field, schema, told)
+            if kept is None:
+                del step.arguments[name]
+            elif kept == value:
+                continue
+            else:
+                step.arguments[name] = kept
+            dropped.append(f"{step.id}: {step.tool}.{name}")  # names only: values are the model's
+    return dropped
+
+
+def _asked(name: str, value: Any, field: Any, root: Mapping[str, Any], told: set[str]) -> Any:
+    """``value`` as far as the task asks for it: itself, fewer list items, or None."""
+    if value is True:
+        return value if _mentions(words(name) - _HOW_WORDS, told) else None
+    if _SHAPE & {w.lower() for w in re.findall(r"[A-Z]?[a-z]+", name)}:
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        values = _enum_values(deref(root, field.get("items", {})) if field else {}, root)
+        if not values:
+            return value
+        kept = [v for v in value if _mentions(_value_words(v, values), told)]
+        return kept or None
+    if isinstance(value, str):
+        values = _enum_values(field, root)
+        if values and value in values and not _mentions(_value_words(value, values), told):
+            return None
+    return value
+
+
+def _enum_values(field: Any, root: Mapping[str, Any]) -> list[str]:
+    """The names of an enum field (an enum may arrive as names or numbers: ``anyOf``)."""
+    if not isinstance(field, Mapping):
+        return []
+    for node in [field, *(deref(root, b) for b in field.get("anyOf", []))]:
+        if isinstance(node, Mapping) and "enum" in node:
+            return [str(v) for v in node["enum"] if isinstance(v, str)]
+    return []
+
+
+def _value_words(value: str, values: list[str]) -> set[str]:
+    """The words of an enum value after its type's prefix (``TICKET_STATUS_IN_PROGRESS`` ->
+    in, progress): the prefix all the enum's values share names the type, not the value."""
+    parts = [v.split("_") for v in values if v]
+    shared = 0
+    while all(len(p) > shared + 1 and p[shared] == parts[0][shared] for p in parts):
+        shared += 1
+    return words(" ".join(value.split("_")[shared:]))
+
+
+def invented_ids(plan: Plan, known: str) -> list[str]:
+    """Problems, one per id argument whose value ``known`` (the task, its context, the
+    conversation and the results so far) does not contain, phrased for the planner."""
+    text = known.lower()
+    numbers = {int(n) for n in re.findall(r"\d+", text)}
+    problems = []
+    for step in plan.steps:
+        for path, value in _id_values(step.arguments, "arguments"):
+            if value.lower() in text:
+                continue
+            digits = re.findall(r"\d+", value)
+            if digits and all(int(d) in numbers for d in digits):
+                continue  # "ticket 1023" for tkt_1023
+            problems.append(
+                f"step {step.id!r}: {path} {value!r} is in neither the task nor a result; do "
+                "not guess ids: find it with a tool first (a search or list by name) and "
+                "refer to that step's result"
+            )
+    return problems
+
+
+def _id_values(value: Any, path: str, name: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            yield from _id_values(inner, f"{path}/{key}", str(key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _id_values(inner, f"{path}/{index}", name)
+    elif isinstance(value, str) and _ID_FIELD.match(name) and _literal(value):
+        yield path, value
+
+
+def _literal(value: str) -> bool:
+    """A value written in the plan (a reference is filled from an earlier step's result)."""
+    return bool(value.strip()) and not references(value)
+
+
+__all__ = ["drop_unasked", "invented_ids"]

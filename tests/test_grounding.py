@@ -1,0 +1,163 @@
+"""Arguments a plan may not make up: filters the task never asked for are dropped, ids found
+nowhere are sent back. The rules alone first, then over the real stack (daemon, the example
+ledger, the scripted OpenAI-protocol model)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentd.loop.grounding import drop_unasked, invented_ids
+from agentd.loop.plan import decode_plan
+from agentd.v1 import agent_pb2
+from tests.support.functions import STRING, FunctionTool, obj, tools
+from tests.support.plans import answer, plan
+from tests.support.scripted_llm import schema_name
+from tests.test_agent import Stack, stack, step
+
+__all__ = ["stack"]
+
+STATUS = {
+    "type": "string",
+    "enum": [
+        "TICKET_STATUS_UNSPECIFIED",
+        "TICKET_STATUS_NEW",
+        "TICKET_STATUS_IN_PROGRESS",
+        "TICKET_STATUS_CLOSED",
+    ],
+}
+PRIORITY = {
+    "anyOf": [{"type": "string", "enum": ["PRIORITY_LOW", "PRIORITY_NORMAL"]}, {"type": "integer"}]
+}
+
+
+def _tool(name: str, schema: dict[str, Any], side_effects: str = "none") -> FunctionTool:
+    return FunctionTool(name, lambda **_: {}, schema, side_effects=side_effects)
+
+
+TOOLS = tools(
+    _tool(
+        "Count",
+        obj(
+            ["customerId"],
+            customerId=STRING,
+            status=STATUS,
+            priority=PRIORITY,
+            statuses={"type": "array", "items": STATUS},
+            includeIncome={"type": "boolean"},
+            groupBy={"type": "string", "enum": ["DIMENSION_CATEGORY", "DIMENSION_MONTH"]},
+            limit={"type": "integer"},
+        ),
+    ),
+    _tool("Change", obj([], ticketId=STRING, status=STATUS), side_effects="idempotent"),
+)
+
+
+def _plan(*steps: tuple[str, dict[str, Any]]) -> Any:
+    written = [
+        {"id": f"s{i}", "tool": tool, "arguments": arguments}
+        for i, (tool, arguments) in enumerate(steps, 1)
+    ]
+    return decode_plan(plan(*written), 0)
+
+
+def test_filters_the_task_does_not_name_are_dropped_and_named_ones_stay() -> None:
+    made = _plan(
+        (
+            "Count",
+            {
+                "customerId": "cus_005",
+                "status": "TICKET_STATUS_IN_PROGRESS",  # "in progress" is in the task: stays
+                "priority": "PRIORITY_NORMAL",  # not asked: dropped
+                "statuses": ["TICKET_STATUS_NEW", "TICKET_STATUS_CLOSED"],  # "closed" asked
+                "includeIncome": True,  # "income" not in the task: dropped
+                "groupBy": "DIMENSION_MONTH",  # shapes the result, not a filter: stays
+                "limit": 1,  # numbers are left alone
+            },
+        )
+    )
+    dropped = drop_unasked(made, TOOLS, "Task: How many in progress or closed tickets has cus_005?")
+    assert made.steps[0].arguments == {
+        "customerId": "cus_005",
+        "status": "TICKET_STATUS_IN_PROGRESS",
+        "statuses": ["TICKET_STATUS_CLOSED"],
+        "groupBy": "DIMENSION_MONTH",
+        "limit": 1,
+    }
+    # Names only: a dropped value is the model's, not worth a record.
+    assert dropped == ["s1: Count.priority", "s1: Count.statuses", "s1: Count.includeIncome"]
+
+
+def test_what_the_task_asks_by_word_stem_stays() -> None:
+    made = _plan(("Count", {"customerId": "c", "includeIncome": True, "priority": "PRIORITY_LOW"}))
+    assert drop_unasked(made, TOOLS, "Spending and incomes of c, low priority only") == []
+
+
+def test_side_effect_calls_and_references_are_left_alone() -> None:
+    made = _plan(
+        ("Change", {"ticketId": "tkt_1", "status": "TICKET_STATUS_CLOSED"}),
+        ("Count", {"customerId": "c", "status": "$s1.status"}),
+    )
+    assert drop_unasked(made, TOOLS, "Mark tkt_1 as done") == []
+    assert made.steps[0].arguments["status"] == "TICKET_STATUS_CLOSED"
+
+
+def test_ids_found_nowhere_are_problems_for_the_planner() -> None:
+    made = _plan(
+        ("Count", {"customerId": "cus_005"}),  # guessed for "Kestrel"
+        ("Change", {"ticketId": "tkt_1023"}),  # "ticket 1023": its number is in the task
+        ("Count", {"customerId": "$s1.customers.0.id"}),  # a reference: fine
+    )
+    problems = invented_ids(made, "Task: How many tickets did Kestrel file? Close ticket 1023.")
+    assert len(problems) == 1
+    assert problems[0].startswith("step 's1': arguments/customerId 'cus_005' is in neither")
+    assert "find it with a tool first" in problems[0]
+    # In an earlier result, or in the conversation, it is known.
+    known = 'Task: ... ticket 1023 [{"id": "cus_005", "name": "Kestrel"}]'
+    assert invented_ids(made, known) == []
+
+
+# --- over the real stack ----------------------------------------------------------------
+
+
+async def test_an_unasked_filter_never_reaches_the_upstream(stack: Stack) -> None:
+    """Seen on the ledger suite: "spend on travel" planned with ``includeIncome: true``, which
+    moved the total. The call the ledger gets has no ``includeIncome``."""
+    s = stack
+    travel = {"category": "CATEGORY_TRAVEL", "includeIncome": True}
+    summary = {"id": "s1", "tool": "LedgerService_SummarizeTransactions", "arguments": travel}
+    s.llm.reply(when="plan", content=plan(summary, answer="Travel: ${s1.totalMinor} cents."))
+    done = await s.run("How much did we spend on travel?")
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    sent = json.loads(json.dumps(dict(step(done, "s1").arguments)))
+    assert sent == {"category": "CATEGORY_TRAVEL"}
+    assert [schema_name(r) for r in s.llm.requests] == ["plan"]
+
+
+async def test_a_guessed_id_is_sent_back_and_the_lookup_planned(stack: Stack) -> None:
+    s = stack
+    guess = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_007"}}
+    search = {
+        "id": "s1",
+        "tool": "LedgerService_SearchVendors",
+        "arguments": {"query": "Northwind Coffee"},
+    }
+    s.llm.reply(when="plan", content=plan(guess, answer="${s1.phone}"))
+    s.llm.reply(when="plan", content=plan(search, answer="${s1.vendors.0.phone}"))
+    done = await s.run("What is the phone number of Northwind Coffee?")
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert [x.tool for x in done.steps] == ["LedgerService_SearchVendors"]  # never ven_007
+    assert done.output.startswith("+31")
+    repair = s.llm.requests[1]["messages"][-1]["content"]
+    assert "arguments/vendorId 'ven_007' is in neither the task nor a result" in repair
+    assert [schema_name(r) for r in s.llm.requests] == ["plan", "plan"]
+
+
+async def test_a_known_id_passes(stack: Stack) -> None:
+    s = stack
+    get = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}}
+    s.llm.reply(when="plan", content=plan(get))
+    s.llm.reply(when="answer", content=answer("+49 61 254 7468"))
+    done = await s.run("What is the phone of vendor 1?")  # its number is in the task
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]
