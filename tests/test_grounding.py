@@ -117,6 +117,19 @@ def test_ids_found_nowhere_are_problems_for_the_planner() -> None:
     assert invented_ids(made, known) == []
 
 
+def test_an_id_whose_parts_the_task_names_is_known() -> None:
+    """The catalog shows an id scheme ("Department id, e.g. dept_eng"): "Engineering" names
+    dept_eng, "HR" names dept_hr; a person's name is no department id, nor a number one."""
+    made = _plan(
+        ("Count", {"customerId": "dept_eng"}),
+        ("Count", {"customerId": "dept_hr"}),
+        ("Count", {"customerId": "dept_yuki_tanaka"}),
+        ("Count", {"customerId": "emp_007"}),
+    )
+    problems = invented_ids(made, "Task: Engineering and HR: who is Yuki's manager?")
+    assert [p.split(":")[0] for p in problems] == ["step 's3'", "step 's4'"]
+
+
 # --- over the real stack ----------------------------------------------------------------
 
 

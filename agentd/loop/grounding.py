@@ -125,21 +125,44 @@ def invented_ids(plan: Plan, known: str) -> list[str]:
     """Problems, one per id argument whose value ``known`` (the task, its context, the
     conversation and the results so far) does not contain, phrased for the planner."""
     text = known.lower()
-    numbers = {int(n) for n in re.findall(r"\d+", text)}
+    told = _Told(set(re.findall(r"[a-z]+", text)), {int(n) for n in re.findall(r"\d+", text)})
     problems = []
     for step in plan.steps:
         for path, value in _id_values(step.arguments, "arguments"):
-            if value.lower() in text:
+            if value.lower() in text or told.has_parts(value):
                 continue
-            digits = re.findall(r"\d+", value)
-            if digits and all(int(d) in numbers for d in digits):
-                continue  # "ticket 1023" for tkt_1023
             problems.append(
                 f"step {step.id!r}: {path} {value!r} is in neither the task nor a result; do "
                 "not guess ids: find it with a tool first (a search or list by name) and "
                 "refer to that step's result"
             )
     return problems
+
+
+class _Told:
+    """The words and numbers of what is known, to match an id's parts against."""
+
+    def __init__(self, letters: set[str], numbers: set[int]) -> None:
+        self.letters = letters
+        self.numbers = numbers
+
+    def has_parts(self, value: str) -> bool:
+        """Whether every part of ``value`` after its type prefix is known: a number by its
+        value ("ticket 1023" for tkt_1023), a word as the start of a known word ("Engineering"
+        for dept_eng, whose scheme the catalog shows); a part mixing both must appear whole."""
+        parts = re.findall(r"[A-Za-z0-9]+", value.lower())
+        for part in parts[1:] if len(parts) > 1 else parts:
+            if part.isdigit():
+                if int(part) not in self.numbers:
+                    return False
+            elif part.isalpha():
+                if part not in self.letters and (
+                    len(part) < 3 or not any(w.startswith(part) for w in self.letters)
+                ):
+                    return False
+            else:
+                return False
+        return True
 
 
 def _id_values(value: Any, path: str, name: str = "") -> Iterator[tuple[str, str]]:
