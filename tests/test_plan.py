@@ -311,6 +311,12 @@ def test_repeated_read_only_steps_are_made_once() -> None:
     assert merged.steps[1].arguments == {"expression": "${s1.n} 1 +"}
     assert merged.steps[2].arguments == {"id": "$s1.id"}
     assert check_plan(merged, TOOLS, []) == []
+    # Seen on the people suite: "again to check the phone number", depending on the first.
+    again = decode_plan(
+        {"steps": [step("s1", "Get", {"id": "e7"}), step("s2", "Get", {"id": "e7"}, ["s1"])]},
+        revision=0,
+    )
+    assert [s.id for s in merge_repeats(again, TOOLS).steps] == ["s1"]
     writes = {**TOOLS, "Get": FakeTool("Get", NODE, side_effects="idempotent")}
     twice = decode_plan({"steps": [step("s1", "Get", {}), step("s2", "Get", {})]}, revision=0)
     assert len(merge_repeats(twice, writes).steps) == 2  # side effects: left as written

@@ -244,8 +244,8 @@ def decode_plan(value: Mapping[str, Any], revision: int) -> Plan:
 def merge_repeats(plan: Plan, tools: Mapping[str, LoopTool]) -> Plan:
     """``plan`` with repeated read-only calls (same tool, same arguments) made once.
 
-    Small models repeat a step until the plan array is full; a repeated read returns the same
-    result, so the repeats are dropped and what depended on or referred to them points at the
+    Small models repeat a step until the plan array is full, often making each depend on the
+    one before; a repeated read returns the same result, so the repeats are dropped and what depended on or referred to them points at the
     first. Calls with side effects are left alone: repeating them may be meant.
     """
     first: dict[str, str] = {}  # repeat id -> the id of the first identical step
@@ -253,7 +253,10 @@ def merge_repeats(plan: Plan, tools: Mapping[str, LoopTool]) -> Plan:
     kept: list[PlanStep] = []
     for step in plan.steps:
         tool = tools.get(step.tool)
-        key = json.dumps([step.tool, step.arguments, step.depends_on], sort_keys=True)
+        # Without references a dependency changes nothing in the call ("get it again to
+        # check", depending on the first): the same arguments are the same read.
+        needs = step.depends_on if references(step.arguments) else []
+        key = json.dumps([step.tool, step.arguments, needs], sort_keys=True)
         if tool is not None and tool.side_effects == "none" and key in seen:
             first[step.id] = seen[key]
             continue
