@@ -211,7 +211,8 @@ class Executor:
         # The one place upstream data enters the run: every secret of the run it echoes is
         # replaced here, so records, events, prompts, alerts and exports never hold one.
         result = self._redacted(record, result)
-        record.result, record.result_truncated = truncate(result, self.call.max_result_chars)
+        record.result, record.truncation = truncate(result, self.call.max_result_chars)
+        record.result_truncated = bool(record.truncation)
         self.hooks.check_result(self.run, record)
         self._end(record, "succeeded", "", "")
         return record
@@ -355,31 +356,42 @@ def describe_tool_error(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, str(exc)
 
 
-def truncate(result: dict[str, Any], max_chars: int) -> tuple[dict[str, Any], bool]:
-    """Keep a result within the budget the model can read, shortening its longest lists."""
+def truncate(result: dict[str, Any], max_chars: int) -> tuple[dict[str, Any], str]:
+    """Keep a result within the budget the model can read, shortening its longest lists.
+
+    Returns the result and, when it was cut, what was cut ("transactions: 5 of 20 items
+    shown"; "" when nothing was): a small model counts the items it sees, so it is told."""
     text = json.dumps(result)
     if len(text) <= max_chars:
-        return result, False
+        return result, ""
     trimmed = json.loads(text)
+    totals: dict[str, tuple[list[Any], int]] = {}  # path -> (the list, its length before)
     while len(json.dumps(trimmed)) > max_chars:
-        longest = _longest_list(trimmed)
-        if longest is None or len(longest) <= 1:
-            return {"truncated_json": json.dumps(trimmed)[:max_chars]}, True
+        found = _longest_list(trimmed)
+        if found is None or len(found[1]) <= 1:
+            return {"truncated_json": json.dumps(trimmed)[:max_chars]}, "the result as text"
+        path, longest = found
+        totals.setdefault(path, (longest, len(longest)))
         del longest[max(1, len(longest) // 2) :]
-    return trimmed, True
+    shown = [
+        f"{path or 'the list'}: {len(kept)} of {total} items shown"
+        for path, (kept, total) in totals.items()
+    ]
+    return trimmed, "; ".join(shown)
 
 
-def _longest_list(node: Any) -> list[Any] | None:
-    best: list[Any] | None = None
-    stack = [node]
+def _longest_list(node: Any) -> tuple[str, list[Any]] | None:
+    """The longest list in ``node`` and its path ("transactions", "groups.0.items")."""
+    best: tuple[str, list[Any]] | None = None
+    stack: list[tuple[str, Any]] = [("", node)]
     while stack:
-        item = stack.pop()
+        path, item = stack.pop()
         if isinstance(item, list):
-            if best is None or len(item) > len(best):
-                best = item
-            stack.extend(item)
+            if best is None or len(item) > len(best[1]):
+                best = (path, item)
+            stack.extend((f"{path}.{i}".lstrip("."), v) for i, v in enumerate(item))
         elif isinstance(item, dict):
-            stack.extend(item.values())
+            stack.extend((f"{path}.{k}".lstrip("."), v) for k, v in item.items())
     return best
 
 

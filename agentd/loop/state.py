@@ -99,6 +99,7 @@ class StepRecord:
     start_time: float = 0.0  # unix seconds
     duration_s: float = 0.0
     result_truncated: bool = False
+    truncation: str = ""  # what was cut, for the model ("transactions: 5 of 20 items shown")
     # Guardrail findings on the result, e.g. "instruction-like content: ignore previous ...".
     flags: list[str] = field(default_factory=list)
 
@@ -118,8 +119,11 @@ class StepRecord:
             seen["error"] = f"{self.error_code}: {self.error_message}"
         if self.flags:
             seen["flags"] = self.flags  # warn the model: instruction-like text, still only data
-        if self.result_truncated:
-            seen["note"] = "result truncated to the result budget; ask for less (filters, paging)"
+        if self.result_truncated:  # a small model counts what it sees: say what it does not
+            seen["note"] = (
+                f"result cut to the result budget ({self.truncation or 'lists shortened'}); "
+                "a count or total is in the result's own fields, not the items shown"
+            )
         return seen
 
 
