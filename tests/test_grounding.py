@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agentd.loop.grounding import drop_unasked, invented_ids
+from agentd.loop.grounding import drop_unasked, invented_ids, unasked_side_effects
 from agentd.loop.plan import decode_plan
 from agentd.v1 import agent_pb2
 from tests.support.functions import STRING, FunctionTool, obj, tools
@@ -102,6 +102,20 @@ def test_side_effect_calls_and_references_are_left_alone() -> None:
     assert made.steps[0].arguments["status"] == "TICKET_STATUS_CLOSED"
 
 
+def test_a_side_effect_the_task_does_not_name_is_a_problem() -> None:
+    """Seen on the help desk: "delete ticket tkt_1011" planned as closing it."""
+    close = _plan(("Change", {"ticketId": "tkt_1011", "status": "TICKET_STATUS_CLOSED"}))
+    (problem,) = unasked_side_effects(close, TOOLS, "Delete ticket tkt_1011 permanently.")
+    assert problem.startswith("step 's1': the task does not ask for Change, which changes data")
+    # Named by the method ("change") or by the enum value it sets ("close"): asked for.
+    assert unasked_side_effects(close, TOOLS, "Please close ticket tkt_1011.") == []
+    assert unasked_side_effects(close, TOOLS, "Change tkt_1011's status to new.") == []
+    # Asked to destroy, a method whose name says something else is not the way.
+    assert unasked_side_effects(close, TOOLS, "Delete the closed ticket tkt_1011.")
+    reads = _plan(("Count", {"customerId": "c"}))
+    assert unasked_side_effects(reads, TOOLS, "Delete everything") == []  # reads: no check
+
+
 def test_ids_found_nowhere_are_problems_for_the_planner() -> None:
     made = _plan(
         ("Count", {"customerId": "cus_005"}),  # guessed for "Kestrel"
@@ -164,6 +178,25 @@ async def test_a_guessed_id_is_sent_back_and_the_lookup_planned(stack: Stack) ->
     repair = s.llm.requests[1]["messages"][-1]["content"]
     assert "arguments/vendorId 'ven_007' is in neither the task nor a result" in repair
     assert [schema_name(r) for r in s.llm.requests] == ["plan", "plan"]
+
+
+async def test_a_side_effect_the_task_does_not_name_ends_in_a_refusal(stack: Stack) -> None:
+    """No tool deletes vendors; the planner reached for the one that changes them. Sent back,
+    it refuses: nothing waits for an approver, and nothing changed."""
+    s = stack
+    update = {
+        "id": "s1",
+        "tool": "LedgerService_UpdateVendor",
+        "arguments": {"vendor": {"id": "ven_001", "name": "(deleted)"}},
+    }
+    s.llm.reply(when="plan", content=plan(update))
+    s.llm.reply(when="plan", content=plan(answer="I cannot delete vendors: no tool does that."))
+    done = await s.run("Delete vendor ven_001 from the ledger.")
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert done.output == "I cannot delete vendors: no tool does that."
+    assert not done.steps and not done.pending_calls
+    repair = s.llm.requests[1]["messages"][-1]["content"]
+    assert "the task does not ask for LedgerService_UpdateVendor, which changes data" in repair
 
 
 async def test_a_known_id_passes(stack: Stack) -> None:

@@ -13,6 +13,8 @@ against the task before anything runs:
   ``TICKET_STATUS_IN_PROGRESS`` by "progress"), not its description, which shares words with
   most tasks. Enums that shape a result rather than filter it (``groupBy``, ``orderBy``,
   ``view``) stay, and so do side-effect calls' arguments: they are the action.
+- ``unasked_side_effects``: a call with side effects that the task does not name (by the
+  method's words or an enum value it sets) is an error the planner must fix.
 - ``invented_ids``: an id argument (``id``, ``...Id``, ``..._id``) whose value appears nowhere
   in the task, its context, the conversation or an earlier result is an error the planner must
   fix, by looking the id up with a tool first and referring to that step's result.
@@ -35,6 +37,10 @@ _HOW_WORDS = frozenset(["include", "only", "show", "return", "add", "use", "all"
 _STEM = 5  # "incom" matches income and incomes; shorter words must match whole
 # An enum named so shapes the result (AIP's order_by, view; group_by): it is not a filter.
 _SHAPE = frozenset(["by", "order", "sort", "group", "view", "format", "mode", "unit", "units"])
+# A task that asks for one of these is not done by a method whose name says something else.
+_DESTRUCTIVE = frozenset(
+    ["delete", "remove", "terminate", "erase", "purge", "destroy", "wipe", "fire", "revoke"]
+)
 _ID_FIELD = re.compile(r"^(id|ids|.*[a-z0-9]Ids?|.*_ids?)$")
 
 
@@ -121,6 +127,38 @@ def _value_words(value: str, values: list[str]) -> set[str]:
     return words(" ".join(value.split("_")[shared:]))
 
 
+def unasked_side_effects(plan: Plan, tools: Mapping[str, LoopTool], said: str) -> list[str]:
+    """Problems, one per side-effect call the task does not name: neither a word of the
+    method's name ("change the job title" names UpdateTitle) nor of an enum value it sets
+    ("close ticket 7" names ChangeStatus to TICKET_STATUS_CLOSED) is in ``said``; or the task
+    asks to destroy something ("delete", "terminate") and the method's name does not say so.
+
+    Seen on the example services: "terminate the employment of emp_018" planned as a time-off
+    request, "delete ticket tkt_1011" as closing it. Such a call would wait for an approver
+    who never asked for it; the task is one to refuse, in seconds."""
+    told = words(said)
+    problems = []
+    for step in plan.steps:
+        tool = tools.get(step.tool)
+        if tool is None or tool.side_effects == "none":
+            continue
+        named = words(tool.method.rsplit("/", 1)[-1]) - _HOW_WORDS
+        schema = tool.input_schema
+        for name, value in step.arguments.items():
+            field = deref(schema, (schema.get("properties") or {}).get(name, {}))
+            values = _enum_values(field, schema)
+            if isinstance(value, str) and value in values:
+                named |= _value_words(value, values)
+        undoing = {verb for verb in _DESTRUCTIVE if _mentions({verb}, told)}
+        if not _mentions(named, told) or (undoing and not _mentions(undoing, words(tool.method))):
+            problems.append(
+                f"step {step.id!r}: the task does not ask for {step.tool}, which changes "
+                "data; call a tool with side effects only for the action the task names, and "
+                "when no listed tool does that action, give no steps and answer that you cannot"
+            )
+    return problems
+
+
 def invented_ids(plan: Plan, known: str) -> list[str]:
     """Problems, one per id argument whose value ``known`` (the task, its context, the
     conversation and the results so far) does not contain, phrased for the planner."""
@@ -181,4 +219,4 @@ def _literal(value: str) -> bool:
     return bool(value.strip()) and not references(value)
 
 
-__all__ = ["drop_unasked", "invented_ids"]
+__all__ = ["drop_unasked", "invented_ids", "unasked_side_effects"]

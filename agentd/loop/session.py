@@ -24,7 +24,7 @@ from agentd.llm.schemas import NotStrict, strict_schema
 from agentd.loop.answer import AnswerStream
 from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
-from agentd.loop.grounding import drop_unasked, invented_ids
+from agentd.loop.grounding import drop_unasked, invented_ids, unasked_side_effects
 from agentd.loop.guardrails import Guardrails
 from agentd.loop.hooks import RunHooks
 from agentd.loop.messages import examples_block, results_json, task_block
@@ -204,7 +204,7 @@ class Session:
             plan.examples = tuple(e.id for e in self.run.examples)
             latest = plan
             errors = check_plan(plan, self.tools, self.run.steps)
-            errors += invented_ids(plan, known)
+            errors += unasked_side_effects(plan, self.tools, asked) + invented_ids(plan, known)
             if errors:
                 fix = "The plan has errors; fix them:\n- " + "\n- ".join(errors)
                 raise Rejected(errors, said=reply.text, feedback=fix)
