@@ -15,7 +15,9 @@ against the task before anything runs:
   ``view``) stay, and so do side-effect calls' arguments: they are the action.
 - ``unasked_side_effects``: a call with side effects that the task does not name (by the
   method's words or an enum value it sets) is an error the planner must fix.
-- ``invented_ids``: an id argument (``id``, ``...Id``, ``..._id``) whose value appears nowhere
+- ``drop_unasked`` also drops an optional id filter of a read-only call that the run does
+  not know (below): "dept_sales" guessed as a filter for "who knows Python".
+- ``invented_ids``: any other id argument (``id``, ``...Id``, ``..._id``) whose value appears nowhere
   in the task, its context, the conversation or an earlier result is an error the planner must
   fix, by looking the id up with a tool first and referring to that step's result.
 """
@@ -62,10 +64,12 @@ def _mentions(asked: set[str], said: set[str]) -> bool:
     return False
 
 
-def drop_unasked(plan: Plan, tools: Mapping[str, LoopTool], said: str) -> list[str]:
+def drop_unasked(plan: Plan, tools: Mapping[str, LoopTool], said: str, known: str) -> list[str]:
     """Drop, in place, what ``plan``'s read-only calls filter by that ``said`` (the task and
-    its context) does not name; returns one line per argument dropped."""
+    its context) does not name, and optional id filters ``known`` (``said`` and the results
+    so far) does not hold; returns one line per argument dropped."""
     told = words(said)
+    ids = Known(known)
     dropped = []
     for step in plan.steps:
         tool = tools.get(step.tool)
@@ -77,7 +81,10 @@ def drop_unasked(plan: Plan, tools: Mapping[str, LoopTool], said: str) -> list[s
             if name in required or references(value):
                 continue
             field = deref(schema, (schema.get("properties") or {}).get(name, {}))
-            kept = _asked(name, value, field, schema, told)
+            if isinstance(value, str) and _ID_FIELD.match(name) and not ids.has(value):
+                kept = None  # a guessed filter ("dept_sales" for "people who know Python")
+            else:
+                kept = _asked(name, value, field, schema, told)
             if kept is None:
                 del step.arguments[name]
             elif kept == value:
@@ -161,34 +168,34 @@ def unasked_side_effects(plan: Plan, tools: Mapping[str, LoopTool], said: str) -
 
 def invented_ids(plan: Plan, known: str) -> list[str]:
     """Problems, one per id argument whose value ``known`` (the task, its context, the
-    conversation and the results so far) does not contain, phrased for the planner."""
-    text = known.lower()
-    told = _Told(set(re.findall(r"[a-z]+", text)), {int(n) for n in re.findall(r"\d+", text)})
-    problems = []
-    for step in plan.steps:
-        for path, value in _id_values(step.arguments, "arguments"):
-            if value.lower() in text or told.has_parts(value):
-                continue
-            problems.append(
-                f"step {step.id!r}: {path} {value!r} is in neither the task nor a result; do "
-                "not guess ids: find it with a tool first (a search or list by name) and "
-                "refer to that step's result"
-            )
-    return problems
+    conversation and the results so far) does not hold, phrased for the planner."""
+    ids = Known(known)
+    return [
+        f"step {step.id!r}: {path} {value!r} is in neither the task nor a result; do not guess "
+        "ids: find it with a tool first (a search or list by name) and refer to that step's "
+        "result"
+        for step in plan.steps
+        for path, value in _id_values(step.arguments, "arguments")
+        if not ids.has(value)
+    ]
 
 
-class _Told:
-    """The words and numbers of what is known, to match an id's parts against."""
+class Known:
+    """What a run knows (its task, context, conversation and results), to look ids up in."""
 
-    def __init__(self, letters: set[str], numbers: set[int]) -> None:
-        self.letters = letters
-        self.numbers = numbers
+    def __init__(self, text: str) -> None:
+        self.text = text.lower()
+        self.letters = set(re.findall(r"[a-z]+", self.text))
+        self.numbers = {int(n) for n in re.findall(r"\d+", self.text)}
 
-    def has_parts(self, value: str) -> bool:
-        """Whether every part of ``value`` after its type prefix is known: a number by its
-        value ("ticket 1023" for tkt_1023), a word as the start of a known word ("Engineering"
-        for dept_eng, whose scheme the catalog shows); a part mixing both must appear whole."""
-        parts = re.findall(r"[A-Za-z0-9]+", value.lower())
+    def has(self, value: str) -> bool:
+        """Whether ``value`` appears whole, or every part of it after its type prefix does: a
+        number by its value ("ticket 1023" for tkt_1023), a word as the start of a known word
+        ("Engineering" for dept_eng, the scheme the catalog shows); a part mixing letters and
+        digits must appear whole."""
+        if value.lower() in self.text:
+            return True
+        parts = re.findall(r"[a-z0-9]+", value.lower())
         for part in parts[1:] if len(parts) > 1 else parts:
             if part.isdigit():
                 if int(part) not in self.numbers:

@@ -196,7 +196,7 @@ class Session:
             nonlocal latest
             plan = merge_repeats(decode_plan(reply.value, revision), self.tools)
             # Filters the task does not ask for go; ids it does not contain are sent back.
-            plan.dropped = tuple(drop_unasked(plan, self.tools, asked))
+            plan.dropped = tuple(drop_unasked(plan, self.tools, asked, known))
             if plan.dropped:
                 log.info("unasked arguments dropped", run_id=self.run.run_id, dropped=plan.dropped)
             if offered is not self.tools:
