@@ -419,7 +419,7 @@ async def hold_a_run(s: Stack, outbox: Outbox, **fields: Any) -> asyncio.Future[
     """A run in progress until ``outbox.release()``: its Lookup is held by the upstream."""
     s.llm.reply(when="plan", content=plan(HELD))
     s.llm.reply(when="answer", content=answer("looked up"))
-    busy = asyncio.ensure_future(s.run("Look up held", **fields))
+    busy = asyncio.ensure_future(s.run("Look up held, and hold the call", **fields))
     for _ in range(300):  # ends as soon as the call arrived
         if outbox.count("Lookup", "held"):
             return busy

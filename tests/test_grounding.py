@@ -47,6 +47,7 @@ TOOLS = tools(
             includeIncome={"type": "boolean"},
             groupBy={"type": "string", "enum": ["DIMENSION_CATEGORY", "DIMENSION_MONTH"]},
             limit={"type": "integer"},
+            minAge={"type": "integer"},
             departmentId=STRING,
         ),
     ),
@@ -73,7 +74,8 @@ def test_filters_the_task_does_not_name_are_dropped_and_named_ones_stay() -> Non
                 "statuses": ["TICKET_STATUS_NEW", "TICKET_STATUS_CLOSED"],  # "closed" asked
                 "includeIncome": True,  # "income" not in the task: dropped
                 "groupBy": "DIMENSION_MONTH",  # shapes the result, not a filter: stays
-                "limit": 1,  # numbers are left alone
+                "limit": 1,  # a size limit the task does not state: dropped
+                "minAge": 3,  # other numbers are left alone
             },
         )
     )
@@ -84,10 +86,15 @@ def test_filters_the_task_does_not_name_are_dropped_and_named_ones_stay() -> Non
         "status": "TICKET_STATUS_IN_PROGRESS",
         "statuses": ["TICKET_STATUS_CLOSED"],
         "groupBy": "DIMENSION_MONTH",
-        "limit": 1,
+        "minAge": 3,
     }
     # Names only: a dropped value is the model's, not worth a record.
-    assert dropped == ["s1: Count.priority", "s1: Count.statuses", "s1: Count.includeIncome"]
+    assert dropped == [
+        "s1: Count.priority",
+        "s1: Count.statuses",
+        "s1: Count.includeIncome",
+        "s1: Count.limit",
+    ]
 
 
 def test_an_optional_id_filter_the_run_does_not_know_is_dropped() -> None:
@@ -104,8 +111,13 @@ def test_an_optional_id_filter_the_run_does_not_know_is_dropped() -> None:
 
 
 def test_what_the_task_asks_by_word_stem_stays() -> None:
-    made = _plan(("Count", {"customerId": "c", "includeIncome": True, "priority": "PRIORITY_LOW"}))
-    task = "Spending and incomes of c, low priority only"
+    made = _plan(
+        (
+            "Count",
+            {"customerId": "c", "includeIncome": True, "priority": "PRIORITY_LOW", "limit": 3},
+        )
+    )
+    task = "Spending and incomes of c, low priority only, the top 3"
     assert drop_unasked(made, TOOLS, task, task) == []
 
 
@@ -118,18 +130,17 @@ def test_side_effect_calls_and_references_are_left_alone() -> None:
     assert made.steps[0].arguments["status"] == "TICKET_STATUS_CLOSED"
 
 
-def test_a_side_effect_the_task_does_not_name_is_a_problem() -> None:
+def test_a_side_effect_standing_in_for_a_destruction_is_a_problem() -> None:
     """Seen on the help desk: "delete ticket tkt_1011" planned as closing it."""
     close = _plan(("Change", {"ticketId": "tkt_1011", "status": "TICKET_STATUS_CLOSED"}))
     (problem,) = unasked_side_effects(close, TOOLS, "Delete ticket tkt_1011 permanently.")
-    assert problem.startswith("step 's1': the task does not ask for Change, which changes data")
-    # Named by the method ("change") or by the enum value it sets ("close"): asked for.
+    assert problem.startswith("step 's1': the task asks to delete, which Change does not do")
     assert unasked_side_effects(close, TOOLS, "Please close ticket tkt_1011.") == []
-    assert unasked_side_effects(close, TOOLS, "Change tkt_1011's status to new.") == []
-    # Asked to destroy, a method whose name says something else is not the way.
-    assert unasked_side_effects(close, TOOLS, "Delete the closed ticket tkt_1011.")
     reads = _plan(("Count", {"customerId": "c"}))
     assert unasked_side_effects(reads, TOOLS, "Delete everything") == []  # reads: no check
+    gone = _plan(("DeleteTicket", {"ticketId": "tkt_1011"}))  # a method that says it deletes
+    deleting = tools(_tool("DeleteTicket", obj([], ticketId=STRING), side_effects="unsafe"))
+    assert unasked_side_effects(gone, deleting, "Delete tkt_1011") == []
 
 
 def test_ids_found_nowhere_are_problems_for_the_planner() -> None:
@@ -196,7 +207,7 @@ async def test_a_guessed_id_is_sent_back_and_the_lookup_planned(stack: Stack) ->
     assert [schema_name(r) for r in s.llm.requests] == ["plan", "plan"]
 
 
-async def test_a_side_effect_the_task_does_not_name_ends_in_a_refusal(stack: Stack) -> None:
+async def test_a_side_effect_standing_in_for_a_deletion_ends_in_a_refusal(stack: Stack) -> None:
     """No tool deletes vendors; the planner reached for the one that changes them. Sent back,
     it refuses: nothing waits for an approver, and nothing changed."""
     s = stack
@@ -212,7 +223,7 @@ async def test_a_side_effect_the_task_does_not_name_ends_in_a_refusal(stack: Sta
     assert done.output == "I cannot delete vendors: no tool does that."
     assert not done.steps and not done.pending_calls
     repair = s.llm.requests[1]["messages"][-1]["content"]
-    assert "the task does not ask for LedgerService_UpdateVendor, which changes data" in repair
+    assert "the task asks to delete, which LedgerService_UpdateVendor does not do" in repair
 
 
 async def test_a_known_id_passes(stack: Stack) -> None:

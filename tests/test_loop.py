@@ -328,7 +328,7 @@ async def test_an_unknown_tool_is_rejected_and_never_called(loop: Loop) -> None:
     )
     loop.model.reply("answer", answer("ok"))
     loop.tools = {k: v for k, v in loop.tools.items() if k != "UpdateVendor"}
-    run = await loop.run("Delete every vendor")
+    run = await loop.run("Delete every vendor, ven_002 first")
     assert run.status == "succeeded", run.error
     assert "DeleteAllVendors" in last_message(loop, "plan")
     assert [t for t in loop.tools if loop.tools[t].calls] == ["GetVendor"]
@@ -435,7 +435,7 @@ async def test_the_step_budget_ends_the_run_with_partial_results(loop: Loop) -> 
         "plan", plan({"id": "s3", "tool": "SearchVendors", "arguments": {"query": "x"}})
     )
     loop.model.reply("answer", answer("ven_002 only", missing="vendor ven_999"))
-    run = await loop.run("Get two vendors", budget=Budget.of(LIMITS, max_steps=2))
+    run = await loop.run("Get vendors ven_999 and ven_002", budget=Budget.of(LIMITS, max_steps=2))
     assert run.status == "limits_exceeded"
     assert "step budget" in run.error
     assert step(run, "s2").status == "succeeded"  # partial results kept
@@ -447,7 +447,7 @@ async def test_the_model_call_budget(loop: Loop) -> None:
     loop.model.reply(
         "plan", plan({"id": "s1", "tool": "GetVendor", "arguments": {"vendorId": "ven_001"}})
     )
-    run = await loop.run("Get a vendor", budget=Budget.of(LIMITS, max_model_calls=1))
+    run = await loop.run("Get vendor ven_001", budget=Budget.of(LIMITS, max_model_calls=1))
     assert run.status == "limits_exceeded"
     assert "model call budget" in run.error
     assert len(run.steps) == 1  # the partial result is kept

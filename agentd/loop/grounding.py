@@ -8,13 +8,15 @@ guessed for "Ana". A replan over that call's result repeats the mistake, so plan
 against the task before anything runs:
 
 - ``drop_unasked``: on a read-only call, an optional enum filter, or a bool set to true, whose
-  words the task does not contain is dropped; it takes its default (all values, false). Only
+  words the task does not contain is dropped, and so is a size limit (``limit``, ``pageSize``,
+  ``topN``) whose number the task does not contain; each takes its default (all values, false,
+  the method's page). Only
   the argument's own words count (``includeIncome`` is asked for by "income", the enum value
   ``TICKET_STATUS_IN_PROGRESS`` by "progress"), not its description, which shares words with
   most tasks. Enums that shape a result rather than filter it (``groupBy``, ``orderBy``,
   ``view``) stay, and so do side-effect calls' arguments: they are the action.
-- ``unasked_side_effects``: a call with side effects that the task does not name (by the
-  method's words or an enum value it sets) is an error the planner must fix.
+- ``unasked_side_effects``: a call with side effects that stands in for a destruction the
+  task asks for (a time-off request for "terminate") is an error the planner must fix.
 - ``drop_unasked`` also drops an optional id filter of a read-only call that the run does
   not know (below): "dept_sales" guessed as a filter for "who knows Python".
 - ``invented_ids``: any other id argument (``id``, ``...Id``, ``..._id``) whose value appears nowhere
@@ -39,6 +41,8 @@ _HOW_WORDS = frozenset(["include", "only", "show", "return", "add", "use", "all"
 _STEM = 5  # "incom" matches income and incomes; shorter words must match whole
 # An enum named so shapes the result (AIP's order_by, view; group_by): it is not a filter.
 _SHAPE = frozenset(["by", "order", "sort", "group", "view", "format", "mode", "unit", "units"])
+# An integer argument named so limits how much comes back.
+_LIMITS = frozenset(["limit", "size", "top", "max"])
 # A task that asks for one of these is not done by a method whose name says something else.
 _DESTRUCTIVE = frozenset(
     ["delete", "remove", "terminate", "erase", "purge", "destroy", "wipe", "fire", "revoke"]
@@ -69,6 +73,7 @@ def drop_unasked(plan: Plan, tools: Mapping[str, LoopTool], said: str, known: st
     its context) does not name, and optional id filters ``known`` (``said`` and the results
     so far) does not hold; returns one line per argument dropped."""
     told = words(said)
+    numbers = {int(n) for n in re.findall(r"\d+", said)}
     ids = Known(known)
     dropped = []
     for step in plan.steps:
@@ -84,7 +89,7 @@ def drop_unasked(plan: Plan, tools: Mapping[str, LoopTool], said: str, known: st
             if isinstance(value, str) and _ID_FIELD.match(name) and not ids.has(value):
                 kept = None  # a guessed filter ("dept_sales" for "people who know Python")
             else:
-                kept = _asked(name, value, field, schema, told)
+                kept = _asked(name, value, field, schema, told, numbers)
             if kept is None:
                 del step.arguments[name]
             elif kept == value:
@@ -95,8 +100,15 @@ def drop_unasked(plan: Plan, tools: Mapping[str, LoopTool], said: str, known: st
     return dropped
 
 
-def _asked(name: str, value: Any, field: Any, root: Mapping[str, Any], told: set[str]) -> Any:
+def _asked(
+    name: str, value: Any, field: Any, root: Mapping[str, Any], told: set[str], numbers: set[int]
+) -> Any:
     """``value`` as far as the task asks for it: itself, fewer list items, or None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        # A size limit the task does not state ("limit: 1" for "do we have tickets about X?")
+        # hides what the answer needs; the method's default is there for that.
+        named = {w.lower() for w in re.findall(r"[A-Z]?[a-z]+", name)}
+        return value if not named & _LIMITS or value in numbers else None
     if value is True:
         return value if _mentions(words(name) - _HOW_WORDS, told) else None
     if _SHAPE & {w.lower() for w in re.findall(r"[A-Z]?[a-z]+", name)}:
@@ -135,35 +147,25 @@ def _value_words(value: str, values: list[str]) -> set[str]:
 
 
 def unasked_side_effects(plan: Plan, tools: Mapping[str, LoopTool], said: str) -> list[str]:
-    """Problems, one per side-effect call the task does not name: neither a word of the
-    method's name ("change the job title" names UpdateTitle) nor of an enum value it sets
-    ("close ticket 7" names ChangeStatus to TICKET_STATUS_CLOSED) is in ``said``; or the task
-    asks to destroy something ("delete", "terminate") and the method's name does not say so.
+    """Problems, one per side-effect call standing in for a destruction ``said`` asks for:
+    the task says "delete" or "terminate" and the method's name does not.
 
     Seen on the example services: "terminate the employment of emp_018" planned as a time-off
     request, "delete ticket tkt_1011" as closing it. Such a call would wait for an approver
-    who never asked for it; the task is one to refuse, in seconds."""
-    told = words(said)
-    problems = []
-    for step in plan.steps:
-        tool = tools.get(step.tool)
-        if tool is None or tool.side_effects == "none":
-            continue
-        named = words(tool.method.rsplit("/", 1)[-1]) - _HOW_WORDS
-        schema = tool.input_schema
-        for name, value in step.arguments.items():
-            field = deref(schema, (schema.get("properties") or {}).get(name, {}))
-            values = _enum_values(field, schema)
-            if isinstance(value, str) and value in values:
-                named |= _value_words(value, values)
-        undoing = {verb for verb in _DESTRUCTIVE if _mentions({verb}, told)}
-        if not _mentions(named, told) or (undoing and not _mentions(undoing, words(tool.method))):
-            problems.append(
-                f"step {step.id!r}: the task does not ask for {step.tool}, which changes "
-                "data; call a tool with side effects only for the action the task names, and "
-                "when no listed tool does that action, give no steps and answer that you cannot"
-            )
-    return problems
+    who never asked for it; the task is one to refuse, in seconds. (Only destruction is
+    checked: words cannot tell that "tell ops hello" asks for ``Send``.)"""
+    undoing = {verb for verb in _DESTRUCTIVE if _mentions({verb}, words(said))}
+    if not undoing:
+        return []
+    return [
+        f"step {step.id!r}: the task asks to {' or '.join(sorted(undoing))}, which "
+        f"{step.tool} does not do; when no listed tool does what the task asks, give no steps "
+        "and answer that you cannot"
+        for step in plan.steps
+        if (tool := tools.get(step.tool)) is not None
+        and tool.side_effects != "none"
+        and not _mentions(undoing, words(tool.method))
+    ]
 
 
 def invented_ids(plan: Plan, known: str) -> list[str]:
