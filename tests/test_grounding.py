@@ -7,15 +7,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from agentd.loop.grounding import drop_unasked, invented_ids, unasked_side_effects
 from agentd.loop.plan import decode_plan
 from agentd.v1 import agent_pb2
+from tests import test_telemetry
 from tests.support.functions import STRING, FunctionTool, obj, tools
 from tests.support.plans import answer, plan
 from tests.support.scripted_llm import schema_name
 from tests.test_agent import Stack, stack, step
 
 __all__ = ["stack"]
+spans = test_telemetry.spans  # the span exporter fixture, used here by name
 
 STATUS = {
     "type": "string",
@@ -174,7 +178,9 @@ def test_an_id_whose_parts_the_task_names_is_known() -> None:
 # --- over the real stack ----------------------------------------------------------------
 
 
-async def test_an_unasked_filter_never_reaches_the_upstream(stack: Stack) -> None:
+async def test_an_unasked_filter_never_reaches_the_upstream(
+    stack: Stack, spans: InMemorySpanExporter
+) -> None:
     """Seen on the ledger suite: "spend on travel" planned with ``includeIncome: true``, which
     moved the total. The call the ledger gets has no ``includeIncome``."""
     s = stack
@@ -186,6 +192,10 @@ async def test_an_unasked_filter_never_reaches_the_upstream(stack: Stack) -> Non
     sent = json.loads(json.dumps(dict(step(done, "s1").arguments)))
     assert sent == {"category": "CATEGORY_TRAVEL"}
     assert [schema_name(r) for r in s.llm.requests] == ["plan"]
+    (span,) = [x for x in spans.get_finished_spans() if x.name == "plan"]
+    assert span.attributes is not None
+    dropped = span.attributes["agentd.plan.dropped_arguments"]
+    assert list(dropped) == ["s1: LedgerService_SummarizeTransactions.includeIncome"]
 
 
 async def test_a_guessed_id_is_sent_back_and_the_lookup_planned(stack: Stack) -> None:
