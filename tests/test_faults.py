@@ -529,7 +529,9 @@ async def test_200_concurrent_runs_while_an_upstream_flaps(tmp_path: Path) -> No
         s.llm.reply(when="plan", content=plan(GET_VENDOR), times=None)
         s.llm.reply(when="answer", content=answer("ok"), times=None)
         async with flapping(s, outage_s=0.05, up_s=0.05):
-            responses = await asyncio.gather(*(s.run(f"run {i}: vendor ven_001") for i in range(200)))
+            responses = await asyncio.gather(
+                *(s.run(f"run {i}: vendor ven_001") for i in range(200))
+            )
         assert len(responses) == 200
         assert {r.status for r in responses} == {agent_pb2.RUN_STATUS_SUCCEEDED}
         codes = {x.error.code for r in responses for x in r.steps if x.error.code}

@@ -208,6 +208,11 @@ def test_references_resolve_whole_values_and_text() -> None:
     }
     with pytest.raises(Unresolved, match="no 'missing'"):
         resolve({"x": "$s2.missing"}, results)
+    # Past a list's end the advice is not "index it" (seen: a search that found nothing).
+    with pytest.raises(Unresolved, match="no item 1: the list in the result of step s1 has 1"):
+        resolve({"x": "$s1.vendors.1.id"}, results)
+    with pytest.raises(Unresolved, match="no item 0: the list in the result of step s3 is empty"):
+        resolve({"x": "$s3.tickets[0].id"}, {"s3": {"tickets": []}})
 
 
 def test_root_union_only_for_grammar_planners() -> None:

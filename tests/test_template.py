@@ -221,7 +221,7 @@ async def test_an_upstream_value_is_never_expanded_again(stack: Stack) -> None:
     vendors["ven_002"].phone = "SECRET-LOOKING"
     second = {**GET, "id": "s2", "arguments": {"vendorId": "ven_002"}}
     s.llm.reply(when="plan", content=plan(GET, second, answer=PHONE))
-    done = await s.run("What is the phone of ven_001?")
+    done = await s.run("What are the phones of ven_001 and ven_002?")
     assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
     assert done.output == "The phone of ${s2.phone} $s2.phone is +49 61 254 7468."
     assert "SECRET-LOOKING" not in done.output
@@ -255,7 +255,7 @@ async def test_a_side_effect_skipped_after_its_lookup_failed_is_not_a_success(
     }
     s.llm.reply(when="plan", content=plan(GET, lookup, update))
     s.llm.reply(when="answer", content=answer("skipped"), times=2)
-    done = await s.run("Set the website of ven_999 to https://new.example")
+    done = await s.run("Look up ven_001, then set the website of ven_999 to https://new.example")
     assert done.status == agent_pb2.RUN_STATUS_FAILED
     not_done = "LedgerService_UpdateVendor (step s3) was skipped (a step it depended on failed)"
     assert done.output == f"Not done: {not_done}."

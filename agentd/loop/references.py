@@ -119,6 +119,11 @@ def lookup(results: Mapping[str, Any], step_id: str, path: str, written: str) ->
             value = value[int(part)]
         elif isinstance(value, dict) and part in value:
             value = value[part]
+        elif isinstance(value, list) and part.isdigit():  # past its end: say so, not "index it"
+            held = f"has {len(value)} items" if value else "is empty"
+            raise Unresolved(
+                f"{written}: no item {part}: the list in the result of step {step_id} {held}"
+            )
         elif isinstance(value, list):
             raise Unresolved(
                 f"{written}: {part!r} follows a list of {len(value)} in the result of step "
