@@ -77,9 +77,27 @@ def test_values_are_inserted_once_never_read_again_and_bounded() -> None:
 
 
 def test_placeholders_are_not_answers() -> None:
-    for said in ("skipped", "N/A", "Unknown.", "missing", "", "  ", "not done", "-"):
+    # "I cannot tell" alone (seen after the responder was told to say so when the results
+    # lack the answer) says nothing of what they lack.
+    for said in (
+        "skipped",
+        "N/A",
+        "Unknown.",
+        "missing",
+        "",
+        "  ",
+        "not done",
+        "-",
+        "I cannot tell.",
+    ):
         assert is_placeholder(said), said
-    for said in ("Skipped the meeting on Monday.", "0", "Acme", "none of them are open"):
+    for said in (
+        "Skipped the meeting on Monday.",
+        "0",
+        "Acme",
+        "none of them are open",
+        "I cannot tell: no ven_999.",
+    ):
         assert not is_placeholder(said), said
 
 

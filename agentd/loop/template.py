@@ -37,7 +37,7 @@ log = structlog.get_logger("agentd.loop")
 _PLACEHOLDERS = {
     "missing", "unknown", "null", "none", "n/a", "na", "answer", "value", "result", "skipped",
     "failed", "not done", "not available", "unavailable", "pending", "tbd", "todo", "-", "...",
-    "error",
+    "error", "i cannot tell", "cannot tell", "i don't know", "i do not know",
 }  # fmt: skip
 _LIST_ITEMS = 20  # a list of plain values is joined, up to this many
 
