@@ -30,7 +30,7 @@ async def call_tool(s: Stack, tool: str, arguments: dict[str, Any], **fields: An
     """One run whose plan is a single call of ``tool``; returns that step's result."""
     s.llm.reply(when="plan", content=plan({"id": "s1", "tool": tool, "arguments": arguments}))
     s.llm.reply(when="answer", content=answer("ok"))
-    response = await s.run(f"use {tool}", **fields)
+    response = await s.run(f"use {tool} with {json.dumps(arguments)}", **fields)
     assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
     step = response.steps[0]
     assert step.status == agent_pb2.STEP_STATUS_SUCCEEDED, step.error.message

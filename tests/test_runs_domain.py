@@ -77,7 +77,9 @@ async def test_a_run_started_as_plain_calls_streams_its_events_and_is_stored(
 ) -> None:
     domain.model.reply("plan", plan(GET_VENDOR))
     domain.model.reply("answer", answer("Northwind Coffee: +49 30 2"))
-    handle = await domain.runs.start(RunSpec(task="Northwind's phone?"), ALICE, metadata=())
+    handle = await domain.runs.start(
+        RunSpec(task="Northwind's phone (ven_002)?"), ALICE, metadata=()
+    )
     events = await events_of(handle)
     stored = await handle.result()
     assert stored.status_name == "RUN_STATUS_SUCCEEDED"
@@ -113,7 +115,9 @@ async def test_a_run_started_as_plain_calls_streams_its_events_and_is_stored(
 
 async def test_approval_through_the_domain_resumes_the_owners_run_once(domain: Domain) -> None:
     domain.model.reply("plan", plan(UPDATE))
-    handle = await domain.runs.start(RunSpec(task="Set Northwind's phone"), ALICE, metadata=())
+    handle = await domain.runs.start(
+        RunSpec(task="Set Northwind's phone (ven_002)"), ALICE, metadata=()
+    )
     waiting = await handle.result()
     assert waiting.status_name == "RUN_STATUS_NEEDS_APPROVAL"
     assert domain.tools["UpdateVendor"].calls == []

@@ -83,7 +83,7 @@ async def test_denied_side_effects_never_run(tmp_path: Path) -> None:
         }
         s.llm.reply(when="plan", content=plan(update))
         s.llm.reply(when="answer", content=answer("not allowed"))
-        response = await s.run("Change a phone number")
+        response = await s.run("Change the phone number of ven_001")
         assert step(response, "s1").status == agent_pb2.STEP_STATUS_DENIED
         assert "UpdateVendor" not in s.ledger.calls
 
@@ -94,7 +94,7 @@ async def test_method_paths_in_arguments_are_only_data(stack: Stack) -> None:
     get = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": sneaky}}
     s.llm.reply(when="plan", content=plan(get))
     s.llm.reply(when="plan", content=plan(answer="no such vendor"))
-    response = await s.run("Call the reflection service")
+    response = await s.run(f"Call the reflection service: {sneaky}")
     assert step(response, "s1").error.code == "NOT_FOUND"
     assert s.ledger.calls == ["GetVendor"]
 
@@ -106,7 +106,10 @@ async def test_credentials_never_cross_between_concurrent_runs(stack: Stack) -> 
     s.llm.reply(when="answer", content=answer("ok"), times=None)
     tokens = [f"Bearer token-{i:02d}" for i in range(20)]
     responses = await asyncio.gather(
-        *(s.run(f"run {i}", metadata=(("authorization", t),)) for i, t in enumerate(tokens))
+        *(
+            s.run(f"run {i}: ven_001", metadata=(("authorization", t),))
+            for i, t in enumerate(tokens)
+        )
     )
     assert {r.status for r in responses} == {agent_pb2.RUN_STATUS_SUCCEEDED}
     seen = sorted(m["authorization"] for m in s.ledger.seen_metadata)

@@ -164,7 +164,9 @@ async def kill_mid_run(llm: ScriptedLLM, outbox: Outbox, victim: DaemonProcess) 
     llm.reply(when="plan", content=plan(*FOUR_STEPS))
     llm.reply(when="answer", content=answer("done after the takeover"))
     channel = grpc.aio.insecure_channel(victim.address)
-    call = victim.stub(channel).RunStream(agent_pb2.RunRequest(task="Look up and send"))
+    call = victim.stub(channel).RunStream(
+        agent_pb2.RunRequest(task="Look up and send, and hold the calls")
+    )
     run_id = ""
     async for event in call:
         run_id = event.run_id

@@ -93,7 +93,7 @@ def script(llm: Any) -> None:
 
 async def held_stream(stub: Any, metadata: Any) -> tuple[asyncio.Task[Any], Any]:
     """A RunStream whose run waits at the held Lookup; its task and the run id."""
-    call = stub.RunStream(agent_pb2.RunRequest(task="Look up a, b, c"), metadata=metadata)
+    call = stub.RunStream(agent_pb2.RunRequest(task="Look up a, b (hold it), c"), metadata=metadata)
     first = await call.read()
     task = asyncio.ensure_future(collect(call))
     return task, first
