@@ -88,7 +88,10 @@ def _evaluate(step_id: str, expression: str, depends_on: Sequence[str]) -> dict[
     }
 
 
-FANOUT_TASK = "Total spend with vendors ven_001 to ven_008: look up each, then add them up."
+FANOUT_TASK = (
+    "Total spend with vendors ven_001, ven_002, ven_003, ven_004, ven_005, ven_006, ven_007 and"
+    " ven_008: look up each, then add them up."
+)
 CHAIN_TASK = "Take ven_001's total, divide by 100, double it, add one."
 FANOUT_LOOKUPS = 8
 
