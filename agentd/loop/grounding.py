@@ -7,21 +7,19 @@ that asked something else than the task: ``includeIncome: true`` for "spend on t
 guessed for "Ana". A replan over that call's result repeats the mistake, so plans are checked
 against the task before anything runs:
 
-- ``drop_unasked``: on a read-only call, an optional enum filter, or a bool set to true, whose
-  words the task does not contain is dropped, and so is a size limit (``limit``, ``pageSize``,
-  ``topN``) whose number the task does not contain; each takes its default (all values, false,
-  the method's page). Only
-  the argument's own words count (``includeIncome`` is asked for by "income", the enum value
-  ``TICKET_STATUS_IN_PROGRESS`` by "progress"), not its description, which shares words with
-  most tasks. Enums that shape a result rather than filter it (``groupBy``, ``orderBy``,
-  ``view``) stay, and so do side-effect calls' arguments: they are the action.
-- ``unasked_side_effects``: a call with side effects that stands in for a destruction the
-  task asks for (a time-off request for "terminate") is an error the planner must fix.
-- ``drop_unasked`` also drops an optional id filter of a read-only call that the run does
-  not know (below): "dept_sales" guessed as a filter for "who knows Python".
-- ``invented_ids``: any other id argument (``id``, ``...Id``, ``..._id``) whose value appears nowhere
-  in the task, its context, the conversation or an earlier result is an error the planner must
-  fix, by looking the id up with a tool first and referring to that step's result.
+- ``drop_unasked``, on read-only calls: an optional enum filter or a bool set to true whose
+  words the task does not contain, a size limit (``limit``, ``pageSize``, ``topN``) whose
+  number it does not contain, and an optional id filter the run does not know ("dept_sales"
+  for "who knows Python") are dropped; each takes its default (all values, false, the
+  method's page). Only the argument's own words count (``includeIncome`` is asked for by
+  "income", ``TICKET_STATUS_IN_PROGRESS`` by "progress"), not its description, which shares
+  words with most tasks. Enums that shape a result rather than filter it (``groupBy``,
+  ``orderBy``, ``view``) stay, and so do side-effect calls' arguments: they are the action.
+- ``invented_ids``: any other id argument (``id``, ``...Id``, ``..._id``) whose value appears
+  nowhere in the task, its context, the conversation or an earlier result is an error the
+  planner must fix, by looking the id up with a tool first and referring to that result.
+- ``unasked_side_effects``: a call with side effects standing in for a destruction the task
+  asks for (a time-off request for "terminate") is an error the planner must fix: to refuse.
 """
 
 from __future__ import annotations
