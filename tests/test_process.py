@@ -102,9 +102,11 @@ async def test_kill_9_loses_no_acknowledged_run_and_a_restart_serves_again(
     async with grpc.aio.insecure_channel(daemon.address) as channel:
         stub = daemon.stub(channel)
         for i in range(5):
-            response = await stub.Run(agent_pb2.RunRequest(task=f"run {i}"), timeout=30)
+            response = await stub.Run(agent_pb2.RunRequest(task=f"run {i}: ven_001"), timeout=30)
             acknowledged.append(response.run_id)
-        in_flight = asyncio.ensure_future(stub.Run(agent_pb2.RunRequest(task="doomed"), timeout=60))
+        in_flight = asyncio.ensure_future(
+            stub.Run(agent_pb2.RunRequest(task="doomed: ven_001"), timeout=60)
+        )
         await llm.wait_for_requests(11)
         assert daemon.proc is not None
         daemon.proc.kill()
