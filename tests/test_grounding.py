@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from agentd.loop.grounding import drop_unasked, invented_ids, unasked_side_effects
+from agentd.loop.grounding import Known, drop_unasked, invented_ids, unasked_side_effects
 from agentd.loop.plan import decode_plan
 from agentd.v1 import agent_pb2
 from tests import test_telemetry
@@ -84,7 +84,7 @@ def test_filters_the_task_does_not_name_are_dropped_and_named_ones_stay() -> Non
         )
     )
     task = "Task: How many in progress or closed tickets has cus_005?"
-    dropped = drop_unasked(made, TOOLS, task, task)
+    dropped = drop_unasked(made, TOOLS, task, Known(task))
     assert made.steps[0].arguments == {
         "customerId": "cus_005",
         "status": "TICKET_STATUS_IN_PROGRESS",
@@ -104,14 +104,14 @@ def test_filters_the_task_does_not_name_are_dropped_and_named_ones_stay() -> Non
 def test_an_optional_id_filter_the_run_does_not_know_is_dropped() -> None:
     """Seen on the people suite: "who knows Python?" searched within a guessed "dept_sales"."""
     made = _plan(("Count", {"customerId": "c", "departmentId": "dept_sales"}))
-    assert drop_unasked(made, TOOLS, "Who knows Python?", "Who knows Python?") == [
+    assert drop_unasked(made, TOOLS, "Who knows Python?", Known("Who knows Python?")) == [
         "s1: Count.departmentId"
     ]
     kept = _plan(("Count", {"customerId": "c", "departmentId": "dept_sales"}))
     said = "Who in Sales knows Python?"
-    assert drop_unasked(kept, TOOLS, said, said) == []  # "Sales" names dept_sales
+    assert drop_unasked(kept, TOOLS, said, Known(said)) == []  # "Sales" names dept_sales
     known = _plan(("Count", {"customerId": "c", "departmentId": "d_7x"}))
-    assert drop_unasked(known, TOOLS, "Who?", 'Who? [{"departmentId": "d_7x"}]') == []
+    assert drop_unasked(known, TOOLS, "Who?", Known('Who? [{"departmentId": "d_7x"}]')) == []
 
 
 def test_what_the_task_asks_by_word_stem_stays() -> None:
@@ -122,7 +122,7 @@ def test_what_the_task_asks_by_word_stem_stays() -> None:
         )
     )
     task = "Spending and incomes of c, low priority only, the top 3"
-    assert drop_unasked(made, TOOLS, task, task) == []
+    assert drop_unasked(made, TOOLS, task, Known(task)) == []
 
 
 def test_side_effect_calls_and_references_are_left_alone() -> None:
@@ -130,7 +130,7 @@ def test_side_effect_calls_and_references_are_left_alone() -> None:
         ("Change", {"ticketId": "tkt_1", "status": "TICKET_STATUS_CLOSED"}),
         ("Count", {"customerId": "c", "status": "$s1.status"}),
     )
-    assert drop_unasked(made, TOOLS, "Mark tkt_1 as done", "Mark tkt_1 as done") == []
+    assert drop_unasked(made, TOOLS, "Mark tkt_1 as done", Known("Mark tkt_1 as done")) == []
     assert made.steps[0].arguments["status"] == "TICKET_STATUS_CLOSED"
 
 
@@ -153,13 +153,15 @@ def test_ids_found_nowhere_are_problems_for_the_planner() -> None:
         ("Change", {"ticketId": "tkt_1023"}),  # "ticket 1023": its number is in the task
         ("Count", {"customerId": "$s1.customers.0.id"}),  # a reference: fine
     )
-    problems = invented_ids(made, "Task: How many tickets did Kestrel file? Close ticket 1023.")
+    problems = invented_ids(
+        made, Known("Task: How many tickets did Kestrel file? Close ticket 1023.")
+    )
     assert len(problems) == 1
     assert problems[0].startswith("step 's1': arguments/customerId 'cus_005' is in neither")
     assert "find it with a tool first" in problems[0]
     # In an earlier result, or in the conversation, it is known.
     known = 'Task: ... ticket 1023 [{"id": "cus_005", "name": "Kestrel"}]'
-    assert invented_ids(made, known) == []
+    assert invented_ids(made, Known(known)) == []
 
 
 def test_an_id_whose_parts_the_task_names_is_known() -> None:
@@ -171,7 +173,7 @@ def test_an_id_whose_parts_the_task_names_is_known() -> None:
         ("Count", {"customerId": "dept_yuki_tanaka"}),
         ("Count", {"customerId": "emp_007"}),
     )
-    problems = invented_ids(made, "Task: Engineering and HR: who is Yuki's manager?")
+    problems = invented_ids(made, Known("Task: Engineering and HR: who is Yuki's manager?"))
     assert [p.split(":")[0] for p in problems] == ["step 's3'", "step 's4'"]
 
 

@@ -66,13 +66,12 @@ def _mentions(asked: set[str], said: set[str]) -> bool:
     return False
 
 
-def drop_unasked(plan: Plan, tools: Mapping[str, LoopTool], said: str, known: str) -> list[str]:
+def drop_unasked(plan: Plan, tools: Mapping[str, LoopTool], said: str, ids: Known) -> list[str]:
     """Drop, in place, what ``plan``'s read-only calls filter by that ``said`` (the task and
-    its context) does not name, and optional id filters ``known`` (``said`` and the results
-    so far) does not hold; returns one line per argument dropped."""
+    its context) does not name, and optional id filters ``ids`` (``said`` and the results so
+    far) does not hold; returns one line per argument dropped."""
     told = words(said)
     numbers = {int(n) for n in re.findall(r"\d+", said)}
-    ids = Known(known)
     dropped = []
     for step in plan.steps:
         tool = tools.get(step.tool)
@@ -105,11 +104,10 @@ def _asked(
     if isinstance(value, int) and not isinstance(value, bool):
         # A size limit the task does not state ("limit: 1" for "do we have tickets about X?")
         # hides what the answer needs; the method's default is there for that.
-        named = {w.lower() for w in re.findall(r"[A-Z]?[a-z]+", name)}
-        return value if not named & _LIMITS or value in numbers else None
+        return value if not _name_parts(name) & _LIMITS or value in numbers else None
     if value is True:
         return value if _mentions(words(name) - _HOW_WORDS, told) else None
-    if _SHAPE & {w.lower() for w in re.findall(r"[A-Z]?[a-z]+", name)}:
+    if _SHAPE & _name_parts(name):
         return value
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         values = _enum_values(deref(root, field.get("items", {})) if field else {}, root)
@@ -122,6 +120,12 @@ def _asked(
         if values and value in values and not _mentions(_value_words(value, values), told):
             return None
     return value
+
+
+def _name_parts(name: str) -> set[str]:
+    """Every lowercase word of a field name, "by" and "top" included (``words`` drops stop
+    words): ``groupBy`` -> group, by; ``topN`` -> top."""
+    return {w.lower() for w in re.findall(r"[A-Z]?[a-z]+", name)}
 
 
 def _enum_values(field: Any, root: Mapping[str, Any]) -> list[str]:
@@ -166,10 +170,9 @@ def unasked_side_effects(plan: Plan, tools: Mapping[str, LoopTool], said: str) -
     ]
 
 
-def invented_ids(plan: Plan, known: str) -> list[str]:
-    """Problems, one per id argument whose value ``known`` (the task, its context, the
+def invented_ids(plan: Plan, ids: Known) -> list[str]:
+    """Problems, one per id argument whose value ``ids`` (the task, its context, the
     conversation and the results so far) does not hold, phrased for the planner."""
-    ids = Known(known)
     return [
         f"step {step.id!r}: {path} {value!r} is in neither the task nor a result; do not guess "
         "ids: find it with a tool first (a search or list by name) and refer to that step's "
@@ -226,4 +229,4 @@ def _literal(value: str) -> bool:
     return bool(value.strip()) and not references(value)
 
 
-__all__ = ["drop_unasked", "invented_ids", "unasked_side_effects"]
+__all__ = ["Known", "drop_unasked", "invented_ids", "unasked_side_effects"]

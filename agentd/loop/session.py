@@ -24,7 +24,7 @@ from agentd.llm.schemas import NotStrict, strict_schema
 from agentd.loop.answer import AnswerStream
 from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
-from agentd.loop.grounding import drop_unasked, invented_ids, unasked_side_effects
+from agentd.loop.grounding import Known, drop_unasked, invented_ids, unasked_side_effects
 from agentd.loop.guardrails import Guardrails
 from agentd.loop.hooks import RunHooks
 from agentd.loop.messages import examples_block, results_json, task_block
@@ -190,7 +190,7 @@ class Session:
         messages = self.planner_messages(reason, offered)
         latest: Plan | None = None  # the last plan that decoded
         asked = task_block(self.run, history=True)
-        known = f"{asked}{results_json(self.run)}"
+        known = Known(f"{asked}{results_json(self.run)}")  # read once, not per repair
 
         def accept(reply: ModelReply) -> Plan:
             nonlocal latest
