@@ -186,6 +186,25 @@ async def test_a_dependent_step_is_completed_by_the_executor_model(loop: Loop) -
     assert set(run.usage) == {"planner", "executor", "responder"}
 
 
+async def test_an_id_the_executor_makes_up_is_sent_back_like_a_planners(loop: Loop) -> None:
+    """The plan check's rule (agentd.loop.grounding) holds for filled-in arguments too."""
+    loop.model.reply(
+        "plan",
+        plan(
+            {"id": "s1", "tool": "SearchVendors", "arguments": {"query": "spree"}},
+            {"id": "s2", "tool": "GetVendor", "arguments": {}, "depends_on": ["s1"]},
+        ),
+    )
+    loop.model.reply("step_arguments", {"tool": "GetVendor", "arguments": {"vendorId": "ven_777"}})
+    loop.model.reply("step_arguments", {"tool": "GetVendor", "arguments": {"vendorId": "ven_001"}})
+    loop.model.reply("answer", answer("Spreeblick Immobilien GmbH"))
+    run = await loop.run("Find Spreeblick and get its full record")
+    assert run.status == "succeeded", run.error
+    assert loop.tools["GetVendor"].calls == [{"vendorId": "ven_001"}]  # never the guess
+    told = last_message(loop, "step_arguments", 1)
+    assert "arguments/vendorId 'ven_777' is in neither the task nor a result" in told
+
+
 async def test_a_reference_resolves_without_a_model_call(loop: Loop) -> None:
     loop.model.reply(
         "plan",

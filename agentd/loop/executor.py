@@ -20,7 +20,9 @@ from typing import Any
 from agentd import telemetry
 from agentd.llm.model import ChatModel, ModelReply, ToolChoice, ToolSpec
 from agentd.loop.deadline import Deadline
+from agentd.loop.grounding import Known, unknown_ids
 from agentd.loop.hooks import RunHooks
+from agentd.loop.messages import results_json, task_block
 from agentd.loop.plan import LoopTool, validate
 from agentd.loop.prompts import Prompt, Prompts
 from agentd.loop.references import Unresolved, resolve
@@ -291,11 +293,15 @@ class Executor:
         ]
         spec = ToolSpec(tool.name, tool.description, tool.model_schema)
 
+        # The same rule as for plans (agentd.loop.grounding): an id the run has not seen is
+        # a guess, whether the planner or the executor wrote it.
+        known = Known(f"{task_block(self.run, history=True)}{results_json(self.run)}")
+
         def accept(choice: ToolChoice) -> dict[str, Any]:
             arguments = choice.arguments
             try:
                 arguments = resolve(arguments, self._results())
-                found = validate(tool, arguments)
+                found = validate(tool, arguments) + unknown_ids(arguments, known)
             except Unresolved as exc:  # the model's mistake: tell it, never pass it on
                 found = [str(exc)]
             if found:

@@ -171,14 +171,20 @@ def unasked_side_effects(plan: Plan, tools: Mapping[str, LoopTool], said: str) -
 
 
 def invented_ids(plan: Plan, ids: Known) -> list[str]:
-    """Problems, one per id argument whose value ``ids`` (the task, its context, the
+    """Problems, one per id argument of ``plan`` that ``ids`` (the task, its context, the
     conversation and the results so far) does not hold, phrased for the planner."""
     return [
-        f"step {step.id!r}: {path} {value!r} is in neither the task nor a result; do not guess "
-        "ids: find it with a tool first (a search or list by name) and refer to that step's "
-        "result"
-        for step in plan.steps
-        for path, value in _id_values(step.arguments, "arguments")
+        f"step {step.id!r}: {p}" for step in plan.steps for p in unknown_ids(step.arguments, ids)
+    ]
+
+
+def unknown_ids(arguments: Any, ids: Known) -> list[str]:
+    """One problem per id in ``arguments`` that ``ids`` does not hold: the planner's plans and
+    the executor's filled-in arguments are checked alike."""
+    return [
+        f"{path} {value!r} is in neither the task nor a result; do not guess ids: find it with "
+        "a tool first (a search or list by name) and refer to that step's result"
+        for path, value in _id_values(arguments, "arguments")
         if not ids.has(value)
     ]
 
@@ -229,4 +235,4 @@ def _literal(value: str) -> bool:
     return bool(value.strip()) and not references(value)
 
 
-__all__ = ["Known", "drop_unasked", "invented_ids", "unasked_side_effects"]
+__all__ = ["Known", "drop_unasked", "invented_ids", "unasked_side_effects", "unknown_ids"]
