@@ -147,6 +147,39 @@ def test_a_side_effect_standing_in_for_a_destruction_is_a_problem() -> None:
     assert unasked_side_effects(gone, deleting, "Delete tkt_1011") == []
 
 
+def test_a_side_effect_in_the_plan_of_a_question_is_a_problem() -> None:
+    """Seen in the staff directory: "What is Oskar Lindgren's salary?" planned as a title
+    update, which then waited for an approver who never asked for it."""
+    change = _plan(("Change", {"ticketId": "tkt_1011", "status": "TICKET_STATUS_CLOSED"}))
+    task = "What is the status of ticket tkt_1011?"
+    (problem,) = unasked_side_effects(change, TOOLS, f"Task: {task}", task)
+    assert problem.startswith("step 's1': the task asks a question and does not ask to change")
+    assert "plan only calls that read" in problem
+    # A question that names the action asks for it; an imperative task is not judged here.
+    for asked in ("How do I change ticket tkt_1011 to closed?", "Close ticket tkt_1011 now."):
+        assert unasked_side_effects(change, TOOLS, f"Task: {asked}", asked) == []
+    reads = _plan(("Count", {"customerId": "c"}))
+    assert unasked_side_effects(reads, TOOLS, f"Task: {task}", task) == []
+
+
+def test_an_ordered_destruction_no_tool_can_do_is_refused_whatever_the_plan() -> None:
+    """Seen on the ledger: "Delete all transactions of vendor ven_001" planned as reads, whose
+    results the responder then described. No listed tool deletes: the plan is to refuse."""
+    reads = _plan(("Count", {"customerId": "c"}))
+    task = "Please delete all tickets of customer c."
+    (problem,) = unasked_side_effects(reads, TOOLS, f"Task: {task}", task)
+    assert problem == (
+        "the task asks to delete, and no listed tool can delete: give no steps and answer "
+        "that you cannot"
+    )
+    assert unasked_side_effects(_plan(), TOOLS, f"Task: {task}", task) == []  # a refusal
+    deleting = {**TOOLS, **tools(_tool("DeleteTicket", obj([], ticketId=STRING), "unsafe"))}
+    assert unasked_side_effects(reads, deleting, f"Task: {task}", task) == []
+    # Only an order: a question about deletions is answered by reading.
+    asked = "Which tickets were deleted last week?"
+    assert unasked_side_effects(reads, TOOLS, f"Task: {asked}", asked) == []
+
+
 def test_ids_found_nowhere_are_problems_for_the_planner() -> None:
     made = _plan(
         ("Count", {"customerId": "cus_005"}),  # guessed for "Kestrel"
@@ -235,7 +268,29 @@ async def test_a_side_effect_standing_in_for_a_deletion_ends_in_a_refusal(stack:
     assert done.output == "I cannot delete vendors: no tool does that."
     assert not done.steps and not done.pending_calls
     repair = s.llm.requests[1]["messages"][-1]["content"]
-    assert "the task asks to delete, which LedgerService_UpdateVendor does not do" in repair
+    assert "the task asks to delete, and no listed tool can delete" in repair
+
+
+async def test_a_question_planned_as_a_side_effect_is_answered_by_reading(stack: Stack) -> None:
+    """The planner reached for a change to answer a question; sent back, it reads instead:
+    the upstream never sees the change and nothing waits for an approver."""
+    s = stack
+    update = {
+        "id": "s1",
+        "tool": "LedgerService_UpdateVendor",
+        "arguments": {"vendor": {"id": "ven_001", "phone": "+1"}, "updateMask": "phone"},
+    }
+    get = {"id": "s2", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_001"}}
+    s.llm.reply(when="plan", content=plan(update))
+    s.llm.reply(when="plan", content=plan(get, answer="The phone is ${s2.phone}."))
+    before = s.ledger.servicer._vendors["ven_001"].phone
+    done = await s.run("What is the phone number of vendor ven_001?")
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert done.output == f"The phone is {before}."
+    assert [st.tool for st in done.steps] == ["LedgerService_GetVendor"]
+    assert not done.pending_calls and s.ledger.servicer._vendors["ven_001"].phone == before
+    repair = s.llm.requests[1]["messages"][-1]["content"]
+    assert "the task asks a question and does not ask to update" in repair
 
 
 async def test_a_known_id_passes(stack: Stack) -> None:

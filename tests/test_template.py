@@ -14,7 +14,14 @@ import pytest
 from google.protobuf import json_format
 
 from agentd.loop.state import StepRecord
-from agentd.loop.template import Unresolved, fill, is_placeholder, undone
+from agentd.loop.template import (
+    Unresolved,
+    answer_fields,
+    fill,
+    fill_fields,
+    is_placeholder,
+    undone,
+)
 from agentd.v1 import agent_pb2
 from tests.support.plans import answer, plan
 from tests.support.scripted_llm import schema_name
@@ -74,6 +81,64 @@ def test_values_are_inserted_once_never_read_again_and_bounded() -> None:
     many = {"s1": {"name": "y" * 3000}}
     with pytest.raises(Unresolved, match="longer than 4000"):
         fill("${s1.name} ${s1.name}", many, 4000)  # each fits, together they do not
+
+
+COUNTS = {
+    "s1": {"transactions": [{"id": "t1", "amountMinor": "-120"}, {"id": "t2", "amountMinor": "5"}],
+           "totalSize": 20, "totalMinor": "-3217200", "ok": True, "note": ""},
+}  # fmt: skip
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "count": {"type": "integer", "minimum": 0},
+        "total_minor": {"type": "integer"},
+        "ids": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["count"],
+}
+
+
+def test_structured_fields_are_each_one_reference_taken_as_typed() -> None:
+    filled = fill_fields(
+        json.dumps({"count": "${s1.totalSize}", "total_minor": "$s1.totalMinor",
+                    "ids": "${s1.transactions.id}"}),
+        COUNTS, SCHEMA, 4000,
+    )  # fmt: skip
+    # int64 written as a string by proto3 JSON comes back a number; a field after a list
+    # takes every item's.
+    assert filled == {"count": 20, "total_minor": -3217200, "ids": ["t1", "t2"]}
+    assert answer_fields(SCHEMA) == {
+        "count": "integer", "total_minor": "integer", "ids": "array of string"
+    }  # fmt: skip
+    nested = {"type": "object", "properties": {"v": {"type": "object"}}}
+    for schema in (nested, {"type": "array"}, {"type": "object", "properties": {}}):
+        assert answer_fields(schema) == {}
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"count": "20", "total_minor": "$s1.totalMinor", "ids": "$s1.transactions.id"},
+         "'count' is not one reference"),  # a literal is the planner's guess
+        ({"count": "${s1.transactions}", "total_minor": "$s1.totalMinor",
+          "ids": "$s1.transactions.id"}, "'count' .* is not a value of type integer"),  # a page is no count
+        ({"count": "${s1.ok}", "total_minor": "$s1.totalMinor", "ids": "$s1.transactions.id"},
+         "is not a value of type integer"),
+        ({"count": "${s1.totalSize}", "total_minor": "$s1.note", "ids": "$s1.transactions.id"},
+         "'total_minor' .* is not a value of type integer"),
+        ({"count": "${s1.totalSize}", "total_minor": "$s1.fax", "ids": "$s1.transactions.id"},
+         "no 'fax'"),
+        ({"count": "${s1.totalSize}", "ids": "$s1.transactions.id"},
+         "the response schema's fields"),
+        ({"count": "${s1.transactions.0.amountMinor}", "total_minor": "$s1.totalMinor",
+          "ids": "$s1.transactions.id"}, "does not match the response schema at /count"),
+    ],
+)  # fmt: skip
+def test_what_cannot_be_a_structured_answer_is_unresolved(fields: dict[str, str], why: str) -> None:
+    with pytest.raises(Unresolved, match=why):
+        fill_fields(json.dumps(fields), COUNTS, SCHEMA, 4000)
+    with pytest.raises(Unresolved, match="not a JSON object"):
+        fill_fields("{count", COUNTS, SCHEMA, 4000)
 
 
 def test_placeholders_are_not_answers() -> None:
@@ -217,19 +282,66 @@ async def test_a_guess_written_beside_steps_is_not_shown_to_the_responder(stack:
     assert guess not in json.dumps(responder["messages"])
 
 
-async def test_a_structured_answer_always_goes_to_the_responder(stack: Stack) -> None:
+async def test_a_structured_answer_is_filled_from_the_plan_in_one_model_call(stack: Stack) -> None:
     s = stack
-    s.llm.reply(when="plan", content=plan(GET))
+    by_vendor = {"groupBy": "DIMENSION_VENDOR", "startDate": {"year": 2025, "month": 1, "day": 1}}
+    summary = {"id": "s1", "tool": "LedgerService_SummarizeTransactions", "arguments": by_vendor}
+    fields = {
+        "total": "${s1.totalMinor}",
+        "count": "$s1.transactionCount",
+        "keys": "${s1.groups.key}",
+    }
+    s.llm.reply(when="plan", content=plan(summary, answer=fields))
+    strings = {"type": "array", "items": {"type": "string"}}
+    count = {"type": "integer"}
+    schema = {"type": "object", "properties": {"total": count, "count": count, "keys": strings}}
+    task = "What did we spend since 1 January 2025, in how many transactions, with which vendors?"
+    done = await s.run(task, response_schema=json.dumps(schema))
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    result = json_format.MessageToDict(done.steps[0].result)
+    got = json_format.MessageToDict(done.output_json)
+    # The int64 total (a string in proto3 JSON) is a number again; a field after a list is
+    # every item's; the count is the result's count field, not a listed page's length.
+    assert got == {
+        "total": int(result["totalMinor"]),
+        "count": result["transactionCount"],
+        "keys": [g["key"] for g in result["groups"]],
+    }
+    assert isinstance(result["totalMinor"], str) and got["count"] > len(got["keys"]) > 1
+    assert json.loads(done.output) == got
+    assert [schema_name(r) for r in s.llm.requests] == ["plan"]  # no responder
+    # The planner was offered the fields as the answer beside its steps, and told them.
+    sent = s.llm.requests[0]["response_format"]["json_schema"]["schema"]
+    with_steps = [b for b in sent["anyOf"] if b["properties"]["steps"].get("minItems")]
+    offered = with_steps[0]["properties"]["answer"]["anyOf"]
+    assert offered[0]["required"] == ["total", "count", "keys"] and offered[1] == {"type": "null"}
+    told = s.llm.requests[0]["messages"][-1]["content"]
+    assert told.endswith("Answer fields: total (integer), count (integer), keys (array of string)")
+
+
+async def test_a_structured_answer_that_does_not_fill_goes_to_the_responder(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(when="plan", content=plan(GET, answer={"phone": "+49 30 000000"}))  # a literal
     s.llm.reply(when="answer", content=answer({"phone": "+49 30 901820"}))
     schema = {"type": "object", "properties": {"phone": {"type": "string"}}}
     done = await s.run("Phone of ven_001?", response_schema=json.dumps(schema))
     assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
     assert json_format.MessageToDict(done.output_json) == {"phone": "+49 30 901820"}
     assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]
-    # The planner was not even offered a template beside its steps.
+
+
+async def test_a_nested_response_schema_offers_the_planner_no_template(stack: Stack) -> None:
+    s = stack
+    s.llm.reply(when="plan", content=plan(GET))
+    s.llm.reply(when="answer", content=answer({"vendor": {"phone": "+49 30 901820"}}))
+    inner = {"type": "object", "properties": {"phone": {"type": "string"}}}
+    schema = {"type": "object", "properties": {"vendor": inner}}
+    done = await s.run("Phone of ven_001?", response_schema=json.dumps(schema))
+    assert done.status == agent_pb2.RUN_STATUS_SUCCEEDED, done.error
+    assert [schema_name(r) for r in s.llm.requests] == ["plan", "answer"]
     sent = s.llm.requests[0]["response_format"]["json_schema"]["schema"]
     with_steps = [b for b in sent["anyOf"] if b["properties"]["steps"].get("minItems")]
-    assert [b["properties"]["answer"] for b in with_steps] == [{"type": "null"}]
+    assert [b["properties"]["answer"] for b in with_steps] == [{"anyOf": [{"type": "null"}]}]
 
 
 async def test_an_upstream_value_is_never_expanded_again(stack: Stack) -> None:

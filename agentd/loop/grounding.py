@@ -19,7 +19,9 @@ against the task before anything runs:
   nowhere in the task, its context, the conversation or an earlier result is an error the
   planner must fix, by looking the id up with a tool first and referring to that result.
 - ``unasked_side_effects``: a call with side effects standing in for a destruction the task
-  asks for (a time-off request for "terminate") is an error the planner must fix: to refuse.
+  asks for (a time-off request for "terminate"), or in the plan of a question that does not
+  name its action (a title update for "what is Oskar's salary?"), is an error the planner
+  must fix: to refuse, or to read.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ _LIMITS = frozenset(["limit", "size", "top", "max"])
 _DESTRUCTIVE = frozenset(
     ["delete", "remove", "terminate", "erase", "purge", "destroy", "wipe", "fire", "revoke"]
 )
+# A task that starts so orders a destruction.
+_ORDER = re.compile(rf"\s*(?:please\s+)?({'|'.join(sorted(_DESTRUCTIVE))})\b", re.IGNORECASE)
+# A task that asks this is a question: it is answered by reading, unless it names the action.
+_QUESTION = re.compile(r"\s*(what|who|whom|whose|which|how|when|where|why)\b", re.IGNORECASE)
 _ID_FIELD = re.compile(r"^(id|ids|.*[a-z0-9]Ids?|.*_ids?)$")
 
 
@@ -148,26 +154,56 @@ def _value_words(value: str, values: list[str]) -> set[str]:
     return words(" ".join(value.split("_")[shared:]))
 
 
-def unasked_side_effects(plan: Plan, tools: Mapping[str, LoopTool], said: str) -> list[str]:
-    """Problems, one per side-effect call standing in for a destruction ``said`` asks for:
-    the task says "delete" or "terminate" and the method's name does not.
+def unasked_side_effects(
+    plan: Plan, tools: Mapping[str, LoopTool], said: str, task: str = ""
+) -> list[str]:
+    """Problems, one per side-effect call the task does not ask for: one standing in for a
+    destruction ``said`` asks for (the task says "delete" or "terminate" and the method's name
+    does not), and one in the plan of a question (``task`` asks what, who, how many...) whose
+    method's verb the task does not say. A task that orders a destruction ("Delete all ...")
+    no listed tool can do has one problem, whatever the plan's steps: it is to be refused.
 
     Seen on the example services: "terminate the employment of emp_018" planned as a time-off
-    request, "delete ticket tkt_1011" as closing it. Such a call would wait for an approver
-    who never asked for it; the task is one to refuse, in seconds. (Only destruction is
-    checked: words cannot tell that "tell ops hello" asks for ``Send``.)"""
+    request, "delete ticket tkt_1011" as closing it, "what is Oskar's salary?" as a title
+    update. Such a call would wait for an approver who never asked for it; the task is one to
+    refuse or to answer by reading, in seconds. (Words cannot tell that "tell ops hello" asks
+    for ``Send``: an imperative task's side effects are not checked beyond destruction.)"""
     undoing = {verb for verb in _DESTRUCTIVE if _mentions({verb}, words(said))}
-    if not undoing:
-        return []
-    return [
-        f"step {step.id!r}: the task asks to {' or '.join(sorted(undoing))}, which "
-        f"{step.tool} does not do; when no listed tool does what the task asks, give no steps "
-        "and answer that you cannot"
-        for step in plan.steps
-        if (tool := tools.get(step.tool)) is not None
-        and tool.side_effects != "none"
-        and not _mentions(undoing, words(tool.method))
-    ]
+    question = bool(_QUESTION.match(task))
+    ordered = _ORDER.match(task)
+    if ordered and plan.steps and not any(
+        _mentions({ordered.group(1).lower()}, words(t.method)) for t in tools.values()
+    ):  # "Delete all transactions": no listed tool deletes, so no plan can do it
+        verb = ordered.group(1).lower()
+        return [
+            f"the task asks to {verb}, and no listed tool can {verb}: give no steps and "
+            "answer that you cannot"
+        ]
+    problems = []
+    for step in plan.steps:
+        tool = tools.get(step.tool)
+        if tool is None or tool.side_effects == "none":
+            continue
+        verb = _verb(tool.method)
+        if undoing and not _mentions(undoing, words(tool.method)):
+            problems.append(
+                f"step {step.id!r}: the task asks to {' or '.join(sorted(undoing))}, which "
+                f"{step.tool} does not do; when no listed tool does what the task asks, give "
+                "no steps and answer that you cannot"
+            )
+        elif question and not undoing and not _mentions({verb}, words(task)):
+            problems.append(
+                f"step {step.id!r}: the task asks a question and does not ask to {verb}, but "
+                f"{step.tool} changes data; plan only calls that read, or, when no listed tool "
+                "gives the answer, give no steps and answer that you cannot"
+            )
+    return problems
+
+
+def _verb(method: str) -> str:
+    """The verb a method's name starts with: ``.../UpdateTitle`` -> "update"."""
+    found = re.match(r"[A-Z]?[a-z]+", method.rsplit("/", 1)[-1])
+    return found.group(0).lower() if found else method.lower()
 
 
 def invented_ids(plan: Plan, ids: Known) -> list[str]:

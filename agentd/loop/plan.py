@@ -35,6 +35,7 @@ _MAX_RATIONALE = 100
 _MAX_ANSWER = 800
 # A template is a sentence around references; a small model given more room writes on.
 _MAX_TEMPLATE = 240
+_MAX_REFERENCE = 80  # one "${s1.path}" of a structured answer's field
 
 
 class LoopTool(Protocol):
@@ -103,12 +104,14 @@ def plan_schema(
     allow_empty: bool = True,
     union: bool = True,
     template: bool = True,
+    fields: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The schema of a plan over ``tools``, written only with what constrained decoders enforce.
 
     A plan either has steps (and a null answer, or one written over their results as
-    ``${s1.field}``, see ``agentd.loop.template``; null only without ``template``, as when a
-    structured answer is asked) or has none and answers directly; with
+    ``${s1.field}``, see ``agentd.loop.template``: text, or with ``fields`` (a structured
+    answer's) an object of those fields, each a reference; null only without ``template``
+    and ``fields``) or has none and answers directly; with
     ``allow_empty`` (a replan, or a conversation to answer from) it may also have neither,
     leaving the answer to the responder. With ``union`` the root is a union of those object
     branches, so a grammar-constrained model cannot take the empty way out of a task that needs
@@ -127,8 +130,10 @@ def plan_schema(
     ordered = tuple(sorted(tools.values(), key=lambda t: t.name))
     return _PLAN_SCHEMAS.get(
         ordered,
-        lambda: _build_plan_schema(ordered, max_steps, done, taken, allow_empty, union, template),
-        extra=(max_steps, tuple(done), tuple(taken), allow_empty, union, template),
+        lambda: _build_plan_schema(
+            ordered, max_steps, done, taken, allow_empty, union, template, tuple(fields)
+        ),
+        extra=(max_steps, tuple(done), tuple(taken), allow_empty, union, template, tuple(fields)),
     )
 
 
@@ -145,6 +150,7 @@ def _build_plan_schema(
     allow_empty: bool,
     union: bool,
     template: bool,
+    fields: tuple[str, ...],
 ) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     calls = []
@@ -185,13 +191,26 @@ def _build_plan_schema(
         steps["maxItems"] = 0
     answer = {"type": "string", "minLength": 1, "maxLength": _MAX_ANSWER}
     rationale = {"type": "string", "maxLength": _MAX_RATIONALE}
+    # With steps, the answer is a template over their results (text, or a structured answer's
+    # fields, each one reference), or null: the responder writes it.
+    if fields:
+        reference = {"type": "string", "minLength": 2, "maxLength": _MAX_REFERENCE}
+        templates = [
+            {
+                "type": "object",
+                "properties": {name: reference for name in fields},
+                "required": list(fields),
+                "additionalProperties": False,
+            }
+        ]
+    else:
+        templates = [{**answer, "maxLength": _MAX_TEMPLATE}] if template else []
     shapes: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (steps, answer) per branch
-    if not union:
-        shapes.append((steps, {"anyOf": [answer, {"type": "null"}]}))
-    elif steps.get("maxItems"):  # its answer: a short template over the steps' results, or null
-        filled = {**answer, "maxLength": _MAX_TEMPLATE}
-        said = {"anyOf": [filled, {"type": "null"}]} if template else {"type": "null"}
-        shapes.append(({**steps, "minItems": 1}, said))
+    if not union:  # one object for every case: text (a template too), the fields, or null
+        objects = templates if fields else []
+        shapes.append((steps, {"anyOf": [answer, *objects, {"type": "null"}]}))
+    elif steps.get("maxItems"):
+        shapes.append(({**steps, "minItems": 1}, {"anyOf": [*templates, {"type": "null"}]}))
     if union:
         shapes.append(({"type": "array", "maxItems": 0}, answer))
     if union and allow_empty:
@@ -233,6 +252,8 @@ def decode_plan(value: Mapping[str, Any], revision: int) -> Plan:
         if isinstance(raw, Mapping)
     ]
     answer = value.get("answer")
+    if isinstance(answer, Mapping):  # a structured answer's fields: kept as JSON text
+        answer = json.dumps(answer, ensure_ascii=False)
     return Plan(
         revision=revision,
         steps=steps,

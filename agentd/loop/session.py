@@ -53,7 +53,7 @@ from agentd.loop.state import (
     RunFailed,
     RunState,
 )
-from agentd.loop.template import is_placeholder, plan_answer, undone
+from agentd.loop.template import answer_fields, is_placeholder, plan_answer, undone
 
 _NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
 
@@ -110,7 +110,7 @@ class Session:
             filled = plan_answer(plan, self.run, self.limits.max_answer_chars)
             if filled is not None:
                 # The plan's answer, as written or filled from the results: no responder.
-                self.run.output = filled
+                self.set_answer(filled)
                 self.succeed()
                 return
             # Like a joiner: the responder judges whether the results so far answer the task
@@ -181,7 +181,8 @@ class Session:
             taken=taken,
             allow_empty=allow_empty,
             union=structured,  # a root union for grammar-constrained (structured) planners only
-            template=self.run.response_schema is None,  # a structured answer is the responder's
+            template=self.run.response_schema is None,
+            fields=tuple(answer_fields(self.run.response_schema)),  # a structured answer's
         )
         strict = False
         if not structured:  # native endpoints (OpenAI) get strict mode where it can be had
@@ -204,7 +205,8 @@ class Session:
             plan.examples = tuple(e.id for e in self.run.examples)
             latest = plan
             errors = check_plan(plan, self.tools, self.run.steps)
-            errors += unasked_side_effects(plan, self.tools, asked) + invented_ids(plan, known)
+            errors += unasked_side_effects(plan, self.tools, asked, self.run.task)
+            errors += invented_ids(plan, known)
             if errors:
                 fix = "The plan has errors; fix them:\n- " + "\n- ".join(errors)
                 raise Rejected(errors, said=reply.text, feedback=fix)
@@ -269,6 +271,9 @@ class Session:
         if self.run.examples:  # after the static prefix: the cached part stays the same
             text = examples_block(self.prompts.get("examples").text, self.run.examples)
             messages.append({"role": "user", "content": text})
+        fields = answer_fields(self.run.response_schema)
+        if fields:  # the plan's answer object has these fields (its grammar says so too)
+            user += "Answer fields: " + ", ".join(f"{k} ({v})" for k, v in fields.items())
         messages.append({"role": "user", "content": user.rstrip()})
         if reason:
             messages.append(

@@ -8,16 +8,26 @@ untrusted text: they are inserted in one pass (a value holding ``${s2.x}`` stays
 nothing is evaluated), and the answer is bounded in size. Anything that does not fit (no
 reference, a missing or empty value, an object where text belongs, too long) is
 ``Unresolved``, and the responder writes the answer instead.
+
+A run that asks for a structured answer (a ``response_schema`` whose fields are plain values
+or lists of them) may be answered the same way: the plan's answer is an object of those fields,
+each one reference (``{"count": "${s1.totalSize}"}``), ``fill_fields`` takes each value as it
+is in the result (converted only where proto3 JSON writes a number as a string), and the object
+must then validate against the caller's schema. A field after a list takes that field of every
+item (``${s1.vendors.name}``: the names).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jsonschema
 import structlog
 
+from agentd.llm.schemas import validator
 from agentd.loop.references import (
     EMBEDDED,
     REFERENCE,
@@ -25,11 +35,20 @@ from agentd.loop.references import (
     Unresolved,
     embedded_reference,
     lookup,
+    path_parts,
     references,
 )
 from agentd.loop.state import Plan, RunState, StepRecord
 
-__all__ = ["Unresolved", "fill", "is_placeholder", "plan_answer", "undone"]
+__all__ = [
+    "Unresolved",
+    "answer_fields",
+    "fill",
+    "fill_fields",
+    "is_placeholder",
+    "plan_answer",
+    "undone",
+]
 
 log = structlog.get_logger("agentd.loop")
 
@@ -42,21 +61,24 @@ _PLACEHOLDERS = {
 _LIST_ITEMS = 20  # a list of plain values is joined, up to this many
 
 
-def plan_answer(plan: Plan, run: RunState, max_chars: int) -> str | None:
+def plan_answer(plan: Plan, run: RunState, max_chars: int) -> Any:
     """The plan's answer when it can be the run's, else None (the responder writes it).
 
-    A plan without steps answers as written. A plan's answer that refers to step results is
-    filled once every step of the run succeeded; a structured answer always goes to the
-    responder."""
+    A plan without steps answers as written (text only). A plan's answer that refers to step
+    results is filled once every step of the run succeeded: text, or with a response_schema
+    the object of its fields."""
     said = plan.direct_answer
-    if not said or run.response_schema is not None:
+    if not said:
         return None
     if not plan.steps and not references(said):
-        return said
+        return said if run.response_schema is None else None
     if not run.steps or any(r.status != "succeeded" for r in run.steps):
         return None
+    results = {r.id: r.result for r in run.steps}
     try:
-        return fill(said, {r.id: r.result for r in run.steps}, max_chars)
+        if run.response_schema is None:
+            return fill(said, results, max_chars)
+        return fill_fields(said, results, run.response_schema, max_chars)
     except Unresolved as exc:  # names a step and a path, never a value
         log.info("answer template not used", run_id=run.run_id, reason=str(exc)[:300])
         return None
@@ -89,6 +111,108 @@ def fill(template: str, results: Mapping[str, Any], max_chars: int) -> str:
     if not found:
         raise Unresolved("the answer refers to no step result")
     return filled
+
+
+# --- structured answers -------------------------------------------------------------------
+
+_SCALARS = {"string", "integer", "number", "boolean"}
+_MAX_FIELDS = 12
+
+
+def answer_fields(response_schema: Mapping[str, Any] | None) -> dict[str, str]:
+    """The fields a plan may fill in a structured answer (name -> "integer", "array of string",
+    ...): those of an object schema whose every property is a plain value or a list of plain
+    values; empty when the schema is anything else (nested objects are the responder's)."""
+    if not response_schema or response_schema.get("type") != "object":
+        return {}
+    properties = response_schema.get("properties")
+    if not isinstance(properties, Mapping) or not 0 < len(properties) <= _MAX_FIELDS:
+        return {}
+    fields = {}
+    for name, schema in properties.items():
+        kind = _kind(schema)
+        if kind is None:
+            return {}
+        fields[str(name)] = kind
+    return fields
+
+
+def _kind(schema: Any) -> str | None:
+    if not isinstance(schema, Mapping):
+        return None
+    kind = schema.get("type")
+    if kind in _SCALARS:
+        return str(kind)
+    if kind == "array" and isinstance(schema.get("items"), Mapping):
+        item = schema["items"].get("type")
+        return f"array of {item}" if item in _SCALARS else None
+    return None
+
+
+def fill_fields(
+    template: str, results: Mapping[str, Any], response_schema: dict[str, Any], max_chars: int
+) -> dict[str, Any]:
+    """The structured answer ``template`` (a JSON object: field -> one reference) filled from
+    ``results``; ``Unresolved`` unless every field is one reference to a value of its type and
+    the whole validates against ``response_schema``."""
+    fields = answer_fields(response_schema)
+    try:
+        written = json.loads(template)
+    except json.JSONDecodeError:
+        raise Unresolved("the structured answer is not a JSON object") from None
+    if not fields or not isinstance(written, dict) or set(written) != set(fields):
+        raise Unresolved("the structured answer does not have the response schema's fields")
+    answer = {}
+    for name, kind in fields.items():
+        said = written[name] if isinstance(written[name], str) else ""
+        bare, braced = REFERENCE.match(said), EMBEDDED.fullmatch(said)
+        if braced is None and bare is None:  # a literal would be the planner's guess
+            raise Unresolved(f"field {name!r} is not one reference to a step result")
+        step_id, path = embedded_reference(braced) if braced else bare.groups()  # type: ignore[union-attr]
+        answer[name] = _typed(
+            _collect(results, step_id, path, said), kind, f"field {name!r} ({said})"
+        )
+    if len(json.dumps(answer)) > max_chars:
+        raise Unresolved(f"the filled answer is longer than {max_chars} characters")
+    error = jsonschema.exceptions.best_match(validator(response_schema).iter_errors(answer))
+    if error is not None:
+        where = "/" + "/".join(str(p) for p in error.absolute_path)
+        raise Unresolved(f"the filled answer does not match the response schema at {where}")
+    return answer
+
+
+def _collect(results: Mapping[str, Any], step_id: str, path: str, written: str) -> Any:
+    """``lookup``, except that a field after a list takes that field of each of its items."""
+    parts = path_parts(path)
+    for index, part in enumerate(parts):
+        head = "".join(f".{p}" for p in parts[:index])
+        value = lookup(results, step_id, head, written)
+        if isinstance(value, list) and not part.isdigit():
+            rest = "".join(f".{p}" for p in parts[index:])
+            return [lookup({"item": item}, "item", rest, written) for item in value]
+    return lookup(results, step_id, path, written)
+
+
+def _typed(value: Any, kind: str, where: str) -> Any:
+    """``value`` as a JSON value of ``kind``; proto3 JSON writes 64-bit integers as strings."""
+    if kind.startswith("array of "):
+        if not isinstance(value, list):
+            raise Unresolved(f"{where} is not a list")
+        return [_typed(item, kind.removeprefix("array of "), where) for item in value]
+    if kind == "boolean" and isinstance(value, bool):
+        return value
+    plain = isinstance(value, str | int | float) and not isinstance(value, bool)
+    if kind == "string" and plain and str(value).strip():
+        return value if isinstance(value, str) else _text(value, where)
+    if kind in ("integer", "number") and not isinstance(value, bool):
+        number = value
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", value.strip()):
+            number = float(value) if "." in value else int(value)
+        if isinstance(number, int):
+            return number
+        if isinstance(number, float) and (kind == "number" or number.is_integer()):
+            return int(number) if kind == "integer" else number
+    raise Unresolved(f"{where} is not a value of type {kind}")
 
 
 def _text(value: Any, written: str) -> str:

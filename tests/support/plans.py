@@ -6,7 +6,7 @@ from typing import Any
 
 
 def plan(
-    *steps: dict[str, Any], answer: str | None = None, rationale: str = "test plan"
+    *steps: dict[str, Any], answer: str | dict[str, str] | None = None, rationale: str = "test plan"
 ) -> dict[str, Any]:
     """A planner reply; steps are written flat here and nested as the plan schema wants."""
     return {
