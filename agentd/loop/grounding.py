@@ -171,12 +171,12 @@ def unasked_side_effects(
     undoing = {verb for verb in _DESTRUCTIVE if _mentions({verb}, words(said))}
     question = bool(_QUESTION.match(task))
     ordered = _ORDER.match(task)
-    if ordered and plan.steps and not any(
-        _mentions({ordered.group(1).lower()}, words(t.method)) for t in tools.values()
-    ):  # "Delete all transactions": no listed tool deletes, so no plan can do it
-        verb = ordered.group(1).lower()
+    order = ordered.group(1).lower() if ordered else ""
+    able = any(_mentions({order}, words(t.method)) for t in tools.values()) if order else True
+    if plan.steps and not able:
+        # "Delete all transactions": no listed tool deletes, so no plan can do it.
         return [
-            f"the task asks to {verb}, and no listed tool can {verb}: give no steps and "
+            f"the task asks to {order}, and no listed tool can {order}: give no steps and "
             "answer that you cannot"
         ]
     problems = []
