@@ -341,15 +341,15 @@ async def test_a_plan_off_its_schema_goes_back_and_is_repaired(loop: Loop) -> No
 async def test_an_unknown_tool_is_rejected_and_never_called(loop: Loop) -> None:
     # A structured planner's schema names the tools; a lax endpoint may still write another.
     loop.model.tool_call_mode = "native"
-    loop.model.reply("plan", plan({"id": "s1", "tool": "DeleteAllVendors", "arguments": {}}))
+    loop.model.reply("plan", plan({"id": "s1", "tool": "ExportAllVendors", "arguments": {}}))
     loop.model.reply(
         "plan", plan({"id": "s1", "tool": "GetVendor", "arguments": {"vendorId": "ven_002"}})
     )
     loop.model.reply("answer", answer("ok"))
     loop.tools = {k: v for k, v in loop.tools.items() if k != "UpdateVendor"}
-    run = await loop.run("Delete every vendor, ven_002 first")
+    run = await loop.run("Export every vendor, ven_002 first")
     assert run.status == "succeeded", run.error
-    assert "DeleteAllVendors" in last_message(loop, "plan")
+    assert "ExportAllVendors" in last_message(loop, "plan")
     assert [t for t in loop.tools if loop.tools[t].calls] == ["GetVendor"]
 
 
