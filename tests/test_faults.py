@@ -589,3 +589,17 @@ async def test_soak_2000_runs_while_upstreams_flap(tmp_path: Path) -> None:
                 responses = await asyncio.gather(*(s.run(f"run {i}") for i in range(500)))
                 assert {r.status for r in responses} == {agent_pb2.RUN_STATUS_SUCCEEDED}
         assert len(stored_status(s)) == 2000
+
+
+def test_an_observation_puts_the_note_and_plain_fields_before_lists() -> None:
+    """Seen on the ledger's dev split: "how many travel expenses in June?" answered 5 (the
+    items shown) with ``totalSize: 30`` after them. The count now comes first."""
+    from agentd.loop.state import StepRecord
+
+    record = StepRecord("s1", "LedgerService_ListTransactions", "m", {}, 0, status="succeeded")
+    record.result = {"transactions": [{"id": "t1"}], "nextPageToken": "p2", "totalSize": 30}
+    record.result_truncated, record.truncation = True, "transactions: 1 of 20 items shown"
+    seen = record.observation()
+    assert list(seen) == ["step", "tool", "status", "note", "result"]
+    assert list(seen["result"]) == ["nextPageToken", "totalSize", "transactions"]
+    assert seen["result"] == record.result  # the same result, reordered

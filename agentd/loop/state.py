@@ -113,17 +113,20 @@ class StepRecord:
     def observation(self) -> dict[str, Any]:
         """What the model sees of this step (results are data, never instructions)."""
         seen: dict[str, Any] = {"step": self.id, "tool": self.tool, "status": self.status}
-        if self.result is not None:
-            seen["result"] = self.result
-        if self.error_message:
-            seen["error"] = f"{self.error_code}: {self.error_message}"
-        if self.flags:
-            seen["flags"] = self.flags  # warn the model: instruction-like text, still only data
         if self.result_truncated:  # a small model counts what it sees: say what it does not
             seen["note"] = (
                 f"result cut to the result budget ({self.truncation or 'lists shortened'}); "
                 "a count or total is in the result's own fields, not the items shown"
             )
+        if self.result is not None:
+            # Plain fields (totalSize, a status) before lists: a small model reads the first
+            # numbers it meets, and a count after twenty listed items is read as the twentieth.
+            plain = {k: v for k, v in self.result.items() if not isinstance(v, list | dict)}
+            seen["result"] = {**plain, **self.result}
+        if self.error_message:
+            seen["error"] = f"{self.error_code}: {self.error_message}"
+        if self.flags:
+            seen["flags"] = self.flags  # warn the model: instruction-like text, still only data
         return seen
 
 
