@@ -373,3 +373,17 @@ async def test_retrieval_keeps_to_the_tools_the_bounds_and_the_threshold(tmp_pat
         assert not await library(max_plan_chars=50).add(big)
     finally:
         await store.close()
+
+
+def test_a_structured_answers_fields_are_shown_to_the_planner_as_an_object() -> None:
+    """A plan's structured answer is kept as JSON text in the record; an example shows it as
+    the planner writes it, an object, never as a string of escaped JSON."""
+    from agentd.library.example import plan_of_record
+    from agentd.v1 import agent_pb2
+
+    fields = {"count": "${s1.totalSize}"}
+    record = agent_pb2.Plan(direct_answer=json.dumps(fields))
+    assert plan_of_record(record)["answer"] == fields
+    text = agent_pb2.Plan(direct_answer="The phone is ${s1.phone}.")
+    assert plan_of_record(text)["answer"] == "The phone is ${s1.phone}."
+    assert plan_of_record(agent_pb2.Plan())["answer"] is None

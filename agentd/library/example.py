@@ -86,8 +86,21 @@ def plan_of_record(plan: Any) -> dict[str, Any]:
             }
             for s in plan.steps
         ],
-        "answer": plan.direct_answer or None,
+        "answer": _answer(plan.direct_answer),
     }
+
+
+def _answer(said: str) -> Any:
+    """A plan's answer as the planner wrote it: a structured answer's fields (kept as JSON
+    text in the record) are an object again."""
+    if said.startswith("{"):
+        try:
+            fields = json.loads(said)
+        except json.JSONDecodeError:
+            return said
+        if isinstance(fields, dict):
+            return fields
+    return said or None
 
 
 __all__ = ["SHARED", "Example", "new_id", "plan_of_record", "plan_text"]
