@@ -85,7 +85,7 @@ def test_values_are_inserted_once_never_read_again_and_bounded() -> None:
 
 COUNTS = {
     "s1": {"transactions": [{"id": "t1", "amountMinor": "-120"}, {"id": "t2", "amountMinor": "5"}],
-           "totalSize": 20, "totalMinor": "-3217200", "ok": True, "note": ""},
+           "totalSize": 20, "totalMinor": "-3217200", "ok": True, "note": "", "negative": -1},
 }  # fmt: skip
 SCHEMA = {
     "type": "object",
@@ -130,7 +130,11 @@ def test_structured_fields_are_each_one_reference_taken_as_typed() -> None:
          "no 'fax'"),
         ({"count": "${s1.totalSize}", "ids": "$s1.transactions.id"},
          "the response schema's fields"),
-        ({"count": "${s1.transactions.0.amountMinor}", "total_minor": "$s1.totalMinor",
+        ({"count": "${s1.totalSize}", "total_minor": "$s1.transactions.0.amountMinor",
+          "ids": "$s1.transactions.id"}, "'total_minor' picks a list item"),  # which: judgement
+        ({"count": "${s1.totalSize}", "total_minor": "$s1.totalMinor",
+          "ids": "$s1.transactions[1].id"}, "'ids' picks a list item"),
+        ({"count": "${s1.negative}", "total_minor": "$s1.totalMinor",
           "ids": "$s1.transactions.id"}, "does not match the response schema at /count"),
     ],
 )  # fmt: skip

@@ -11,8 +11,8 @@ reference, a missing or empty value, an object where text belongs, too long) is
 
 A run that asks for a structured answer (a ``response_schema`` whose fields are plain values
 or lists of them) may be answered the same way: the plan's answer is an object of those fields,
-each one reference (``{"count": "${s1.totalSize}"}``), ``fill_fields`` takes each value as it
-is in the result (converted only where proto3 JSON writes a number as a string), and the object
+each one reference (``{"count": "${s1.totalSize}"}``) that picks no list item, ``fill_fields``
+takes each value as it is in the result (converted only where proto3 JSON writes a number as a string), and the object
 must then validate against the caller's schema. A field after a list takes that field of every
 item (``${s1.vendors.name}``: the names).
 """
@@ -169,6 +169,9 @@ def fill_fields(
         if braced is None and bare is None:  # a literal would be the planner's guess
             raise Unresolved(f"field {name!r} is not one reference to a step result")
         step_id, path = embedded_reference(braced) if braced else bare.groups()  # type: ignore[union-attr]
+        if any(part.isdigit() for part in path_parts(path)):
+            # "$s2.groups.0.count" picks one item: which one is judgement, the responder's.
+            raise Unresolved(f"field {name!r} picks a list item ({said})")
         answer[name] = _typed(
             _collect(results, step_id, path, said), kind, f"field {name!r} ({said})"
         )
