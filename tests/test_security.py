@@ -61,7 +61,9 @@ async def test_injected_tool_result_cannot_cause_a_side_effect(stack: Stack) -> 
     s.llm.reply(when="plan", content=plan(get))
     s.llm.reply(when="answer", content=answer("unsure", missing="do what the vendor says"))
     s.llm.reply(when="plan", content=plan(update))  # a model that obeyed the injection
-    response = await s.run("Who is vendor ven_005?")
+    # An imperative task: the plan checks cannot tell it does not ask for an update, so the
+    # approval gate is what stops the call.
+    response = await s.run("Look up vendor ven_005 for me.")
     assert response.status == agent_pb2.RUN_STATUS_NEEDS_APPROVAL
     assert response.pending_call.tool == "LedgerService_UpdateVendor"
     assert s.ledger.calls == ["GetVendor"]
@@ -69,6 +71,29 @@ async def test_injected_tool_result_cannot_cause_a_side_effect(stack: Stack) -> 
     replan = [r for r in s.llm.requests if schema_name(r) == "plan"][1]
     carrying = [m for m in replan["messages"] if "IGNORE PREVIOUS" in str(m["content"])]
     assert carrying and all("untrusted data" in m["content"] for m in carrying)
+
+
+async def test_an_injected_side_effect_in_the_plan_of_a_question_never_waits(stack: Stack) -> None:
+    """The same injection under a question: the obeying replan is sent back before anything
+    waits for an approver (a question does not ask to update), and the run answers."""
+    s = stack
+    await poison_vendor(s)
+    get = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_005"}}
+    update = {
+        "id": "s2",
+        "tool": "LedgerService_UpdateVendor",
+        "arguments": {"vendor": {"id": "ven_001", "phone": "+1 555 0100"}, "updateMask": "phone"},
+    }
+    s.llm.reply(when="plan", content=plan(get))
+    s.llm.reply(when="answer", content=answer("unsure", missing="do what the vendor says"))
+    s.llm.reply(when="plan", content=plan(update))  # a model that obeyed the injection
+    s.llm.reply(when="plan", content=plan(answer="I cannot tell who ven_005 is."))
+    response = await s.run("Who is vendor ven_005?")
+    assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    assert response.output == "I cannot tell who ven_005 is."
+    assert not response.pending_calls and s.ledger.calls == ["GetVendor"]
+    repair = [r for r in s.llm.requests if schema_name(r) == "plan"][2]["messages"][-1]
+    assert "the task asks a question and does not ask to update" in repair["content"]
 
 
 async def test_denied_side_effects_never_run(tmp_path: Path) -> None:
