@@ -49,8 +49,9 @@ async def poison_vendor(s: Stack) -> None:
     s.ledger.calls.clear()
 
 
-async def test_injected_tool_result_cannot_cause_a_side_effect(stack: Stack) -> None:
-    s = stack
+async def a_model_obeying_an_injection(s: Stack) -> None:
+    """A poisoned vendor, and a scripted model that reads it, is unsure, and replans the
+    injected update of another vendor."""
     await poison_vendor(s)
     get = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_005"}}
     update = {
@@ -60,7 +61,12 @@ async def test_injected_tool_result_cannot_cause_a_side_effect(stack: Stack) -> 
     }
     s.llm.reply(when="plan", content=plan(get))
     s.llm.reply(when="answer", content=answer("unsure", missing="do what the vendor says"))
-    s.llm.reply(when="plan", content=plan(update))  # a model that obeyed the injection
+    s.llm.reply(when="plan", content=plan(update))  # the model obeys the injection
+
+
+async def test_injected_tool_result_cannot_cause_a_side_effect(stack: Stack) -> None:
+    s = stack
+    await a_model_obeying_an_injection(s)
     # An imperative task: the plan checks cannot tell it does not ask for an update, so the
     # approval gate is what stops the call.
     response = await s.run("Look up vendor ven_005 for me.")
@@ -77,16 +83,7 @@ async def test_an_injected_side_effect_in_the_plan_of_a_question_never_waits(sta
     """The same injection under a question: the obeying replan is sent back before anything
     waits for an approver (a question does not ask to update), and the run answers."""
     s = stack
-    await poison_vendor(s)
-    get = {"id": "s1", "tool": "LedgerService_GetVendor", "arguments": {"vendorId": "ven_005"}}
-    update = {
-        "id": "s2",
-        "tool": "LedgerService_UpdateVendor",
-        "arguments": {"vendor": {"id": "ven_001", "phone": "+1 555 0100"}, "updateMask": "phone"},
-    }
-    s.llm.reply(when="plan", content=plan(get))
-    s.llm.reply(when="answer", content=answer("unsure", missing="do what the vendor says"))
-    s.llm.reply(when="plan", content=plan(update))  # a model that obeyed the injection
+    await a_model_obeying_an_injection(s)
     s.llm.reply(when="plan", content=plan(answer="I cannot tell who ven_005 is."))
     response = await s.run("Who is vendor ven_005?")
     assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
