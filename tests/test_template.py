@@ -107,6 +107,14 @@ def test_structured_fields_are_each_one_reference_taken_as_typed() -> None:
     # int64 written as a string by proto3 JSON comes back a number; a field after a list
     # takes every item's.
     assert filled == {"count": 20, "total_minor": -3217200, "ids": ["t1", "t2"]}
+    # The one item of a list of one is no choice.
+    one = {"s1": {**COUNTS["s1"], "groups": [{"total": "-5"}]}}
+    said = {
+        "count": "${s1.totalSize}",
+        "total_minor": "${s1.groups.0.total}",
+        "ids": "$s1.groups.total",
+    }
+    assert fill_fields(json.dumps(said), one, SCHEMA, 4000)["total_minor"] == -5
     assert answer_fields(SCHEMA) == {
         "count": "integer", "total_minor": "integer", "ids": "array of string"
     }  # fmt: skip
@@ -131,9 +139,9 @@ def test_structured_fields_are_each_one_reference_taken_as_typed() -> None:
         ({"count": "${s1.totalSize}", "ids": "$s1.transactions.id"},
          "the response schema's fields"),
         ({"count": "${s1.totalSize}", "total_minor": "$s1.transactions.0.amountMinor",
-          "ids": "$s1.transactions.id"}, "'total_minor' picks a list item"),  # which: judgement
+          "ids": "$s1.transactions.id"}, "'total_minor' .* picks one of 2 items"),  # which: judgement
         ({"count": "${s1.totalSize}", "total_minor": "$s1.totalMinor",
-          "ids": "$s1.transactions[1].id"}, "'ids' picks a list item"),
+          "ids": "$s1.transactions[1].id"}, "'ids' .* picks one of 2 items"),
         ({"count": "${s1.negative}", "total_minor": "$s1.totalMinor",
           "ids": "$s1.transactions.id"}, "does not match the response schema at /count"),
     ],

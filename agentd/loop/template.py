@@ -11,8 +11,8 @@ reference, a missing or empty value, an object where text belongs, too long) is
 
 A run that asks for a structured answer (a ``response_schema`` whose fields are plain values
 or lists of them) may be answered the same way: the plan's answer is an object of those fields,
-each one reference (``{"count": "${s1.totalSize}"}``) that picks no list item, ``fill_fields``
-takes each value as it is in the result (converted only where proto3 JSON writes a number as a string), and the object
+each one reference (``{"count": "${s1.totalSize}"}``) that picks none of several list items,
+``fill_fields`` takes each value as it is in the result (converted only where proto3 JSON writes a number as a string), and the object
 must then validate against the caller's schema. A field after a list takes that field of every
 item (``${s1.vendors.name}``: the names).
 """
@@ -169,12 +169,8 @@ def fill_fields(
         if braced is None and bare is None:  # a literal would be the planner's guess
             raise Unresolved(f"field {name!r} is not one reference to a step result")
         step_id, path = embedded_reference(braced) if braced else bare.groups()  # type: ignore[union-attr]
-        if any(part.isdigit() for part in path_parts(path)):
-            # "$s2.groups.0.count" picks one item: which one is judgement, the responder's.
-            raise Unresolved(f"field {name!r} picks a list item ({said})")
-        answer[name] = _typed(
-            _collect(results, step_id, path, said), kind, f"field {name!r} ({said})"
-        )
+        where = f"field {name!r} ({said})"
+        answer[name] = _typed(_collect(results, step_id, path, where), kind, where)
     if len(json.dumps(answer)) > max_chars:
         raise Unresolved(f"the filled answer is longer than {max_chars} characters")
     error = jsonschema.exceptions.best_match(validator(response_schema).iter_errors(answer))
@@ -184,16 +180,19 @@ def fill_fields(
     return answer
 
 
-def _collect(results: Mapping[str, Any], step_id: str, path: str, written: str) -> Any:
-    """``lookup``, except that a field after a list takes that field of each of its items."""
+def _collect(results: Mapping[str, Any], step_id: str, path: str, where: str) -> Any:
+    """``lookup``, except that a field after a list takes that field of each of its items, and
+    that an index may not pick one of several items ("$s2.groups.0.count": which group is
+    judgement, the responder's; the one item of a list of one is no choice)."""
     parts = path_parts(path)
     for index, part in enumerate(parts):
-        head = "".join(f".{p}" for p in parts[:index])
-        value = lookup(results, step_id, head, written)
+        value = lookup(results, step_id, "".join(f".{p}" for p in parts[:index]), where)
+        if isinstance(value, list) and part.isdigit() and len(value) > 1:
+            raise Unresolved(f"{where} picks one of {len(value)} items")
         if isinstance(value, list) and not part.isdigit():
             rest = "".join(f".{p}" for p in parts[index:])
-            return [lookup({"item": item}, "item", rest, written) for item in value]
-    return lookup(results, step_id, path, written)
+            return [lookup({"item": item}, "item", rest, where) for item in value]
+    return lookup(results, step_id, path, where)
 
 
 def _typed(value: Any, kind: str, where: str) -> Any:
