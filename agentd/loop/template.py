@@ -11,10 +11,10 @@ reference, a missing or empty value, an object where text belongs, too long) is
 
 A run that asks for a structured answer (a ``response_schema`` whose fields are plain values
 or lists of them) may be answered the same way: the plan's answer is an object of those fields,
-each one reference (``{"count": "${s1.totalSize}"}``) that picks none of several list items,
-``fill_fields`` takes each value as it is in the result (converted only where proto3 JSON writes a number as a string), and the object
-must then validate against the caller's schema. A field after a list takes that field of every
-item (``${s1.vendors.name}``: the names).
+each one reference (``{"count": "${s1.totalSize}"}``) that picks none of several list items.
+``fill_fields`` takes each value as the result holds it (converted only where proto3 JSON writes
+a number as a string), and the object must then validate against the caller's schema. A field
+after a list takes that field of every item (``${s1.vendors.name}``: the names).
 """
 
 from __future__ import annotations
@@ -166,9 +166,12 @@ def fill_fields(
     for name, kind in fields.items():
         said = written[name] if isinstance(written[name], str) else ""
         bare, braced = REFERENCE.match(said), EMBEDDED.fullmatch(said)
-        if braced is None and bare is None:  # a literal would be the planner's guess
+        if braced is not None:
+            step_id, path = embedded_reference(braced)
+        elif bare is not None:
+            step_id, path = bare.group(1), bare.group(2)
+        else:  # a literal would be the planner's guess
             raise Unresolved(f"field {name!r} is not one reference to a step result")
-        step_id, path = embedded_reference(braced) if braced else bare.groups()  # type: ignore[union-attr]
         where = f"field {name!r} ({said})"
         answer[name] = _typed(_collect(results, step_id, path, where), kind, where)
     if len(json.dumps(answer)) > max_chars:
