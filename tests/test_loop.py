@@ -166,14 +166,15 @@ async def test_independent_steps_run_at_the_same_time(loop: Loop) -> None:
     assert "Bearer caller" not in json.dumps([r.messages for r in loop.model.requests])
 
 
+# A search, then a lookup whose arguments the executor model fills in from the search.
+SEARCH_THEN_GET = plan(
+    {"id": "s1", "tool": "SearchVendors", "arguments": {"query": "spree"}},
+    {"id": "s2", "tool": "GetVendor", "arguments": {}, "depends_on": ["s1"]},
+)
+
+
 async def test_a_dependent_step_is_completed_by_the_executor_model(loop: Loop) -> None:
-    loop.model.reply(
-        "plan",
-        plan(
-            {"id": "s1", "tool": "SearchVendors", "arguments": {"query": "spree"}},
-            {"id": "s2", "tool": "GetVendor", "arguments": {}, "depends_on": ["s1"]},
-        ),
-    )
+    loop.model.reply("plan", SEARCH_THEN_GET)
     loop.model.reply("step_arguments", {"tool": "GetVendor", "arguments": {"vendorId": "ven_001"}})
     loop.model.reply("answer", answer("Spreeblick Immobilien GmbH"))
     run = await loop.run("Find Spreeblick and get its full record")
@@ -188,13 +189,7 @@ async def test_a_dependent_step_is_completed_by_the_executor_model(loop: Loop) -
 
 async def test_an_id_the_executor_makes_up_is_sent_back_like_a_planners(loop: Loop) -> None:
     """The plan check's rule (agentd.loop.grounding) holds for filled-in arguments too."""
-    loop.model.reply(
-        "plan",
-        plan(
-            {"id": "s1", "tool": "SearchVendors", "arguments": {"query": "spree"}},
-            {"id": "s2", "tool": "GetVendor", "arguments": {}, "depends_on": ["s1"]},
-        ),
-    )
+    loop.model.reply("plan", SEARCH_THEN_GET)
     loop.model.reply("step_arguments", {"tool": "GetVendor", "arguments": {"vendorId": "ven_777"}})
     loop.model.reply("step_arguments", {"tool": "GetVendor", "arguments": {"vendorId": "ven_001"}})
     loop.model.reply("answer", answer("Spreeblick Immobilien GmbH"))
@@ -391,13 +386,7 @@ async def test_a_reference_to_a_field_the_result_lacks_is_repaired_before_anythi
 async def test_an_unresolvable_reference_from_the_executor_becomes_an_observation(
     loop: Loop,
 ) -> None:
-    loop.model.reply(
-        "plan",
-        plan(
-            {"id": "s1", "tool": "SearchVendors", "arguments": {"query": "spree"}},
-            {"id": "s2", "tool": "GetVendor", "arguments": {}, "depends_on": ["s1"]},
-        ),
-    )
+    loop.model.reply("plan", SEARCH_THEN_GET)
     wrong = {"tool": "GetVendor", "arguments": {"vendorId": "$s1.phone_number"}}
     loop.model.reply("step_arguments", wrong, times=2)
     loop.model.reply("plan", plan())  # replan: nothing more to do
