@@ -155,8 +155,14 @@ def test_a_side_effect_in_the_plan_of_a_question_is_a_problem() -> None:
     (problem,) = unasked_side_effects(change, TOOLS, f"Task: {task}", task)
     assert problem.startswith("step 's1': the task asks a question and does not ask to change")
     assert "plan only calls that read" in problem
+    for asked in ("Is ticket tkt_1011 still open?", "does tkt_1011 have comments?"):  # yes/no
+        assert len(unasked_side_effects(change, TOOLS, f"Task: {asked}", asked)) == 1, asked
     # A question that names the action asks for it; an imperative task is not judged here.
-    for asked in ("How do I change ticket tkt_1011 to closed?", "Close ticket tkt_1011 now."):
+    for asked in (
+        "How do I change ticket tkt_1011 to closed?",
+        "Close ticket tkt_1011 now.",
+        "Can you set ticket tkt_1011 to closed?",  # a request, though it ends with "?"
+    ):
         assert unasked_side_effects(change, TOOLS, f"Task: {asked}", asked) == []
     reads = _plan(("Count", {"customerId": "c"}))
     assert unasked_side_effects(reads, TOOLS, f"Task: {task}", task) == []

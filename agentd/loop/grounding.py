@@ -49,8 +49,12 @@ _DESTRUCTIVE = frozenset(
 )
 # A task that starts so orders a destruction.
 _ORDER = re.compile(rf"\s*(?:please\s+)?({'|'.join(sorted(_DESTRUCTIVE))})\b", re.IGNORECASE)
-# A task that asks this is a question: it is answered by reading, unless it names the action.
-_QUESTION = re.compile(r"\s*(what|who|whom|whose|which|how|when|where|why)\b", re.IGNORECASE)
+# A task that starts so is a question: it is answered by reading, unless it names the action.
+# ("Can you", "could you", "will you" start requests, and are left out.)
+_QUESTION = re.compile(
+    r"\s*(what|who|whom|whose|which|how|when|where|why|is|are|was|were|do|does|did|has|have)\b",
+    re.IGNORECASE,
+)
 _ID_FIELD = re.compile(r"^(id|ids|.*[a-z0-9]Ids?|.*_ids?)$")
 
 
@@ -159,8 +163,8 @@ def unasked_side_effects(
 ) -> list[str]:
     """Problems, one per side-effect call the task does not ask for: one standing in for a
     destruction ``said`` asks for (the task says "delete" or "terminate" and the method's name
-    does not), and one in the plan of a question (``task`` asks what, who, how many...) whose
-    method's verb the task does not say. A task that orders a destruction ("Delete all ...")
+    does not), and one in the plan of a question (``task`` asks what, who, how many, is, does...)
+    whose method's verb the task does not say. A task that orders a destruction ("Delete all ...")
     no listed tool can do has one problem, whatever the plan's steps: it is to be refused.
 
     Seen on the example services: "terminate the employment of emp_018" planned as a time-off
