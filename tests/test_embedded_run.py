@@ -6,8 +6,11 @@ and the answer written from its result.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import json
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +20,8 @@ import pytest
 from agentd.api.server import Daemon
 from agentd.config import load_config
 from agentd.llm import DEFAULT_MODEL
+from agentd.loop.prompts import Prompts
+from agentd.loop.warmup import planner_system
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from examples.calculator.server import CalculatorServer
 from examples.calculator.server import serve as serve_calculator
@@ -92,3 +97,31 @@ async def test_embedded_model_streams_the_answer_token_by_token(tmp_path: Path) 
             pieces = [*pieces, event.answer_delta] if event.answer_delta else []
     assert len(pieces) > 1  # llama.cpp's server-sent events, a token or so each
     assert "".join(pieces) == final.output
+
+
+async def test_the_warm_up_leaves_the_planners_prefix_in_llama_cpps_cache(
+    tmp_path: Path,
+) -> None:
+    async with embedded_daemon(tmp_path) as (daemon, _):
+        await daemon.warmed()
+        assert daemon.catalog is not None and daemon.embedded is not None
+        # What a run's first planner call sends (no auth here, so no memory tools).
+        system = planner_system(Prompts(), daemon.catalog.tools)
+        body = {
+            "model": daemon.embedded.model,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": "Task: What is the phone of vendor ven_001?"},
+            ],
+            "max_tokens": 1,
+        }
+        request = urllib.request.Request(
+            f"{daemon.embedded.base_url}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with await asyncio.to_thread(urllib.request.urlopen, request, timeout=240) as reply:
+            usage = json.load(reply)["usage"]
+    # llama.cpp read only the task: the instructions and catalog came from the cache.
+    assert usage["prompt_tokens"] > 1000
+    assert usage["prompt_tokens_details"]["cached_tokens"] > usage["prompt_tokens"] - 30

@@ -30,12 +30,14 @@ from agentd.llm.model import ChatModel
 from agentd.loop.agent import Agent
 from agentd.loop.guardrails import Guardrails
 from agentd.loop.prompts import load_overrides
+from agentd.loop.state import RunState
 from agentd.runs.alerts import Alerter
 from agentd.runs.approvals import Supervisor
 from agentd.runs.sealing import Sealer
 from agentd.runs.service import Runs
 from agentd.store import open_store
 from agentd.telemetry import flush, server_spans, setup_metrics, setup_tracing
+from agentd.tools import memory
 from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from toolgen.reflection_server import enable_reflection
@@ -149,6 +151,7 @@ class Daemon:
             inbound_tokens=authenticator.uses_tokens,
         )
         self.service = AgentService(runs)
+        agent.warm_up(self._default_tools(authenticator, store))
 
         # Tracing first, so even calls the auth check refuses get a span.
         interceptors: list[grpc.aio.ServerInterceptor] = [server_spans([SERVICE_NAME])]
@@ -207,6 +210,18 @@ class Daemon:
             unavailable=self.catalog.unavailable or None,
         )
 
+    def _default_tools(self, authenticator: Authenticator, store: Any) -> dict[str, Any]:
+        """The tools a run that names none is offered: every allowed method, and the memory
+        tools when callers have a user (named by auth, or anonymous ones allowed memory)."""
+        assert self.catalog is not None
+        config, auth = self.config, self.config.server.auth
+        named = authenticator.uses_tokens or bool(auth.client_ca or auth.gateway_header)
+        tools: dict[str, Any] = dict(self.catalog.tools)
+        if named or config.memory.allow_anonymous:  # only described, never invoked
+            described = RunState(run_id="", task="", mode="plan_execute")
+            tools.update(memory.builtin_tools(store, config.memory, described))
+        return tools
+
     def _bind(self, listen: str, auth: AuthConfig) -> int:
         assert self.server is not None
         if auth.tls_cert and auth.tls_key:
@@ -219,6 +234,12 @@ class Daemon:
             return self.server.add_secure_port(listen, credentials)
         return self.server.add_insecure_port(listen)
 
+    async def warmed(self) -> None:
+        """Returns once the embedded model's prompt cache holds the static prompt prefixes
+        (started by ``start``, in the background; at once without the embedded model)."""
+        if self.service:
+            await self.service.runs.agent.warmup.finished()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting runs, let in-flight ones finish for ``grace`` seconds, then close."""
         if self._health:
@@ -229,6 +250,8 @@ class Daemon:
             await self.server.stop(self.config.server.grace_s if grace is None else grace)
         if self._health_server:  # kept to the end, answering NOT_SERVING while runs drain
             await self._health_server.stop(None)
+        if self.service:
+            await self.service.runs.agent.warmup.stop()
         if self.catalog:
             await self.catalog.close()
         if self.service:

@@ -28,7 +28,9 @@ from agentd.loop.plan import LoopTool
 from agentd.loop.prompts import Prompt, Prompts
 from agentd.loop.react import react
 from agentd.loop.session import Session
+from agentd.loop.shortlist import shortlist
 from agentd.loop.state import Budget, RunState, Terminating
+from agentd.loop.warmup import Warmup
 
 log = structlog.get_logger("agentd.loop")
 
@@ -47,6 +49,13 @@ class Agent:
         self.config = limits
         self.guardrails = guardrails
         self.prompts = Prompts(prompt_overrides)  # [prompts] in the config
+        self.warmup = Warmup()
+
+    def warm_up(self, tools: Mapping[str, LoopTool]) -> None:
+        """Start reading each role's static prompt prefix into the embedded model's cache
+        (``agentd.loop.warmup``); runs of these ``tools`` then find it there."""
+        whole = shortlist(tools, "", self.config.max_offered_tools) is tools  # not per task
+        self.warmup.start(self.models, self.prompts, tools if whole else None)
 
     async def run(
         self,
@@ -86,6 +95,7 @@ class Agent:
             call,
             hooks,
             prompts or self.prompts,
+            self.warmup,
         )
         try:
             async with asyncio.timeout(deadline.remaining()):

@@ -22,7 +22,6 @@ from agentd.config import LimitsConfig
 from agentd.llm.model import ChatModel, ModelError, ModelReply
 from agentd.llm.schemas import NotStrict, strict_schema
 from agentd.loop.answer import AnswerStream
-from agentd.loop.describe import describe_catalog
 from agentd.loop.executor import CallContext, Executor
 from agentd.loop.grounding import Known, drop_unasked, invented_ids, unasked_side_effects
 from agentd.loop.guardrails import Guardrails
@@ -54,6 +53,7 @@ from agentd.loop.state import (
     RunState,
 )
 from agentd.loop.template import answer_fields, is_placeholder, plan_answer, undone
+from agentd.loop.warmup import Warmup, planner_system
 
 _NOTHING_MISSING = {"", "none", "nothing", "n/a", "na", "null", "-"}
 
@@ -74,8 +74,10 @@ class Session:
         call: CallContext,
         hooks: RunHooks,
         prompts: Prompts,
+        warmup: Warmup | None = None,
     ) -> None:
         self.models = models
+        self.warmup = warmup
         self.limits = limits
         self.run = run
         self.tools = tools
@@ -214,6 +216,7 @@ class Session:
 
         prompt = self.prompts.get("replan" if reason else "planner")
         attempts = self.limits.max_plan_repairs + 1
+        await self.warmed("planner", messages)
         try:
             plan = await repaired(
                 messages,
@@ -264,8 +267,7 @@ class Session:
         messages: list[dict[str, Any]] = [
             {
                 "role": "system",
-                "content": f"{self.prompts.get('planner').text}\n\nTools:\n"
-                f"{describe_catalog(self.tools if tools is None else tools)}",
+                "content": planner_system(self.prompts, self.tools if tools is None else tools),
             },
         ]
         if self.run.examples:  # after the static prefix: the cached part stays the same
@@ -319,6 +321,7 @@ class Session:
             {"role": "user", "content": user},
         ]
         said_missing = ""
+        await self.warmed("responder", messages)
 
         def accept(reply: ModelReply) -> tuple[Any, str]:
             nonlocal said_missing
@@ -392,6 +395,12 @@ class Session:
             self.run.output = str(answer)
 
     # --- model calls ------------------------------------------------------------------------
+
+    async def warmed(self, role: str, messages: list[dict[str, Any]]) -> None:
+        """Wait while the embedded model reads this call's static prefix into its cache
+        (``agentd.loop.warmup``): reading it beside the warm-up would only slow both."""
+        if self.warmup is not None:
+            await self.warmup.wait(role, str(messages[0]["content"]))
 
     async def ask(
         self, role: str, prompt: Prompt, call: Callable[[ChatModel], Awaitable[Any]]

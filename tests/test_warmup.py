@@ -1,0 +1,165 @@
+"""The prompt-cache warm-up: what it sends, that runs wait for it, that it never breaks a run.
+
+The models are real OpenAI clients over the scripted Chat Completions server (HTTP on
+127.0.0.1), built by ``build_models`` as the embedded model's roles are; the real llama.cpp
+cache is checked in ``test_embedded_run.py``.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from agentd.config import ROLES, LimitsConfig, ModelConfig
+from agentd.llm import build_models, close_models
+from agentd.llm.model import ChatModel
+from agentd.loop.agent import Agent
+from agentd.loop.deadline import Deadline
+from agentd.loop.prompts import PLANNER, RESPONDER, Prompts
+from agentd.loop.state import RunState
+from agentd.loop.warmup import planner_system
+from tests.support.functions import STRING, FunctionTool, obj, tools
+from tests.support.plans import plan
+from tests.support.scripted_llm import ScriptedLLM, schema_name
+
+LIMITS = LimitsConfig(run_timeout_s=20)
+VENDOR = {"id": "ven_001", "name": "Spreeblick Immobilien GmbH", "phone": "+49 30 1"}
+
+
+def catalog() -> dict[str, FunctionTool]:
+    return tools(
+        FunctionTool(
+            "GetVendor",
+            lambda vendorId: VENDOR,
+            obj(["vendorId"], vendorId=STRING),
+            obj(["id"], id=STRING, name=STRING, phone=STRING),
+            "A vendor by its id.",
+        ),
+        FunctionTool(
+            "SearchVendors",
+            lambda query: {"vendors": [VENDOR]},
+            obj(["query"], query=STRING),
+            obj(vendors={"type": "array", "items": obj(id=STRING, name=STRING)}),
+            "Vendors by name.",
+        ),
+    )
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[ScriptedLLM]:
+    async with ScriptedLLM() as server:
+        yield server
+
+
+async def models_on(llm: ScriptedLLM, *, embedded: bool) -> dict[str, ChatModel]:
+    """Every role on the scripted server; marked as the embedded model's when ``embedded``."""
+    config = ModelConfig(
+        base_url=llm.base_url, model="local", tool_call_mode="structured", max_retries=0
+    )
+    started = types.SimpleNamespace(base_url=llm.base_url, model="local") if embedded else None
+    return build_models(dict.fromkeys(ROLES, config), embedded=started, env={})  # type: ignore[arg-type]
+
+
+async def run_phone_task(agent: Agent, tools: dict[str, FunctionTool]) -> RunState:
+    run = RunState(run_id="run-1", task="What is the phone of vendor ven_001?", mode="plan_execute")
+    return await agent.run(run, tools, metadata={}, deadline=Deadline.start(20))
+
+
+def phone_plan() -> dict[str, Any]:
+    get = {"id": "s1", "tool": "GetVendor", "arguments": {"vendorId": "ven_001"}}
+    return plan(get, answer="The phone is ${s1.phone}.")
+
+
+def system_of(body: dict[str, Any]) -> str:
+    return str(body["messages"][0]["content"])
+
+
+async def test_a_run_waits_for_the_warm_up_and_sends_the_prefix_it_cached(
+    llm: ScriptedLLM,
+) -> None:
+    models = await models_on(llm, embedded=True)
+    # Slow enough that a run not waiting for it would send its plan request first.
+    llm.reply(when="warmup", content={"ok": True}, delay_s=1.0, times=2)
+    llm.reply(when="plan", content=phone_plan())
+    agent, tools = Agent(models, LIMITS), catalog()
+    try:
+        agent.warm_up(tools)
+        run = await run_phone_task(agent, tools)
+    finally:
+        await agent.warmup.stop()
+        await close_models(models)
+    assert run.status == "succeeded", run.error
+    assert run.output == "The phone is +49 30 1."
+    names = [schema_name(body) for body in llm.requests]
+    assert names == ["warmup", "warmup", "plan"]  # responder's, planner's, then the run's
+    warm_responder, warm_planner, planned = llm.requests
+    assert system_of(warm_planner) == system_of(planned) == planner_system(Prompts(), tools)
+    assert "GetVendor" in system_of(planned) and "SearchVendors" in system_of(planned)
+    assert system_of(warm_responder) == RESPONDER.text
+
+
+async def test_a_run_over_other_tools_does_not_wait_for_a_prefix_it_does_not_share(
+    llm: ScriptedLLM,
+) -> None:
+    models = await models_on(llm, embedded=True)
+    llm.reply(when="warmup", content={"ok": True}, delay_s=1.0, times=2)
+    llm.reply(when="plan", content=phone_plan())
+    agent, tools = Agent(models, LIMITS), catalog()
+    try:
+        agent.warm_up(tools)
+        # The request named one tool: its catalog, hence its prompt, is not the warmed one.
+        run = await run_phone_task(agent, {"GetVendor": tools["GetVendor"]})
+        await agent.warmup.finished()
+    finally:
+        await close_models(models)
+    assert run.output == "The phone is +49 30 1."
+    (planned,) = [body for body in llm.requests if schema_name(body) == "plan"]
+    assert "SearchVendors" not in system_of(planned)
+    # Sent while the responder's warm-up (1 s) still held back the planner's, not after it.
+    assert system_of(llm.requests[-1]) == planner_system(Prompts(), tools)
+
+
+async def test_a_failed_warm_up_leaves_runs_as_they_were(llm: ScriptedLLM) -> None:
+    models = await models_on(llm, embedded=True)
+    llm.reply(when="warmup", status=500, content="overloaded", times=None)
+    llm.reply(when="plan", content=phone_plan())
+    agent, tools = Agent(models, LIMITS), catalog()
+    try:
+        agent.warm_up(tools)
+        await agent.warmup.finished()
+        run = await run_phone_task(agent, tools)
+    finally:
+        await close_models(models)
+    assert run.status == "succeeded", run.error
+    assert run.output == "The phone is +49 30 1."
+    assert run.model_calls and all(c.error == "" for c in run.model_calls)  # not the run's
+
+
+async def test_an_endpoint_that_is_not_the_embedded_model_is_never_warmed(
+    llm: ScriptedLLM,
+) -> None:
+    models = await models_on(llm, embedded=False)
+    agent = Agent(models, LIMITS)
+    try:
+        agent.warm_up(catalog())
+        await agent.warmup.finished()
+    finally:
+        await close_models(models)
+    assert llm.requests == []  # a call there costs money, and its cache is its own
+
+
+async def test_a_shortlisted_catalog_warms_only_the_instructions(llm: ScriptedLLM) -> None:
+    # With more tools than max_offered_tools each task is offered its own few, so the catalog
+    # part of the prefix differs from run to run: only the instructions are shared.
+    models = await models_on(llm, embedded=True)
+    llm.reply(when="warmup", content={"ok": True}, times=2)
+    agent = Agent(models, LimitsConfig(max_offered_tools=1))
+    try:
+        agent.warm_up(catalog())
+        await agent.warmup.finished()
+    finally:
+        await close_models(models)
+    assert [system_of(body) for body in llm.requests] == [RESPONDER.text, PLANNER.text]
