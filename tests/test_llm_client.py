@@ -519,6 +519,21 @@ def _chunk(content: str | None = None, finish_reason: str | None = None) -> dict
     return {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
 
 
+async def test_prompt_tokens_read_from_the_endpoints_cache_are_counted(
+    llm: ScriptedLLM, make_model: ModelFactory
+) -> None:
+    value = {"answer": "42", "confidence": 0.5}
+    llm.reply(when="answer", content=value, usage=(2400, 12, 2385), times=2)
+    llm.reply(when="answer", content=value, usage=(100, 12, 5000))  # more than the prompt
+    model = make_model()
+    plain = await model.complete_json(MESSAGES, ANSWER, name="answer")
+    streamed = await model.complete_json(MESSAGES, ANSWER, name="answer", on_delta=lambda _: None)
+    odd = await model.complete_json(MESSAGES, ANSWER, name="answer")
+    assert (plain.input_tokens, plain.cached_tokens) == (2400, 2385)
+    assert (streamed.input_tokens, streamed.cached_tokens) == (2400, 2385)
+    assert (odd.input_tokens, odd.cached_tokens) == (100, 100)  # never more than the prompt
+
+
 async def test_stream_mode_passes_each_piece_and_returns_the_whole_reply(
     llm: ScriptedLLM, make_model: ModelFactory
 ) -> None:
@@ -533,6 +548,7 @@ async def test_stream_mode_passes_each_piece_and_returns_the_whole_reply(
     assert reply.value == value
     assert len(pieces) > 1 and "".join(pieces) == reply.text  # the pieces add up to the reply
     assert (reply.input_tokens, reply.output_tokens) == (123, 45)  # from the usage event
+    assert reply.cached_tokens == 0  # the endpoint said nothing of a cache
     assert reply.finish_reason == "stop" and reply.model == "test-model"
     assert llm.requests[0]["stream"] is True
     assert llm.requests[0]["stream_options"] == {"include_usage": True}

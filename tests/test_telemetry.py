@@ -143,10 +143,13 @@ async def test_span_tree_of_a_parallel_run(
     priced_stack: Stack, spans: InMemorySpanExporter
 ) -> None:
     s = priced_stack
-    s.llm.reply(when="plan", content=parallel_plan())
+    # The planner's prompt mostly came from the endpoint's prompt cache (its static prefix).
+    s.llm.reply(when="plan", content=parallel_plan(), usage=(2400, 90, 2385))
     s.llm.reply(when="answer", content=answer("ven_001, coffee vendors, 7"))
     response = await s.run("Who is ven_001, who sells coffee, and what is 3+4?")
     assert response.status == agent_pb2.RUN_STATUS_SUCCEEDED, response.error
+    cached = [(c.role, c.input_tokens, c.cached_input_tokens) for c in response.model_calls]
+    assert cached[0] == ("planner", 2400, 2385) and cached[1][2] == 0
     await s.daemon.stop(grace=0)  # the server span ends after the response is sent
     tree = of_trace(spans, response.trace_id)
 
@@ -179,7 +182,9 @@ async def test_span_tree_of_a_parallel_run(
     assert a["gen_ai.request.model"] == "scripted-model"
     assert a["gen_ai.response.model"] == "scripted-model"
     assert a["gen_ai.response.finish_reasons"] == ("stop",)
-    assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (2400, 90)
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 2385  # included in input_tokens
+    assert a["llm.token_count.prompt_details.cache_read"] == 2385  # OpenInference's name
     assert a["agentd.role"] == "planner"
     assert (a["agentd.prompt.name"], a["agentd.prompt.version"]) == (
         "planner",

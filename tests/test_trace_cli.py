@@ -52,6 +52,7 @@ def test_render_orders_by_start_and_groups_planning() -> None:
                 120,
                 input_tokens=400,
                 output_tokens=50,
+                cached_input_tokens=380,
                 cost_usd=0.00024,
                 finish_reason="stop",
             ),
@@ -87,7 +88,7 @@ def test_render_orders_by_start_and_groups_planning() -> None:
     assert body[1].startswith(
         "+0.000s  │  ├─ chat planner gpt-4.1-mini · prompt planner@abc123def456"
     )
-    assert "400→50 tok · $0.000240 · 120 ms · stop" in body[1]
+    assert "400→50 tok (380 cached) · $0.000240 · 120 ms · stop" in body[1]
     assert body[2].startswith("+0.130s  │  └─ chat planner") and "✗ schema:" in body[2]
     assert (
         body[3]

@@ -41,6 +41,8 @@ def model_call_line(call: agent_pb2.ModelCall) -> str:
         f"prompt {call.prompt}@{call.prompt_version}",
         f"{call.input_tokens}→{call.output_tokens} tok",
     ]
+    if call.cached_input_tokens:
+        parts[-1] += f" ({call.cached_input_tokens} cached)"
     if call.cost_usd:
         parts.append(f"${call.cost_usd:.6f}")
     parts.append(_ms(call.duration.ToNanoseconds()))

@@ -263,6 +263,7 @@ class OpenAIChatModel:
             output_tokens=_count(usage.get("completion_tokens")),
             model=str(completion.get("model") or self.model),
             latency_s=latency,
+            cached_tokens=_cached(usage),
         )
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise self._error("empty", "the reply had no choices", reply=reply)
@@ -470,6 +471,14 @@ def _text(value: Any) -> str:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _cached(usage: dict[str, Any]) -> int:
+    """Prompt tokens served from the endpoint's cache (OpenAI and llama.cpp both report
+    ``usage.prompt_tokens_details.cached_tokens``); never more than the prompt itself."""
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    return min(cached, _count(usage.get("prompt_tokens")))
 
 
 def _call_id() -> str:

@@ -53,6 +53,7 @@ class ModelReply:
     model: str
     latency_s: float
     response_id: str = ""  # the endpoint's id of the completion, when it gave one
+    cached_tokens: int = 0  # of input_tokens, read from the endpoint's prompt cache
 
 
 @dataclass(frozen=True)

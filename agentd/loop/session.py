@@ -433,6 +433,7 @@ class Session:
 
     def _count(self, record: ModelCallRecord, usage: RoleUsage, reply: ModelReply) -> None:
         record.input_tokens, record.output_tokens = reply.input_tokens, reply.output_tokens
+        record.cached_input_tokens = reply.cached_tokens
         record.finish_reason = reply.finish_reason or ""
         usage.input_tokens += reply.input_tokens
         usage.output_tokens += reply.output_tokens

@@ -151,6 +151,7 @@ class ModelCallRecord:
     duration_s: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0  # of input_tokens, read from the endpoint's prompt cache
     cost_usd: float = 0.0
     finish_reason: str = ""
     error: str = ""

@@ -113,9 +113,12 @@ def _end_chat(
     record.cost_usd = settings.cost(record.model, record.input_tokens, record.output_tokens)
     span.set_attribute("gen_ai.usage.input_tokens", record.input_tokens)
     span.set_attribute("gen_ai.usage.output_tokens", record.output_tokens)
+    if record.cached_input_tokens:  # included in input_tokens, as the conventions say
+        span.set_attribute("gen_ai.usage.cache_read.input_tokens", record.cached_input_tokens)
     span.set_attribute("agentd.cost_usd", record.cost_usd)
     span.set_attributes(
-        oi.token_counts(record.input_tokens, record.output_tokens) | oi.cost(record.cost_usd)
+        oi.token_counts(record.input_tokens, record.output_tokens, record.cached_input_tokens)
+        | oi.cost(record.cost_usd)
     )
     if record.finish_reason:
         span.set_attribute("gen_ai.response.finish_reasons", [record.finish_reason])

@@ -128,12 +128,15 @@ def messages(
     return attributes
 
 
-def token_counts(input_tokens: int, output_tokens: int) -> dict[str, Any]:
-    return {
+def token_counts(input_tokens: int, output_tokens: int, cached: int = 0) -> dict[str, Any]:
+    counts = {
         SpanAttributes.LLM_TOKEN_COUNT_PROMPT: input_tokens,
         SpanAttributes.LLM_TOKEN_COUNT_COMPLETION: output_tokens,
         SpanAttributes.LLM_TOKEN_COUNT_TOTAL: input_tokens + output_tokens,
     }
+    if cached:
+        counts[SpanAttributes.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_READ] = cached
+    return counts
 
 
 def cost(usd: float) -> dict[str, Any]:

@@ -187,7 +187,7 @@ class Usage(_message.Message):
     def __init__(self, role: _Optional[str] = ..., model: _Optional[str] = ..., calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class ModelCall(_message.Message):
-    __slots__ = ("role", "model", "prompt", "prompt_version", "start_time", "duration", "input_tokens", "output_tokens", "cost_usd", "finish_reason", "error", "span_id")
+    __slots__ = ("role", "model", "prompt", "prompt_version", "start_time", "duration", "input_tokens", "output_tokens", "cost_usd", "finish_reason", "error", "span_id", "cached_input_tokens")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +200,7 @@ class ModelCall(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     role: str
     model: str
     prompt: str
@@ -212,7 +213,8 @@ class ModelCall(_message.Message):
     finish_reason: str
     error: str
     span_id: str
-    def __init__(self, role: _Optional[str] = ..., model: _Optional[str] = ..., prompt: _Optional[str] = ..., prompt_version: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., finish_reason: _Optional[str] = ..., error: _Optional[str] = ..., span_id: _Optional[str] = ...) -> None: ...
+    cached_input_tokens: int
+    def __init__(self, role: _Optional[str] = ..., model: _Optional[str] = ..., prompt: _Optional[str] = ..., prompt_version: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., finish_reason: _Optional[str] = ..., error: _Optional[str] = ..., span_id: _Optional[str] = ..., cached_input_tokens: _Optional[int] = ...) -> None: ...
 
 class GuardrailVerdict(_message.Message):
     __slots__ = ("verdict", "reasons", "guard", "stage")

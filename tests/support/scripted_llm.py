@@ -49,7 +49,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] | None = None
     delay_s: float = 0.0
-    usage: tuple[int, int] | None = None
+    usage: tuple[int, int] | tuple[int, int, int] | None = None  # prompt, completion[, cached]
     raw_body: str | None = None
 
 
@@ -152,7 +152,7 @@ class ScriptedLLM:
         headers: dict[str, str] | None = None,
         delay_s: float = 0.0,
         times: int | None = 1,
-        usage: tuple[int, int] | None = None,
+        usage: tuple[int, int] | tuple[int, int, int] | None = None,
         raw_body: str | None = None,
     ) -> None:
         """Append a rule. ``when`` is a predicate on the request body, or a schema name.
@@ -345,8 +345,10 @@ class ScriptedLLM:
             message["tool_calls"] = [
                 _tool_call(call, f"call_{n}_{i}") for i, call in enumerate(reply.tool_calls)
             ]
+        cached_tokens = 0
         if reply.usage is not None:
-            prompt_tokens, completion_tokens = reply.usage
+            prompt_tokens, completion_tokens, *cached = reply.usage
+            cached_tokens = cached[0] if cached else 0
         else:
             # Roughly four characters a token: enough for usage accounting tests.
             prompt_tokens = max(1, len(json.dumps(body.get("messages", []))) // 4)
@@ -363,6 +365,8 @@ class ScriptedLLM:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        if cached_tokens:  # as OpenAI and llama.cpp report a prompt-cache hit
+            payload["usage"]["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
         return json.dumps(payload).encode()
 
 
