@@ -29,6 +29,7 @@ from agentd.llm import DEFAULT_MODEL, EmbeddedModel
 from agentd.loop import prompts
 from agentd.loop.describe import describe_catalog
 from agentd.loop.plan import plan_schema
+from agentd.loop.warmup import planner_system
 from agentd.tools.upstream import AgentTool, policy_for
 from bench._common import Result, load, median
 from examples.calculator.server import serve as serve_calculator
@@ -111,12 +112,13 @@ async def _tool_tokens(embedded: EmbeddedModel, tools: dict[str, AgentTool], qui
     )
 
 
-def _messages(layout: str, task: str, catalog: str) -> list[dict[str, Any]]:
+def _messages(layout: str, task: str, tools: dict[str, AgentTool]) -> list[dict[str, Any]]:
     if layout == "static_prefix":  # what agentd sends
         return [
-            {"role": "system", "content": f"{prompts.PLANNER.text}\n\nTools:\n{catalog}"},
+            {"role": "system", "content": planner_system(prompts.Prompts(), tools)},
             {"role": "user", "content": f"Task: {task}"},
         ]
+    catalog = describe_catalog(tools)
     return [  # the earlier layout: the catalog after the task, so no reusable prefix
         {"role": "system", "content": prompts.PLANNER.text},
         {"role": "user", "content": f"Task: {task}\n\nTools:\n{catalog}"},
@@ -129,7 +131,6 @@ async def _planner_calls(
     tools: dict[str, AgentTool],
     quick: bool,
 ) -> Result:
-    catalog = describe_catalog(tools)
     response_format = {
         "type": "json_schema",
         "json_schema": {
@@ -145,7 +146,7 @@ async def _planner_calls(
             started = time.perf_counter()
             completion = await client.chat.completions.create(
                 model=embedded.model,
-                messages=_messages(layout, task, catalog),  # type: ignore[arg-type]
+                messages=_messages(layout, task, tools),  # type: ignore[arg-type]
                 max_tokens=600,
                 temperature=0,
                 extra_body={"response_format": response_format},
