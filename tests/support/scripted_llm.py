@@ -353,20 +353,21 @@ class ScriptedLLM:
             # Roughly four characters a token: enough for usage accounting tests.
             prompt_tokens = max(1, len(json.dumps(body.get("messages", []))) // 4)
             completion_tokens = max(1, len(json.dumps(message)) // 4)
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if cached_tokens:  # as OpenAI and llama.cpp report a prompt-cache hit
+            usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
         payload = {
             "id": f"chatcmpl-scripted-{n}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model") or self.model,
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            "usage": usage,
         }
-        if cached_tokens:  # as OpenAI and llama.cpp report a prompt-cache hit
-            payload["usage"]["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
         return json.dumps(payload).encode()
 
 
