@@ -93,6 +93,10 @@ def test_eval_compares_two_prompt_versions(
     # JSON shape: one summary per config, one result per case and config, the differences.
     assert doc["format"] == "agentd.eval/v1"
     assert [c["label"] for c in doc["configs"]] == ["A:agentd-a", "B:agentd-b"]
+    # Each in-process daemon's start-up (services, discovery; the warm-up on the embedded
+    # model), which the cases do not pay.
+    assert all(c["ready_s"] > 0 for c in doc["configs"])
+    assert "ready after start" in captured.out and "ready in " in captured.err
     assert len(doc["results"]) == 2 * len(suite.cases)
     first = doc["results"][0]
     for key in ("case", "config", "passed", "status", "checks", "latency_s", "model_calls"):

@@ -65,6 +65,7 @@ def run_eval(args: argparse.Namespace) -> int:
         connection(args)
     except BadOption as exc:
         return _fail(str(exc))
+    ready_s: dict[str, float] = {}
     try:
         results = asyncio.run(
             evaluate(
@@ -76,6 +77,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 keep_runs=args.keep_runs,
                 progress=None if args.quiet else stderr_progress,
                 connect=connection(args).channel,
+                ready_s=ready_s,
             )
         )
     except (OSError, RuntimeError, ValueError) as exc:
@@ -84,7 +86,9 @@ def run_eval(args: argparse.Namespace) -> int:
         if library is not None:
             library.cleanup()
     described = [
-        {"label": d.label, "config": d.config_path, "target": d.target} for d in deployments
+        {"label": d.label, "config": d.config_path, "target": d.target}
+        | ({"ready_s": ready_s[d.label]} if d.label in ready_s else {})
+        for d in deployments
     ]
     doc = report.document(suite, described, [r.as_dict() for r in results], args.repeat)
     print(report.render(doc))

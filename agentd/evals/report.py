@@ -152,6 +152,13 @@ def render(doc: Mapping[str, Any], *, width: int = 110) -> str:
     row("tokens total", lambda s: str(s["tokens_total"]))
     row("cost total", lambda s: f"${s['cost_usd_total']:.6f}")
     row("reward mean", lambda s: f"{s['reward_mean']:.3f}")
+    if any("ready_s" in c for c in configs):  # in-process: start-up, model and warm-up
+        rows.append(
+            (
+                "ready after start",
+                [f"{c['ready_s']:.1f} s" if "ready_s" in c else "-" for c in configs],
+            )
+        )
     names = sorted({n for c in configs for n in c["summary"]["prompt_versions"]})
     for name in names:
         row(

@@ -260,19 +260,29 @@ async def evaluate(
     weights: RewardWeights | None = None,
     progress: Progress | None = None,
     connect: Callable[[str], grpc.aio.Channel] | None = None,
+    ready_s: dict[str, float] | None = None,
 ) -> list[RunResult]:
     """Every case ``repeat`` times against each deployment, one deployment after the other.
 
     Deployments run one after the other so they do not compete for the same cores (their
-    latencies stay comparable); within one, ``concurrency`` cases run at once.
+    latencies stay comparable); within one, ``concurrency`` cases run at once. ``ready_s``
+    gets each in-process deployment's start-up time (services, daemon, model load, discovery
+    and the prompt-cache warm-up), by label.
     """
     weights = weights or suite.reward
     results: list[RunResult] = []
     for deployment in deployments:
+        starting = time.perf_counter()
         async with (
             started(deployment, keep_runs, suite.services) as address,
             _channel(address, deployment, connect) as channel,
         ):
+            if not deployment.target:
+                took = round(time.perf_counter() - starting, 1)
+                if ready_s is not None:
+                    ready_s[deployment.label] = took
+                if progress:
+                    progress(f"[{deployment.label}] ready in {took:.1f} s (with the warm-up)")
             stub = agent_pb2_grpc.AgentServiceStub(channel)
             results += await _run_all(
                 stub, suite, deployment.label, repeat, concurrency, timeout_s, weights, progress
