@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from agentd.config import DEFAULT_EMBEDDED_MODEL, ConfigError, describe, load_config
+from agentd.config import (
+    DEFAULT_EMBEDDED_MODEL,
+    EMBEDDED_LIMITS,
+    ConfigError,
+    LimitsConfig,
+    describe,
+    load_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = """
@@ -75,6 +82,19 @@ def test_no_endpoint_means_the_embedded_model(tmp_path: Path) -> None:
         None, env={"OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "AGENTD_LLM_MODEL": "x"}
     )
     assert not with_env.uses_embedded_model
+
+
+def test_the_embedded_model_plans_within_the_limits_it_was_measured_with(tmp_path: Path) -> None:
+    measured = {k: getattr(load_config(None, env={}).limits, k) for k in EMBEDDED_LIMITS}
+    assert measured == EMBEDDED_LIMITS  # nothing configured: what the suites ran with
+    # A key the file or the environment sets wins; the others keep the measured values.
+    path = write(tmp_path, "[limits]\nmax_result_chars = 6000\n")
+    config = load_config(path, env={"AGENTD_LIMITS_MAX_STEPS": "9"})
+    assert (config.limits.max_result_chars, config.limits.max_steps) == (6000, 9)
+    assert config.limits.max_replans == EMBEDDED_LIMITS["max_replans"]
+    # A hosted planner keeps the general defaults.
+    hosted = {"OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "AGENTD_LLM_MODEL": "x"}
+    assert load_config(None, env=hosted).limits == LimitsConfig()
 
 
 @pytest.mark.parametrize(

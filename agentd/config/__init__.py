@@ -13,6 +13,7 @@ from agentd.config.load import ConfigError, describe, load_config
 from agentd.config.models import (
     CRITERIA,
     DEFAULT_EMBEDDED_MODEL,
+    EMBEDDED_LIMITS,
     GUARDS,
     POLICIES,
     PROMPT_NAMES,
@@ -42,6 +43,7 @@ from agentd.config.models import (
 __all__ = [
     "CRITERIA",
     "DEFAULT_EMBEDDED_MODEL",
+    "EMBEDDED_LIMITS",
     "GUARDS",
     "POLICIES",
     "PROMPT_NAMES",

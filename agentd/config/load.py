@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from agentd.config.models import (
+    EMBEDDED_LIMITS,
     PROMPT_NAMES,
     ROLES,
     AuthConfig,
@@ -110,6 +111,10 @@ class _Reader:
                 raise self.fail(key, f"unknown section (known: {', '.join(SECTIONS)})")
         data = {k: v for k, v in raw.items() if k != "llm"}
         data["models"] = self.llm(raw.get("llm", {}), env)
+        limits = data.get("limits", {})
+        if data["models"]["planner"].get("base_url") is None and isinstance(limits, dict):
+            # The embedded model plans: the limits it was measured with, unless set.
+            data["limits"] = {**EMBEDDED_LIMITS, **limits}
         telemetry = data.get("telemetry", {})
         if isinstance(telemetry, dict) and "capture_content" not in telemetry:
             # The GenAI instrumentations' standard switch, honoured as the default.

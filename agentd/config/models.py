@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, Strict
 from pydantic.dataclasses import dataclass
@@ -283,6 +283,22 @@ class UpstreamConfig:
         description="seconds a server stream is read (then `cutBy: time`; the call's deadline,"
         " when sooner, cuts it too); a client-streaming call's longest deadline",
     )
+
+
+# The limits the bundled models were measured with (every evals/*.yaml figure, the commented
+# examples/*.toml): short plans, one replan, results cut to what a 1.5B model reads in seconds
+# on 2 cores. When the embedded model plans, they are the defaults of [limits]: a key the file
+# or the environment sets still wins. The defaults below are for hosted models, whose larger
+# context and speed make a 8,000-character result cheap.
+EMBEDDED_LIMITS: Mapping[str, Any] = {
+    "max_steps": 6,
+    "max_plan_steps": 3,
+    "max_replans": 1,
+    "max_model_calls": 8,
+    "run_timeout_s": 180.0,
+    "max_answer_chars": 400,
+    "max_result_chars": 2500,
+}
 
 
 @dataclass(frozen=True, config=_SECTION)

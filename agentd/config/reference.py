@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from agentd.config.load import ENV_SECTIONS
-from agentd.config.models import ROLES, Config, ModelConfig
+from agentd.config.models import EMBEDDED_LIMITS, ROLES, Config, ModelConfig
 
 HEADER = """\
 # Config reference
@@ -46,6 +46,14 @@ def reference() -> str:
             parts.append(_table("[[upstreams]]", _item(hints[f.name]), "upstreams[]"))
         elif f.name == "pricing":
             parts.append(_table('[pricing."MODEL"]', _item(hints[f.name]), 'pricing."MODEL"'))
+        elif f.name == "limits":
+            parts.append(_table("[limits]", hints[f.name], "limits"))
+            measured = ", ".join(f"`{k} = {v:g}`" for k, v in EMBEDDED_LIMITS.items())
+            parts.append(
+                "When the planner runs on the embedded model (no `base_url`), the keys that the"
+                " file and the environment leave unset take the values the bundled models were"
+                f" measured with instead: {measured}.\n"
+            )
         elif f.name == "prompts":
             parts.append(f'## [prompts]\n\n{_doc(f)}: `NAME = "file.txt"`.\n')
         else:
