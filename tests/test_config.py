@@ -11,8 +11,10 @@ import pytest
 from agentd.config import (
     DEFAULT_EMBEDDED_MODEL,
     EMBEDDED_LIMITS,
+    EMBEDDED_LLM,
     ConfigError,
     LimitsConfig,
+    ModelConfig,
     describe,
     load_config,
 )
@@ -92,9 +94,13 @@ def test_the_embedded_model_plans_within_the_limits_it_was_measured_with(tmp_pat
     config = load_config(path, env={"AGENTD_LIMITS_MAX_STEPS": "9"})
     assert (config.limits.max_result_chars, config.limits.max_steps) == (6000, 9)
     assert config.limits.max_replans == EMBEDDED_LIMITS["max_replans"]
+    assert {k: getattr(config.models["planner"], k) for k in EMBEDDED_LLM} == EMBEDDED_LLM
     # A hosted planner keeps the general defaults.
-    hosted = {"OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "AGENTD_LLM_MODEL": "x"}
-    assert load_config(None, env=hosted).limits == LimitsConfig()
+    hosted = load_config(
+        None, env={"OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "AGENTD_LLM_MODEL": "x"}
+    )
+    assert hosted.limits == LimitsConfig()
+    assert hosted.models["planner"].max_tokens == ModelConfig(base_url="x", model="x").max_tokens
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from agentd.config.models import (
     EMBEDDED_LIMITS,
+    EMBEDDED_LLM,
     PROMPT_NAMES,
     ROLES,
     AuthConfig,
@@ -144,6 +145,8 @@ class _Reader:
             if not isinstance(role_raw, dict):
                 raise self.fail(f"llm.{role}", "must be a table")
             models[role] = {**defaults, **role_raw}
+            if models[role].get("base_url") is None:  # the embedded model: its own defaults
+                models[role] = {**EMBEDDED_LLM, **models[role]}
         return models
 
     def error(self, error: Mapping[str, Any], data: Mapping[str, Any]) -> ConfigError:

@@ -288,8 +288,10 @@ class UpstreamConfig:
 # The limits the bundled models were measured with (every evals/*.yaml figure, the commented
 # examples/*.toml): short plans, one replan, results cut to what a 1.5B model reads in seconds
 # on 2 cores. When the embedded model plans, they are the defaults of [limits]: a key the file
-# or the environment sets still wins. The defaults below are for hosted models, whose larger
-# context and speed make a 8,000-character result cheap.
+# or the environment sets still wins; likewise its roles' [llm] keys (EMBEDDED_LLM: a reply's
+# tokens and a call's time at ~20 tokens a second). The defaults below are for hosted models,
+# whose speed makes an 8,000-character result cheap.
+EMBEDDED_LLM: Mapping[str, Any] = {"max_tokens": 1536, "timeout_s": 120.0}  # its [llm] keys
 EMBEDDED_LIMITS: Mapping[str, Any] = {
     "max_steps": 6,
     "max_plan_steps": 3,

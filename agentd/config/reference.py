@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from agentd.config.load import ENV_SECTIONS
-from agentd.config.models import EMBEDDED_LIMITS, ROLES, Config, ModelConfig
+from agentd.config.models import EMBEDDED_LIMITS, EMBEDDED_LLM, ROLES, Config, ModelConfig
 
 HEADER = """\
 # Config reference
@@ -40,7 +40,10 @@ def reference() -> str:
             parts.append(_table("[llm]", ModelConfig, "llm"))
             parts.append(
                 f"`[llm.{']`, `[llm.'.join(ROLES)}]`: the same keys, for that role only (they"
-                " override `[llm]`; `AGENTD_LLM_<ROLE>_<KEY>`).\n"
+                " override `[llm]`; `AGENTD_LLM_<ROLE>_<KEY>`). A role on the embedded model"
+                " (no `base_url`) defaults to "
+                + ", ".join(f"`{k} = {v:g}`" for k, v in EMBEDDED_LLM.items())
+                + ".\n"
             )
         elif f.name == "upstreams":
             parts.append(_table("[[upstreams]]", _item(hints[f.name]), "upstreams[]"))
