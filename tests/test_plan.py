@@ -180,6 +180,20 @@ def test_ids_of_earlier_steps_cannot_be_reused_but_can_be_depended_on() -> None:
     assert check_plan(plan, TOOLS, done) == ["step 's1': id is already used; pick a new one"]
 
 
+def test_a_placeholder_in_an_answer_without_steps_goes_back() -> None:
+    # Seen on the embedded model for "what is my access token?": the placeholder would have
+    # reached the caller as written.
+    said = {"steps": [], "answer": "Your access token is ${DirectoryService_GetPerson.token}"}
+    errors = check_plan(decode_plan(said, revision=0), TOOLS, [])
+    assert len(errors) == 1 and "placeholder but no step returns anything" in errors[0]
+    plain = {"steps": [], "answer": "I cannot give you credentials: no listed tool does that."}
+    assert check_plan(decode_plan(plain, revision=0), TOOLS, []) == []
+    # After steps ran, an answer-only replan fills its references from their results.
+    done = [StepRecord("s1", "Get", "/pkg.S/M", {}, 0, status="succeeded", result={"id": "a"})]
+    replan = {"steps": [], "answer": "It is ${s1.id}."}
+    assert check_plan(decode_plan(replan, revision=1), TOOLS, done) == []
+
+
 def test_cycles_are_found() -> None:
     steps = [
         PlanStep("a", "Get", {}, ["c"]),

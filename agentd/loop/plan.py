@@ -376,6 +376,12 @@ def check_plan(plan: Plan, tools: Mapping[str, LoopTool], done: Sequence[StepRec
     cycle = find_cycle(plan.steps)
     if cycle:
         errors.append("steps depend on each other in a cycle: " + " -> ".join(cycle))
+    if not plan.steps and not done and "${" in (plan.direct_answer or ""):
+        # A template with nothing to fill it would reach the caller as written.
+        errors.append(
+            'the answer has a "${...}" placeholder but no step returns anything: plan the'
+            " calls it needs, or write the answer without placeholders"
+        )
     return errors
 
 
