@@ -7,13 +7,15 @@ cache is checked in ``test_embedded_run.py``.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import types
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from agentd.config import ROLES, LimitsConfig, ModelConfig
+from agentd.config import ROLES, LimitsConfig, ModelConfig, UpstreamConfig
 from agentd.llm import build_models, close_models
 from agentd.llm.model import ChatModel
 from agentd.loop.agent import Agent
@@ -21,6 +23,8 @@ from agentd.loop.deadline import Deadline
 from agentd.loop.prompts import PLANNER, RESPONDER, Prompts
 from agentd.loop.state import RunState
 from agentd.loop.warmup import planner_system
+from agentd.tools.upstream import ToolCatalog
+from examples.ledger.server import serve as serve_ledger
 from tests.support.functions import STRING, FunctionTool, obj, tools
 from tests.support.plans import plan
 from tests.support.scripted_llm import ScriptedLLM, schema_name
@@ -163,3 +167,53 @@ async def test_a_shortlisted_catalog_warms_only_the_instructions(llm: ScriptedLL
     finally:
         await close_models(models)
     assert [system_of(body) for body in llm.requests] == [RESPONDER.text, PLANNER.text]
+
+
+async def test_a_new_warm_up_replaces_the_one_a_run_waits_for_without_cancelling_the_run(
+    llm: ScriptedLLM,
+) -> None:
+    models = await models_on(llm, embedded=True)
+    llm.reply(when="warmup", content={"ok": True}, delay_s=1.0, times=None)
+    llm.reply(when="plan", content=phone_plan())
+    agent, tools = Agent(models, LIMITS), catalog()
+    try:
+        agent.warm_up(tools)
+        run = asyncio.create_task(run_phone_task(agent, tools))
+        await asyncio.sleep(0.2)  # the run now waits for the planner's warm-up
+        agent.warm_up(tools)  # the catalog changed (an upstream came back): warm again
+        finished = await run
+        await agent.warmup.finished()
+    finally:
+        await agent.warmup.stop()
+        await close_models(models)
+    assert finished.status == "succeeded", finished.error
+    assert finished.output == "The phone is +49 30 1."
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_catalog_says_when_an_upstream_that_was_down_comes_up() -> None:
+    # What makes the daemon warm the prompt cache again: the catalog's text changed.
+    port = free_port()
+    ledger = UpstreamConfig(
+        name="ledger", target=f"127.0.0.1:{port}", allow=("examples.ledger.v1.LedgerService/*",)
+    )
+    tools = ToolCatalog([ledger], retry_s=0.05)
+    changed = asyncio.Event()
+    tools.on_change = changed.set
+    await tools.start()
+    server = None
+    try:
+        assert "ledger" in tools.unavailable and not tools.tools
+        assert not changed.is_set()
+        server = await serve_ledger(port, reflection="v1")
+        await asyncio.wait_for(changed.wait(), 30)
+        assert "LedgerService_GetVendor" in tools.tools and not tools.unavailable
+    finally:
+        await tools.close()
+        if server is not None:
+            await server.stop(None)

@@ -151,8 +151,12 @@ class Daemon:
             inbound_tokens=authenticator.uses_tokens,
         )
         self.service = AgentService(runs)
-        agent.warm_up(self._default_tools(authenticator, store))
 
+        def warm() -> None:
+            agent.warm_up(self._default_tools(authenticator, store))
+
+        warm()
+        self.catalog.on_change = warm  # an upstream that was down at start came up
         # Tracing first, so even calls the auth check refuses get a span.
         interceptors: list[grpc.aio.ServerInterceptor] = [server_spans([SERVICE_NAME])]
         auth = config.server.auth

@@ -53,6 +53,9 @@ class Warmup:
         is shortlisted per task, so only its instructions are shared), on the roles the
         embedded model serves. The short one first: a run's planner call, waiting for the
         planner's warm-up, then has the cores to itself."""
+        for task in self._tasks.values():  # the catalog changed: its prefix is another now
+            task.cancel()
+        self._tasks, self._systems = {}, {}
         planner = prompts.get("planner").text if tools is None else planner_system(prompts, tools)
         systems = {"responder": prompts.get("responder").text, "planner": planner}
         previous: asyncio.Task[None] | None = None
@@ -73,7 +76,11 @@ class Warmup:
         if task is None or task.done():
             return
         if system is None or system.startswith(self._systems[role]):
-            await asyncio.shield(task)  # a cancelled run leaves the warm-up running
+            try:
+                await asyncio.shield(task)  # a cancelled run leaves the warm-up running
+            except asyncio.CancelledError:
+                if not task.cancelled():  # this run was cancelled, not the warm-up
+                    raise
 
     async def finished(self) -> None:
         """Every role's warm-up is over (done, failed or none started)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -113,6 +113,8 @@ class ToolCatalog:
     upstreams: Sequence[UpstreamConfig]
     retry_s: float = 5.0
     tools: Mapping[str, AgentTool] = field(default_factory=dict)
+    # Called after a retry found an upstream that was unavailable: the tools changed.
+    on_change: Callable[[], None] | None = None
     _state: dict[str, _Upstream] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
 
@@ -162,6 +164,8 @@ class ToolCatalog:
             failed = [s for s in self._state.values() if s.catalog is None]
             await asyncio.gather(*(self._discover(s) for s in failed))
             self._rebuild()
+            if self.on_change is not None and any(s.catalog is not None for s in failed):
+                self.on_change()
 
     def _rebuild(self) -> None:
         tools: dict[str, AgentTool] = {}
