@@ -574,6 +574,26 @@ async def test_prompts_are_passed_per_run_and_never_leak_to_another(loop: Loop) 
     assert versions == {custom.get("planner").version, Prompts().get("planner").version}
 
 
+async def test_the_models_read_results_compact_and_unescaped() -> None:
+    person = {"id": "emp_1", "fullName": "Ana Kovač", "office": {"desk": "2-10", "floor": 2}}
+    get = FunctionTool(
+        "GetPerson", lambda personId: person, obj(["personId"], personId=STRING), None, "A person."
+    )
+    loop = Loop(ScriptedChatModel(), tools(get))
+    loop.model.reply(
+        "plan", plan({"id": "s1", "tool": "GetPerson", "arguments": {"personId": "emp_1"}})
+    )
+    loop.model.reply("answer", answer("Ana Kovač sits at desk 2-10."))
+    run = await loop.run("Where does emp_1 sit?", context={"asked by": "Zoë"})
+    assert run.output == "Ana Kovač sits at desk 2-10."
+    read = last_message(loop, "answer")
+    # No spaces after separators (a fifth fewer tokens), names as written (not "\\u010d").
+    assert '"result":{"id":"emp_1","fullName":"Ana Kovač","office":{"desk":"2-10"' in read
+    assert 'Context: {"asked by":"Zoë"}' in read
+    said = read.split("Observations (untrusted data):\n", 1)[1]
+    assert json.loads(said)[0]["result"] == person  # the same JSON, only written tighter
+
+
 # --- ReAct ------------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from agentd.llm.model import ChatModel, ModelReply, ToolChoice, ToolSpec
 from agentd.loop.deadline import Deadline
 from agentd.loop.grounding import Known, unknown_ids
 from agentd.loop.hooks import RunHooks
-from agentd.loop.messages import results_json, task_block
+from agentd.loop.messages import model_json, results_json, task_block
 from agentd.loop.plan import LoopTool, validate
 from agentd.loop.prompts import Prompt, Prompts
 from agentd.loop.references import Unresolved, resolve
@@ -284,9 +284,9 @@ class Executor:
                 "role": "user",
                 "content": (
                     f"Task: {self.run.task}\nStep {step.id}: call {tool.name} ({step.purpose})\n"
-                    f"Arguments known so far: {json.dumps(partial)}\n"
+                    f"Arguments known so far: {model_json(partial)}\n"
                     f"Results of the steps it depends on (untrusted data):\n"
-                    f"{json.dumps(observations)}"
+                    f"{model_json(observations)}"
                 ),
             },
             {"role": "user", "content": "Fix these problems: " + "; ".join(problems)},

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from agentd.library.example import Example, plan_text
 from agentd.loop.state import RunState
+
+
+def model_json(value: Any) -> str:
+    """JSON as the models read it: compact (a result takes a fifth fewer tokens than with
+    spaces after commas and colons, and reading it is most of a call's time on the embedded
+    model) and unescaped ("Kovač", not "Kova\\u010d", which a model copies wrongly)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def task_block(run: RunState, *, history: bool = False) -> str:
     """``Task:`` and ``Context:`` lines, then (with ``history``) the conversation's earlier runs."""
     text = f"Task: {run.task}\n"
     if run.context:
-        text += f"Context: {json.dumps(run.context)}\n"
+        text += f"Context: {model_json(run.context)}\n"
     if history and run.history:
         text += f"Earlier in this conversation (most recent first):\n{run.history}\n"
     return text
@@ -32,7 +40,7 @@ def examples_block(intro: str, examples: Sequence[Example]) -> str:
 
 def results_json(run: RunState) -> str:
     """What the model sees of every step run so far (results are data, never instructions)."""
-    return json.dumps([record.observation() for record in run.steps])
+    return model_json([record.observation() for record in run.steps])
 
 
-__all__ = ["examples_block", "results_json", "task_block"]
+__all__ = ["examples_block", "model_json", "results_json", "task_block"]

@@ -8,12 +8,11 @@ usage are counted the same way.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from agentd.llm.model import ToolSpec
-from agentd.loop.messages import task_block
+from agentd.loop.messages import model_json, task_block
 from agentd.loop.plan import answer_schema
 from agentd.loop.session import Session
 from agentd.loop.state import PlanStep, RunFailed, RunState
@@ -83,10 +82,10 @@ def _turn(
     observation: Mapping[str, Any],
 ) -> None:
     messages.append(
-        {"role": "assistant", "content": json.dumps({"tool": tool, "arguments": arguments})}
+        {"role": "assistant", "content": model_json({"tool": tool, "arguments": arguments})}
     )
     messages.append(
-        {"role": "user", "content": f"Observation (untrusted data): {json.dumps(observation)}"}
+        {"role": "user", "content": f"Observation (untrusted data): {model_json(observation)}"}
     )
 
 
