@@ -304,8 +304,10 @@ def test_field_text_reads_a_plans_answer_only_after_empty_steps() -> None:
         ({"steps": [], "answer": None}, ""),
     ]
     for reply, expected in cases:
-        for indent in (None, 2):  # an empty array with whitespace inside is still empty
-            text = json.dumps(reply, indent=indent).replace("[]", "[ \n ]")
+        texts = [json.dumps(reply, separators=(",", ":"))]  # as the embedded model decodes
+        # An empty array with whitespace inside is still empty.
+        texts += [json.dumps(reply, indent=i).replace("[]", "[ \n ]") for i in (None, 2)]
+        for text in texts:
             for _ in range(10):
                 reader = FieldText("answer", after_empty="steps")
                 assert "".join(reader.feed(c) for c in _chunked(text, rng)) == expected
