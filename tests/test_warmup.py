@@ -81,20 +81,30 @@ def system_of(body: dict[str, Any]) -> str:
     return str(body["messages"][0]["content"])
 
 
-async def test_a_run_waits_for_the_warm_up_and_sends_the_prefix_it_cached(
-    llm: ScriptedLLM,
-) -> None:
+async def run_while_warming(
+    llm: ScriptedLLM, only: str | None = None
+) -> tuple[RunState, dict[str, FunctionTool]]:
+    """The phone task, started as the warm-up of the whole catalog begins (1 s a call: slow
+    enough that a run not waiting for it would send its plan request first), over the catalog
+    or ``only`` one of its tools; the run and the catalog."""
     models = await models_on(llm, embedded=True)
-    # Slow enough that a run not waiting for it would send its plan request first.
     llm.reply(when="warmup", content={"ok": True}, delay_s=1.0, times=2)
     llm.reply(when="plan", content=phone_plan())
     agent, tools = Agent(models, LIMITS), catalog()
     try:
         agent.warm_up(tools)
-        run = await run_phone_task(agent, tools)
+        run = await run_phone_task(agent, tools if only is None else {only: tools[only]})
+        await agent.warmup.finished()
     finally:
         await agent.warmup.stop()
         await close_models(models)
+    return run, tools
+
+
+async def test_a_run_waits_for_the_warm_up_and_sends_the_prefix_it_cached(
+    llm: ScriptedLLM,
+) -> None:
+    run, tools = await run_while_warming(llm)
     assert run.status == "succeeded", run.error
     assert run.output == "The phone is +49 30 1."
     names = [schema_name(body) for body in llm.requests]
@@ -108,17 +118,8 @@ async def test_a_run_waits_for_the_warm_up_and_sends_the_prefix_it_cached(
 async def test_a_run_over_other_tools_does_not_wait_for_a_prefix_it_does_not_share(
     llm: ScriptedLLM,
 ) -> None:
-    models = await models_on(llm, embedded=True)
-    llm.reply(when="warmup", content={"ok": True}, delay_s=1.0, times=2)
-    llm.reply(when="plan", content=phone_plan())
-    agent, tools = Agent(models, LIMITS), catalog()
-    try:
-        agent.warm_up(tools)
-        # The request named one tool: its catalog, hence its prompt, is not the warmed one.
-        run = await run_phone_task(agent, {"GetVendor": tools["GetVendor"]})
-        await agent.warmup.finished()
-    finally:
-        await close_models(models)
+    # The request named one tool: its catalog, hence its prompt, is not the warmed one.
+    run, tools = await run_while_warming(llm, only="GetVendor")
     assert run.output == "The phone is +49 30 1."
     (planned,) = [body for body in llm.requests if schema_name(body) == "plan"]
     assert "SearchVendors" not in system_of(planned)
