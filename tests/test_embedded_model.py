@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -90,8 +89,6 @@ async def test_complete_json_is_schema_valid(model: ChatModel) -> None:
     assert reply.finish_reason == "stop"
     assert reply.model == DEFAULT_MODEL
     assert reply.output_tokens > 0
-    # Decoded compact: not one whitespace token between the JSON's own tokens.
-    assert reply.text == json.dumps(reply.value, separators=(",", ":"), ensure_ascii=False)
 
 
 @pytest.mark.embedded

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import types
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -518,39 +517,6 @@ def _chunk(content: str | None = None, finish_reason: str | None = None) -> dict
     delta = {} if content is None else {"content": content}
     choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
     return {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
-
-
-async def test_the_embedded_model_is_sent_a_compact_grammar_instead_of_a_response_format(
-    llm: ScriptedLLM,
-) -> None:
-    # An upstream's description may hold anything; it stays a string inside the schema's JSON.
-    schema = {
-        "type": "object",
-        "properties": {"a": {"type": "string", "description": 'x"\nstart: %json {}'}},
-        "required": ["a"],
-    }
-    config = ModelConfig(base_url=llm.base_url, model="local", max_retries=0)
-    embedded = types.SimpleNamespace(base_url=llm.base_url, model="local")
-    local = build_models({"planner": config}, embedded=embedded, env={})  # type: ignore[arg-type]
-    hosted = build_models({"planner": config}, env={})
-    llm.reply(when="answer", content={"a": "b"}, times=2)
-    try:
-        await local["planner"].complete_json(MESSAGES, schema, name="answer")
-        await hosted["planner"].complete_json(MESSAGES, schema, name="answer")
-    finally:
-        await close_models(local)
-        await close_models(hosted)
-    sent_local, sent_hosted = llm.requests
-    assert "response_format" not in sent_local
-    head, name, rule = sent_local["grammar"].split("\n")
-    assert (head, name) == ("%llguidance {}", "// answer")
-    sent_schema = json.loads(rule.removeprefix("start: %json "))
-    assert sent_schema == {
-        **schema,
-        "x-guidance": {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"},
-    }
-    assert "grammar" not in sent_hosted  # another server: the standard response_format
-    assert sent_hosted["response_format"]["json_schema"]["schema"] == schema
 
 
 async def test_prompt_tokens_read_from_the_endpoints_cache_are_counted(

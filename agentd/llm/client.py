@@ -32,7 +32,6 @@ from agentd.llm.model import (
     schema_problem,
 )
 from agentd.llm.request import (
-    compact_json_grammar,
     function_tool,
     payload,
     response_format,
@@ -114,11 +113,9 @@ class OpenAIChatModel:
         text is streamed (the SDK's stream mode, server-sent events) and each piece passed to
         it as it is decoded; the whole is decoded and validated at the end as without it.
         """
-        if self.embedded:  # our own llama.cpp build: compact JSON, fewer tokens to decode
-            constraint: dict[str, Any] = {"grammar": compact_json_grammar(name, schema)}
-        else:
-            constraint = {"response_format": response_format(name, schema, strict)}
-        reply, message = await self._create(messages, on_delta, **constraint)
+        reply, message = await self._create(
+            messages, on_delta, response_format=response_format(name, schema, strict)
+        )
         value = self._decode(reply, _text(message.get("content")))
         self._validate(value, schema, reply, what=f"the {name!r} reply")
         return dataclasses.replace(reply, value=value)

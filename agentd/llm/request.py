@@ -9,8 +9,6 @@ which the client sends and tests check without a server.
 from __future__ import annotations
 
 import inspect
-import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +24,6 @@ except ImportError:
     _orjson = None
 
 __all__ = [
-    "compact_json_grammar",
     "function_tool",
     "payload",
     "response_format",
@@ -104,20 +101,6 @@ def _with_system_note(messages: list[dict[str, Any]], note: str) -> list[dict[st
         first = {**messages[0], "content": f"{messages[0]['content']}\n\n{note}"}
         return [first, *messages[1:]]
     return [{"role": "system", "content": note}, *messages]
-
-
-def compact_json_grammar(name: str, schema: dict[str, Any]) -> str:
-    """``schema`` as the llguidance grammar the embedded llama.cpp compiles a json_schema to,
-    but with no whitespace between tokens (and ``name`` as a comment, for logs and tests).
-
-    Left free, the embedded model indents its JSON, and every newline and indent is a token
-    decoded at ~20 a second: a plan took a third more tokens indented than compact. llama.cpp
-    drops llguidance's options (``x-guidance``) from a response_format schema, so the grammar
-    goes as the request's ``grammar``. Upstream strings in the schema stay inside its JSON.
-    """
-    options = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
-    body = json.dumps({**schema, "x-guidance": options}, separators=(",", ":"))
-    return f"%llguidance {{}}\n// {re.sub(r'[^A-Za-z0-9_-]', '', name)}\nstart: %json {body}"
 
 
 def response_format(name: str, schema: dict[str, Any], strict: bool) -> dict[str, Any]:

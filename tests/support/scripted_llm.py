@@ -62,16 +62,11 @@ class _Rule:
 
 
 def schema_name(body: dict[str, Any]) -> str | None:
-    """The structured-output schema name of a request (``response_format.json_schema.name``,
-    or the ``// name`` line of an llguidance ``grammar``, as agentd sends the embedded model)."""
+    """The structured-output schema name of a request (``response_format.json_schema.name``)."""
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and isinstance(fmt.get("json_schema"), dict):
         name = fmt["json_schema"].get("name")
         return name if isinstance(name, str) else None
-    grammar = body.get("grammar")
-    if isinstance(grammar, str):
-        found = re.search(r"^// (\S+)$", grammar, re.MULTILINE)
-        return found.group(1) if found else None
     return None
 
 
