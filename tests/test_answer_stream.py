@@ -304,7 +304,7 @@ def test_field_text_reads_a_plans_answer_only_after_empty_steps() -> None:
         ({"steps": [], "answer": None}, ""),
     ]
     for reply, expected in cases:
-        texts = [json.dumps(reply, separators=(",", ":"))]  # as the embedded model decodes
+        texts = [json.dumps(reply, separators=(",", ":"))]  # compact, as many models write it
         # An empty array with whitespace inside is still empty.
         texts += [json.dumps(reply, indent=i).replace("[]", "[ \n ]") for i in (None, 2)]
         for text in texts:
