@@ -216,7 +216,7 @@ class Session:
 
         prompt = self.prompts.get("replan" if reason else "planner")
         attempts = self.limits.max_plan_repairs + 1
-        await self.warmed("planner", messages)
+        await self.warmed("planner")
         try:
             plan = await repaired(
                 messages,
@@ -321,7 +321,7 @@ class Session:
             {"role": "user", "content": user},
         ]
         said_missing = ""
-        await self.warmed("responder", messages)
+        await self.warmed("responder")
 
         def accept(reply: ModelReply) -> tuple[Any, str]:
             nonlocal said_missing
@@ -396,11 +396,11 @@ class Session:
 
     # --- model calls ------------------------------------------------------------------------
 
-    async def warmed(self, role: str, messages: list[dict[str, Any]]) -> None:
-        """Wait while the embedded model reads this call's static prefix into its cache
-        (``agentd.loop.warmup``): reading it beside the warm-up would only slow both."""
+    async def warmed(self, role: str) -> None:
+        """Wait while the embedded model reads this role's static prefix into its cache
+        (``agentd.loop.warmup``): this call would wait behind that reading anyway."""
         if self.warmup is not None:
-            await self.warmup.wait(role, str(messages[0]["content"]))
+            await self.warmup.wait(role)
 
     async def ask(
         self, role: str, prompt: Prompt, call: Callable[[ChatModel], Awaitable[Any]]
