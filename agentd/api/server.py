@@ -157,6 +157,7 @@ class Daemon:
 
         warm()
         self.catalog.on_change = warm  # an upstream that was down at start came up
+
         # Tracing first, so even calls the auth check refuses get a span.
         interceptors: list[grpc.aio.ServerInterceptor] = [server_spans([SERVICE_NAME])]
         auth = config.server.auth
