@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agentd.config import ROLES, LimitsConfig, ModelConfig, UpstreamConfig
+from agentd.config import ROLES, LimitsConfig, MemoryConfig, ModelConfig, UpstreamConfig
 from agentd.llm import build_models, close_models
 from agentd.llm.model import ChatModel
 from agentd.loop.agent import Agent
@@ -23,6 +23,7 @@ from agentd.loop.deadline import Deadline
 from agentd.loop.prompts import PLANNER, RESPONDER, Prompts
 from agentd.loop.state import RunState
 from agentd.loop.warmup import planner_system
+from agentd.tools import memory
 from agentd.tools.upstream import ToolCatalog
 from examples.ledger.server import serve as serve_ledger
 from tests.support.functions import STRING, FunctionTool, obj, tools
@@ -219,3 +220,12 @@ async def test_a_catalog_says_when_an_upstream_that_was_down_comes_up() -> None:
         await tools.close()
         if server is not None:
             await server.stop(None)
+
+
+def test_the_warmed_catalog_starts_the_catalog_of_a_run_with_memory_tools() -> None:
+    # The daemon warms the services' tools; a run with a user also gets the memory tools,
+    # whose lower-case names sort after the services', so its prompt starts the same.
+    run = RunState(run_id="r", task="", mode="plan_execute", user_id="u")
+    with_memory = {**catalog(), **memory.builtin_tools(None, MemoryConfig(), run)}  # type: ignore[arg-type]
+    assert len(with_memory) > len(catalog())
+    assert planner_system(Prompts(), with_memory).startswith(planner_system(Prompts(), catalog()))

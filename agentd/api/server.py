@@ -30,14 +30,12 @@ from agentd.llm.model import ChatModel
 from agentd.loop.agent import Agent
 from agentd.loop.guardrails import Guardrails
 from agentd.loop.prompts import load_overrides
-from agentd.loop.state import RunState
 from agentd.runs.alerts import Alerter
 from agentd.runs.approvals import Supervisor
 from agentd.runs.sealing import Sealer
 from agentd.runs.service import Runs
 from agentd.store import open_store
 from agentd.telemetry import flush, server_spans, setup_metrics, setup_tracing
-from agentd.tools import memory
 from agentd.tools.upstream import ToolCatalog
 from agentd.v1 import agent_pb2, agent_pb2_grpc
 from toolgen.reflection_server import enable_reflection
@@ -153,7 +151,10 @@ class Daemon:
         self.service = AgentService(runs)
 
         def warm() -> None:
-            agent.warm_up(self._default_tools(authenticator, store))
+            # The services' tools. The memory tools a run with a user also has sort after
+            # them (lower case), so this is the start of that run's catalog too.
+            assert self.catalog is not None
+            agent.warm_up(self.catalog.tools)
 
         warm()
         self.catalog.on_change = warm  # an upstream that was down at start came up
@@ -214,18 +215,6 @@ class Daemon:
             tools=len(self.catalog.tools),
             unavailable=self.catalog.unavailable or None,
         )
-
-    def _default_tools(self, authenticator: Authenticator, store: Any) -> dict[str, Any]:
-        """The tools a run that names none is offered: every allowed method, and the memory
-        tools when callers have a user (named by auth, or anonymous ones allowed memory)."""
-        assert self.catalog is not None
-        config, auth = self.config, self.config.server.auth
-        named = authenticator.uses_tokens or bool(auth.client_ca or auth.gateway_header)
-        tools: dict[str, Any] = dict(self.catalog.tools)
-        if named or config.memory.allow_anonymous:  # only described, never invoked
-            described = RunState(run_id="", task="", mode="plan_execute")
-            tools.update(memory.builtin_tools(store, config.memory, described))
-        return tools
 
     def _bind(self, listen: str, auth: AuthConfig) -> int:
         assert self.server is not None
