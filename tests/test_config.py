@@ -95,6 +95,9 @@ def test_the_embedded_model_plans_within_the_limits_it_was_measured_with(tmp_pat
     assert (config.limits.max_result_chars, config.limits.max_steps) == (6000, 9)
     assert config.limits.max_replans == EMBEDDED_LIMITS["max_replans"]
     assert {k: getattr(config.models["planner"], k) for k in EMBEDDED_LLM} == EMBEDDED_LLM
+    # An empty base_url is the embedded model too (the loader's rule), so it gets them as well.
+    empty = load_config(None, env={"AGENTD_LLM_BASE_URL": '""'})
+    assert empty.uses_embedded_model and empty.limits.max_result_chars == 2500
     # A hosted planner keeps the general defaults.
     hosted = load_config(
         None, env={"OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "AGENTD_LLM_MODEL": "x"}

@@ -113,7 +113,7 @@ class _Reader:
         data = {k: v for k, v in raw.items() if k != "llm"}
         data["models"] = self.llm(raw.get("llm", {}), env)
         limits = data.get("limits", {})
-        if data["models"]["planner"].get("base_url") is None and isinstance(limits, dict):
+        if not data["models"]["planner"].get("base_url") and isinstance(limits, dict):
             # The embedded model plans: the limits it was measured with, unless set.
             data["limits"] = {**EMBEDDED_LIMITS, **limits}
         telemetry = data.get("telemetry", {})
@@ -145,7 +145,7 @@ class _Reader:
             if not isinstance(role_raw, dict):
                 raise self.fail(f"llm.{role}", "must be a table")
             models[role] = {**defaults, **role_raw}
-            if models[role].get("base_url") is None:  # the embedded model: its own defaults
+            if not models[role].get("base_url"):  # the embedded model (as in `model`): its defaults
                 models[role] = {**EMBEDDED_LLM, **models[role]}
         return models
 
