@@ -186,6 +186,9 @@ def test_a_placeholder_in_an_answer_without_steps_goes_back() -> None:
     said = {"steps": [], "answer": "Your access token is ${DirectoryService_GetPerson.token}"}
     errors = check_plan(decode_plan(said, revision=0), TOOLS, [])
     assert len(errors) == 1 and "placeholder but no step returns anything" in errors[0]
+    for other in ("It is ${s1.phone}.", "It is $s1.phone.", "It is s1.phone."):  # same class
+        stepless = {"steps": [], "answer": other}
+        assert check_plan(decode_plan(stepless, revision=0), TOOLS, []), other
     plain = {"steps": [], "answer": "I cannot give you credentials: no listed tool does that."}
     assert check_plan(decode_plan(plain, revision=0), TOOLS, []) == []
     # After steps ran, an answer-only replan fills its references from their results.

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from agentd.llm.schemas import IdentityCache, validator, without_nulls
 from agentd.loop.describe import deref
 from agentd.loop.references import (
+    UNMARKED,
     Unresolved,
     lookup,
     path_parts,
@@ -376,8 +377,11 @@ def check_plan(plan: Plan, tools: Mapping[str, LoopTool], done: Sequence[StepRec
     cycle = find_cycle(plan.steps)
     if cycle:
         errors.append("steps depend on each other in a cycle: " + " -> ".join(cycle))
-    if not plan.steps and not done and "${" in (plan.direct_answer or ""):
-        # A template with nothing to fill it would reach the caller as written.
+    said = plan.direct_answer or ""
+    placeholder = "${" in said or references(said) or UNMARKED.search(said)
+    if not plan.steps and not done and placeholder:
+        # A template with nothing to fill it ("${...}", "$s1.phone", "s1.phone") would reach
+        # the caller as written, or a responder with no result to read.
         errors.append(
             'the answer has a "${...}" placeholder but no step returns anything: plan the'
             " calls it needs, or write the answer without placeholders"
